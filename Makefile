@@ -1,0 +1,122 @@
+# One build for everything.
+#   make              programs at the top of the checkout (CUDA kernels too when nvcc is found)
+#   make CUDA=0       CPU-only build
+#   make test         doctest suites + end-to-end checks (GPU cases run when a GPU is present)
+#   make bench        op benchmark (bench/RESULTS.md says how the numbers were taken)
+#   make demo         the whole pipeline on ../shared/data/dogs-vs-cats-4k with synthetic weights
+#   make clean
+# CUDA_ARCH=90 builds sm_90 code (H100/H200) plus compute_90 PTX that newer GPUs JIT-compile.
+
+CXX      ?= g++
+NVCC     ?= $(shell command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)
+CUDA     ?= auto
+CUDA_ARCH ?= 90
+BUILD    ?= build
+
+ifeq ($(CUDA),auto)
+  ifneq ($(wildcard $(NVCC)),)
+    CUDA := 1
+  else
+    CUDA := 0
+  endif
+endif
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+
+ARCH := $(shell uname -m)
+CXXFLAGS ?= -O3 -g
+CXXFLAGS += -std=c++17 -Wall -Wextra -Wno-unused-parameter -pthread -ffp-contract=off -MMD -MP
+CPPFLAGS += -I. -I/usr/include/stb
+LDLIBS   += -lz -lpthread -ldl
+
+HOST_SRCS := $(filter-out host/tl_%.cpp host/cuda_stub.cpp host/cpu_kernel_%.cpp,$(wildcard host/*.cpp))
+TOOL_SRCS := $(filter-out tools/tl_%.cpp,$(wildcard tools/*.cpp))
+KERNEL_SRCS := $(wildcard kernels/*.cu)
+
+# Vector kernels: compiled per ISA and chosen at run time, so one binary runs on any x86-64.
+ifeq ($(ARCH),x86_64)
+  CPPFLAGS += -DTL_HAVE_X86_KERNELS
+  ISA_OBJS := $(BUILD)/host/cpu_kernel_avx512.o $(BUILD)/host/cpu_kernel_avx2.o
+endif
+ISA_OBJS += $(BUILD)/host/cpu_kernel_generic.o
+
+ifeq ($(CUDA),1)
+  NVCCFLAGS ?= -O3 -lineinfo
+  NVCCFLAGS += -std=c++17 -Xcompiler -Wall,-Wno-unused-parameter -I. \
+    -gencode arch=compute_$(CUDA_ARCH),code=sm_$(CUDA_ARCH) -gencode arch=compute_$(CUDA_ARCH),code=compute_$(CUDA_ARCH) \
+    -DTL_CUDA_MIN_SM=$(CUDA_ARCH)
+  BACKEND_OBJS := $(patsubst %.cu,$(BUILD)/%.o,$(KERNEL_SRCS))
+  CPPFLAGS += -DTL_WITH_CUDA
+  LDFLAGS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64
+  LDLIBS   += -lcublas -lcudart_static -lrt
+else
+  BACKEND_OBJS := $(BUILD)/host/cuda_stub.o
+endif
+
+LIB_OBJS := $(patsubst %.cpp,$(BUILD)/%.o,$(HOST_SRCS) $(TOOL_SRCS)) $(ISA_OBJS) $(BACKEND_OBJS)
+LIB := $(BUILD)/libtl.a
+PROGRAMS := tl_cache tl_train tl_predict tl_inspect tl_convert
+TEST_SRCS := $(wildcard tests/*.cpp)
+TEST_BIN := $(BUILD)/test_tl
+BENCH_BIN := $(BUILD)/bench_ops
+
+.PHONY: all test test-unit test-e2e bench demo clean fixtures
+all: $(PROGRAMS) $(TEST_BIN) $(BENCH_BIN)
+	@echo "built: $(PROGRAMS) (CUDA=$(CUDA), cpu kernels: $(ARCH))"
+
+$(BUILD)/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/host/cpu_kernel_avx512.o: host/cpu_kernel_avx512.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -mavx512f -mfma -c $< -o $@
+
+$(BUILD)/host/cpu_kernel_avx2.o: host/cpu_kernel_avx2.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -mavx2 -mfma -c $< -o $@
+
+$(BUILD)/kernels/%.o: kernels/%.cu kernels/common.cuh host/cuda_api.h host/common.h
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+tl_convert: $(BUILD)/tools/tl_convert.o $(LIB)
+	$(CXX) $(CXXFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+tl_%: $(BUILD)/host/tl_%.o $(LIB)
+	$(CXX) $(CXXFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(TEST_BIN): $(patsubst %.cpp,$(BUILD)/%.o,$(TEST_SRCS)) $(LIB)
+	$(CXX) $(CXXFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BENCH_BIN): $(BUILD)/bench/bench_ops.o $(LIB)
+	$(CXX) $(CXXFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# The unit suites, then the end-to-end scripts (which use the programs and ../shared/data).
+test: all
+	./$(TEST_BIN)
+	bash tests/e2e.sh
+
+test-unit: $(TEST_BIN)
+	./$(TEST_BIN)
+
+test-e2e: all
+	bash tests/e2e.sh
+
+bench: all
+	./$(BENCH_BIN)
+
+demo: all
+	bash tools/demo.sh
+
+# Regenerates the committed reference fixtures (needs python3-torch, numpy, h5py, PIL, scipy).
+fixtures:
+	/usr/bin/python3 tools/gen_fixtures.py tests/fixtures
+
+clean:
+	rm -rf $(BUILD) $(PROGRAMS)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

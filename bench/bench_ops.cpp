@@ -1,0 +1,204 @@
+// bench_ops: times every op on the VGG16 layer shapes (224x224 input) and on the head's shapes,
+// on the CPU and (when present) the GPU, and prints the achieved GFLOP/s or GB/s next to the
+// machine's ceiling. The CPU ceilings are measured here, in the same run: the peak FMA rate of
+// the kernel build in use on all threads, and the bandwidth of a large multi-threaded copy.
+//
+//   build/bench_ops [--batch 8,32] [--device cpu|cuda|all] [--reps N] [--only conv,pool,head]
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <thread>
+
+#include "host/cli.h"
+#include "host/cpu_kernels.h"
+#include "host/cuda_api.h"
+#include "host/ops.h"
+#include "host/threads.h"
+
+using namespace tl;
+
+namespace {
+
+struct Ceil {
+  double flops = 0, bytes = 0;
+};
+
+Ceil measure_cpu_ceilings() {
+  Ceil c;
+  const cpu::Kernels& k = cpu::kernels();
+  const int nt = num_threads();
+  const long iters = 20000000;
+  std::vector<float> sink(nt);
+  double t0 = now_s();
+  parallel_for(nt, [&](int64_t t) { sink[t] = k.fma_loop(iters); });
+  double dt = now_s() - t0;
+  c.flops = (double)iters * k.fma_loop_flops * nt / dt;
+  const size_t n = (size_t)64 << 20;  // 256 MB per buffer
+  std::vector<float> a(n, 1.0f), b(n, 0.0f);
+  double best = 1e30;
+  for (int r = 0; r < 3; r++) {
+    t0 = now_s();
+    parallel_for(64, [&](int64_t t) {
+      size_t s = n / 64 * t;
+      memcpy(b.data() + s, a.data() + s, n / 64 * sizeof(float));
+    });
+    best = std::min(best, now_s() - t0);
+  }
+  c.bytes = 2.0 * n * sizeof(float) / best;  // read + write
+  return c;
+}
+
+double time_op(Device d, int reps, const std::function<void()>& fn) {
+  fn();  // warm-up (and first-touch of the outputs)
+  if (d == Device::CUDA) cuda::synchronize();
+  std::vector<double> ts;
+  for (int r = 0; r < reps; r++) {
+    if (d == Device::CUDA) {
+      cuda::timer_start();
+      fn();
+      ts.push_back(cuda::timer_stop_ms() / 1e3);
+    } else {
+      double t0 = now_s();
+      fn();
+      ts.push_back(now_s() - t0);
+    }
+  }
+  std::sort(ts.begin(), ts.end());
+  return ts[ts.size() / 2];  // median
+}
+
+void fill(Tensor& t, uint64_t seed, float scale) {
+  Rng r(seed);
+  std::vector<float> v((size_t)t.numel());
+  for (auto& x : v) x = (r.uniform() * 2 - 1) * scale;
+  t.from_vector(v);
+}
+
+void row(const char* dev, const std::string& op, const std::string& shape, double s, double work, bool is_flops,
+         const Ceil& c) {
+  double rate = work / s;
+  double ceil = is_flops ? c.flops : c.bytes;
+  printf("%-5s %-22s %-28s %10.3f ms %9.1f %-7s %5.1f%%\n", dev, op.c_str(), shape.c_str(), s * 1e3,
+         rate / 1e9, is_flops ? "GFLOP/s" : "GB/s", ceil > 0 ? 100.0 * rate / ceil : 0.0);
+}
+
+struct ConvShape {
+  const char* name;
+  int hw, cin, cout;
+  bool pool_after;
+};
+const ConvShape kVgg16[] = {
+    {"block1_conv1", 224, 3, 64, false},   {"block1_conv2", 224, 64, 64, true},
+    {"block2_conv1", 112, 64, 128, false}, {"block2_conv2", 112, 128, 128, true},
+    {"block3_conv1", 56, 128, 256, false}, {"block3_conv2", 56, 256, 256, false},
+    {"block3_conv3", 56, 256, 256, true},  {"block4_conv1", 28, 256, 512, false},
+    {"block4_conv2", 28, 512, 512, false}, {"block4_conv3", 28, 512, 512, true},
+    {"block5_conv1", 14, 512, 512, false}, {"block5_conv2", 14, 512, 512, false},
+    {"block5_conv3", 14, 512, 512, true},
+};
+
+void bench_device(Device d, const std::vector<int>& batches, int reps, const std::string& only, const Ceil& c) {
+  const char* dn = device_name(d);
+  bool do_conv = only.find("conv") != std::string::npos, do_pool = only.find("pool") != std::string::npos,
+       do_head = only.find("head") != std::string::npos;
+  for (int B : batches) {
+    double conv_total = 0;
+    for (const ConvShape& L : kVgg16) {
+      if (!do_conv && !(do_pool && L.pool_after)) continue;
+      Tensor x({B, L.hw, L.hw, L.cin}, d), w({3, 3, L.cin, L.cout}, d), b({L.cout}, d), y({B, L.hw, L.hw, L.cout}, d);
+      fill(x, 1, 1.0f);
+      fill(w, 2, 0.05f);
+      fill(b, 3, 0.1f);
+      if (do_conv) {
+        double s = time_op(d, reps, [&] { ops::conv3x3(x, w, b, y, true); });
+        conv_total += s;
+        double flops = 2.0 * B * L.hw * L.hw * 9.0 * L.cin * L.cout;
+        row(dn, std::string("conv3x3+relu ") + L.name, strfmt("%dx%dx%dx%d->%d", B, L.hw, L.hw, L.cin, L.cout), s,
+            flops, true, c);
+      }
+      if (do_pool && L.pool_after) {
+        Tensor p({B, L.hw / 2, L.hw / 2, L.cout}, d);
+        double s = time_op(d, reps, [&] { ops::maxpool2x2(y, p); });
+        row(dn, "maxpool2x2", strfmt("%dx%dx%dx%d", B, L.hw, L.hw, L.cout), s, (double)(y.bytes() + p.bytes()), false,
+            c);
+      }
+    }
+    if (do_conv) {
+      printf("%-5s %-22s %-28s %10.3f ms  -> %.2f images/s through the 13 conv layers (batch %d)\n", dn,
+             "VGG16 conv total", strfmt("%dx224x224x3", B).c_str(), conv_total * 1e3, B / conv_total, B);
+    }
+  }
+  if (!do_head) return;
+  for (int B : {32, 128}) {
+    const int K = 25088, N = 400;
+    Tensor x({B, K}, d), w({K, N}, d), b({N}, d), y({B, N}, d), dy({B, N}, d), dw({K, N}, d), db({N}, d);
+    fill(x, 4, 1.0f);
+    fill(w, 5, 0.01f);
+    fill(b, 6, 0.1f);
+    fill(dy, 7, 0.1f);
+    double s = time_op(d, reps * 5, [&] { ops::dense(x, w, b, y, true); });
+    row(dn, "dense+relu", strfmt("%dx%d->%d", B, K, N), s, 2.0 * B * K * N, true, c);
+    s = time_op(d, reps * 5, [&] { ops::dense_backward(x, w, dy, nullptr, dw, db); });
+    row(dn, "dense backward (dW,db)", strfmt("%dx%d->%d", B, K, N), s, 2.0 * B * K * N, true, c);
+    Tensor h1({B, N}, d), h2({B, N}, d);
+    fill(h1, 8, 1.0f);
+    s = time_op(d, reps * 5, [&] { ops::dropout(h1, h2, 0.2f, 1, 2); });
+    row(dn, "dropout", strfmt("%dx%d", B, N), s, 2.0 * h1.bytes(), false, c);
+  }
+  {
+    const int64_t P = 10043641;  // the head's parameters
+    Tensor w({P}, d), g({P}, d), v({P}, d);
+    fill(w, 9, 0.01f);
+    fill(g, 10, 0.01f);
+    v.zero();
+    double s = time_op(d, reps * 5, [&] { ops::rmsprop(w, g, v, 1e-3f, 0.9f, 1e-7f); });
+    row(dn, "rmsprop", strfmt("%lld params", (long long)P), s, 5.0 * w.bytes(), false, c);
+    Tensor r({P}, d);
+    s = time_op(d, reps * 5, [&] { ops::relu(g, r); });
+    row(dn, "relu", strfmt("%lld", (long long)P), s, 2.0 * w.bytes(), false, c);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return guarded_main("bench_ops", [&] {
+    std::string batches_s = "8,32", device = "all", only = "conv,pool,head";
+    int reps = 3, threads = 0;
+    Cli cli("bench_ops", "bench_ops [options]",
+            "Times each op on the VGG16 layer shapes and the head's shapes; prints GFLOP/s or GB/s and the\n"
+            "fraction of the machine's ceiling (CPU ceilings are measured in the same run).");
+    cli.opt("--batch", &batches_s, "LIST", "comma-separated batch sizes for the conv layers");
+    cli.opt("--device", &device, "D", "cpu, cuda or all (all: the CPU, and the GPU when present)");
+    cli.opt("--reps", &reps, "N", "timed repetitions per op (the median is reported)");
+    cli.opt("--only", &only, "LIST", "subset of conv,pool,head");
+    cli.opt("--threads", &threads, "N", "CPU threads (default: all cores)");
+    if (!cli.parse(argc, argv)) return 0;
+    if (reps < 1) fail("--reps must be at least 1");
+    if (threads > 0) set_num_threads(threads);
+    std::vector<int> batches;
+    for (auto& s : split(batches_s, ',')) batches.push_back(std::max(1, atoi(s.c_str())));
+    printf("%-5s %-22s %-28s %13s %17s %6s\n", "dev", "op", "shape", "median", "rate", "ceil");
+    if (device == "cpu" || device == "all") {
+      Ceil c = measure_cpu_ceilings();
+      printf("cpu: %d threads, kernels %s; measured ceilings: %.1f GFLOP/s fp32 FMA, %.1f GB/s copy\n",
+             num_threads(), cpu::kernels().isa, c.flops / 1e9, c.bytes / 1e9);
+      bench_device(Device::CPU, batches, reps, only, c);
+    }
+    std::string why;
+    if (device == "cuda" || device == "all") {
+      if (!cuda::available(&why)) {
+        if (device == "cuda") fail("--device cuda: %s", why.c_str());
+        printf("cuda: skipped (%s)\n", why.c_str());
+      } else {
+        Ceil c;
+        cuda::device_peaks(&c.flops, &c.bytes);
+        printf("cuda: %s; datasheet-style ceilings from attributes: %.1f TFLOP/s fp32, %.0f GB/s\n",
+               cuda::device_description().c_str(), c.flops / 1e12, c.bytes / 1e9);
+        bench_device(Device::CUDA, batches, reps, only, c);
+      }
+    }
+    return 0;
+  });
+}

@@ -1,0 +1,59 @@
+// cpu_ops.h: the CPU implementation of every op. Multi-threaded (threads.h) and vectorised
+// (cpu_kernels.h); each output element is computed by one task in a fixed order, so results do
+// not depend on the thread count. Layouts as in ops.h.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace tl {
+namespace cpu {
+
+// x [n,h,w,cin] NHWC, w [3,3,cin,cout] HWIO, b [cout] -> y [n,h,w,cout]; stride 1, zero pad 1.
+void conv3x3(const float* x, const float* w, const float* b, float* y, int n, int h, int wd, int cin,
+             int cout, bool relu);
+
+// C[m,n] = op(A)[m,k] op(B)[k,n] (+ bias[n] | + C when accumulate), optional ReLU.
+// op(A) = A (row-major, lda) or A^T when ta (A stored [k][lda]); likewise B with tb.
+void gemm(int m, int n, int k, const float* a, int lda, bool ta, const float* b, int ldb, bool tb, float* c,
+          int ldc, const float* bias, bool accumulate, bool relu);
+
+void relu(const float* x, float* y, int64_t n);
+void relu_backward(const float* y, const float* dy, float* dx, int64_t n);  // dx = dy * (y > 0)
+void maxpool2x2(const float* x, float* y, int n, int h, int w, int c);      // floor(h/2), floor(w/2)
+
+// x [m,k], w [k,n], b [n] -> y [m,n]
+void dense(const float* x, const float* w, const float* b, float* y, int m, int k, int n, bool relu);
+// dw = x^T dy, db = column sums of dy, dx = dy w^T (dx may be null)
+void dense_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db, int m,
+                    int k, int n);
+
+// Inverted dropout: y = x / (1 - rate) where kept, else 0. The mask is a pure function of
+// (seed, step, index) (dropout_keep), so the backward pass is the same call on dy.
+void dropout(const float* x, float* y, int64_t n, float rate, uint64_t seed, uint64_t step);
+
+// Per element: prob = sigmoid(z); loss = max(z,0) - z*y + log1p(exp(-|z|)); dz = (prob - y) / n.
+void sigmoid_bce(const float* z, const float* y, float* prob, float* loss, float* dz, int n);
+
+// v = rho*v + (1-rho)*g*g; w = w - lr * (g / (sqrt(v) + eps))   (tf.keras 2.x / PyTorch RMSprop)
+void rmsprop(float* w, const float* g, float* v, int64_t n, float lr, float rho, float eps);
+
+void f32_to_f16(const float* x, uint16_t* y, int64_t n);
+void f16_to_f32(const uint16_t* x, float* y, int64_t n);
+uint16_t half_from_float(float f);  // round to nearest even, like __float2half_rn
+float float_from_half(uint16_t h);
+
+}  // namespace cpu
+
+// The dropout mask, shared by the CPU and CUDA code (kernels/dropout.cu has the same function).
+static inline uint64_t dropout_mix(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+static inline bool dropout_keep(uint64_t seed, uint64_t step, uint64_t i, float rate) {
+  uint64_t h = dropout_mix(dropout_mix(seed + 0x9E3779B97F4A7C15ull * (step + 1)) ^ (i * 0xD1B54A32D192ED03ull));
+  float u = (float)(h >> 40) * (1.0f / 16777216.0f);  // uniform in [0,1), 24 bits
+  return u >= rate;
+}
+
+}  // namespace tl

@@ -1,0 +1,46 @@
+// helpers.h: shared helpers for the doctest suites: fixtures, comparisons, GPU detection.
+#pragma once
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "host/common.h"
+#include "host/npy.h"
+#include "host/tensor.h"
+
+namespace tlt {
+
+// Folder of the committed fixtures (TL_FIXTURES overrides; default tests/fixtures).
+std::string fixture_dir();
+// ../shared/data (TL_SHARED_DATA overrides); empty when absent.
+std::string shared_data_dir();
+
+struct Fixture {
+  std::string path;
+  std::map<std::string, tl::NpyArray> arrays;
+  explicit Fixture(const std::string& name);
+  std::vector<float> f(const std::string& key) const;
+  std::vector<int64_t> shape(const std::string& key) const;
+  double scalar(const std::string& key) const;
+  uint64_t u64(const std::string& key) const;
+  bool has(const std::string& key) const { return arrays.count(key) > 0; }
+};
+
+// max |a - b| / max(max |b|, floor): the error relative to the reference's scale.
+double rel_err(const std::vector<float>& a, const std::vector<float>& b, double floor = 1e-30);
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b);
+
+tl::Tensor tensor(const std::vector<float>& v, std::vector<int64_t> shape, tl::Device d = tl::Device::CPU);
+std::vector<float> random_vec(size_t n, uint64_t seed, float scale = 1.0f);
+
+bool gpu_present();  // evaluated once, in main, before the suites run
+std::string temp_dir();  // a fresh directory for this test run
+
+}  // namespace tlt
+
+// CUDA test cases carry this in their name; main skips them (visibly) without a GPU.
+#define CUDA_CASE(name) TEST_CASE("[cuda] " name)

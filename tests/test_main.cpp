@@ -1,0 +1,113 @@
+// The doctest main: runs every suite; without a GPU the "[cuda]" cases are skipped and counted
+// as skipped in doctest's summary (and listed in one line), never reported as passed.
+#define DOCTEST_CONFIG_IMPLEMENT
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "helpers.h"
+#include "host/cuda_api.h"
+#include "host/threads.h"
+
+namespace tlt {
+
+static bool g_gpu = false;
+bool gpu_present() { return g_gpu; }
+
+std::string fixture_dir() {
+  const char* e = getenv("TL_FIXTURES");
+  return e ? e : "tests/fixtures";
+}
+
+std::string shared_data_dir() {
+  const char* e = getenv("TL_SHARED_DATA");
+  std::string d = e ? e : "../shared/data";
+  return tl::dir_exists(d) ? d : "";
+}
+
+std::string temp_dir() {
+  static std::string dir = [] {
+    char tmpl[] = "/tmp/tl_test_XXXXXX";
+    char* d = mkdtemp(tmpl);
+    if (!d) tl::fail("cannot create a temporary directory");
+    return std::string(d);
+  }();
+  return dir;
+}
+
+Fixture::Fixture(const std::string& name) : path(tl::path_join(fixture_dir(), name)) {
+  if (!tl::file_exists(path)) tl::fail("%s: fixture missing; run make fixtures", path.c_str());
+  arrays = tl::read_npz(path);
+}
+
+std::vector<float> Fixture::f(const std::string& key) const {
+  auto it = arrays.find(key);
+  if (it == arrays.end()) tl::fail("%s: no array '%s'", path.c_str(), key.c_str());
+  return it->second.to_f32(path + ":" + key);
+}
+
+std::vector<int64_t> Fixture::shape(const std::string& key) const {
+  auto it = arrays.find(key);
+  if (it == arrays.end()) tl::fail("%s: no array '%s'", path.c_str(), key.c_str());
+  return it->second.h.shape;
+}
+
+double Fixture::scalar(const std::string& key) const { return f(key).at(0); }
+
+uint64_t Fixture::u64(const std::string& key) const {
+  auto it = arrays.find(key);
+  if (it == arrays.end()) tl::fail("%s: no array '%s'", path.c_str(), key.c_str());
+  uint64_t v = 0;
+  memcpy(&v, it->second.data(), std::min<size_t>(8, it->second.h.item_size));
+  return v;
+}
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
+  double m = 0;
+  for (size_t i = 0; i < a.size(); i++) {
+    double d = std::fabs((double)a[i] - (double)b[i]);
+    if (std::isnan(d)) return INFINITY;
+    m = std::max(m, d);
+  }
+  return m;
+}
+
+double rel_err(const std::vector<float>& a, const std::vector<float>& b, double floor) {
+  double scale = floor;
+  for (float v : b) scale = std::max(scale, (double)std::fabs(v));
+  return max_abs_diff(a, b) / scale;
+}
+
+tl::Tensor tensor(const std::vector<float>& v, std::vector<int64_t> shape, tl::Device d) {
+  tl::Tensor t(shape, d);
+  t.from_vector(v);
+  return t;
+}
+
+std::vector<float> random_vec(size_t n, uint64_t seed, float scale) {
+  tl::Rng r(seed);
+  std::vector<float> v(n);
+  for (auto& x : v) x = (r.uniform() * 2.0f - 1.0f) * scale;
+  return v;
+}
+
+}  // namespace tlt
+
+int main(int argc, char** argv) {
+  std::string why;
+  tlt::g_gpu = tl::cuda::available(&why);
+  doctest::Context ctx;
+  ctx.applyCommandLine(argc, argv);
+  if (!tlt::g_gpu) {
+    ctx.addFilter("test-case-exclude", "[cuda]*");
+    printf("[cuda] test cases: SKIPPED (%s; CUDA %s)\n", why.c_str(),
+           tl::cuda::compiled() ? "kernels compiled but not run" : "not compiled in");
+  } else {
+    printf("[cuda] test cases: running on %s\n", tl::cuda::device_description().c_str());
+  }
+  int rc = ctx.run();
+  if (!tlt::g_gpu) printf("[cuda] test cases were skipped: no GPU on this machine\n");
+  return rc;
+}
