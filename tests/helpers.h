@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -37,7 +38,12 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b);
 tl::Tensor tensor(const std::vector<float>& v, std::vector<int64_t> shape, tl::Device d = tl::Device::CPU);
 std::vector<float> random_vec(size_t n, uint64_t seed, float scale = 1.0f);
 
-bool gpu_present();  // evaluated once, in main, before the suites run
+// The message of the tl::Error fn throws ("" when it throws none).
+std::string error_of(const std::function<void()>& fn);
+
+bool gpu_present();
+std::string real_keras_h5();   // a genuine ImageNet weights file, when one is present ("" otherwise)
+std::string real_torch_pth();  // evaluated once, in main, before the suites run
 std::string temp_dir();  // a fresh directory for this test run
 
 }  // namespace tlt

@@ -26,6 +26,15 @@ std::string shared_data_dir() {
   return tl::dir_exists(d) ? d : "";
 }
 
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const tl::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 std::string temp_dir() {
   static std::string dir = [] {
     char tmpl[] = "/tmp/tl_test_XXXXXX";
@@ -100,14 +109,23 @@ int main(int argc, char** argv) {
   tlt::g_gpu = tl::cuda::available(&why);
   doctest::Context ctx;
   ctx.applyCommandLine(argc, argv);
-  if (!tlt::g_gpu) {
-    ctx.addFilter("test-case-exclude", "[cuda]*");
-    printf("[cuda] test cases: SKIPPED (%s; CUDA %s)\n", why.c_str(),
-           tl::cuda::compiled() ? "kernels compiled but not run" : "not compiled in");
-  } else {
+  // Cases that need something this machine may not have are skipped, and say so, by tag.
+  std::vector<std::string> skipped;
+  auto skip = [&](const char* tag, const std::string& why) {
+    ctx.addFilter("test-case-exclude", (std::string(tag) + "*").c_str());
+    skipped.push_back(std::string(tag) + " " + why);
+  };
+  if (!tlt::g_gpu)
+    skip("[cuda]", "no GPU (" + why + "); CUDA " +
+                       (tl::cuda::compiled() ? "kernels compiled but not run" : "not compiled in"));
+  else
     printf("[cuda] test cases: running on %s\n", tl::cuda::device_description().c_str());
-  }
+  if (tlt::real_keras_h5().empty())
+    skip("[real-keras]", "no genuine vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 (set TL_REAL_KERAS_H5)");
+  if (tlt::real_torch_pth().empty()) skip("[real-torch]", "no genuine vgg16-397923af.pth (set TL_REAL_TORCH_PTH)");
+  if (tlt::shared_data_dir().empty()) skip("[data]", "no ../shared/data (set TL_SHARED_DATA)");
+  for (auto& s : skipped) printf("SKIPPED: %s\n", s.c_str());
   int rc = ctx.run();
-  if (!tlt::g_gpu) printf("[cuda] test cases were skipped: no GPU on this machine\n");
+  for (auto& s : skipped) printf("SKIPPED: %s\n", s.c_str());
   return rc;
 }

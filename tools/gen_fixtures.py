@@ -174,7 +174,237 @@ def gen_ops():
     save("ops_f16.npz", x=vals, y=vals.astype(np.float16).view(np.uint16))
 
 
-GROUPS = {"ops": gen_ops}
+# ------------------------------------------------------------------------------------------------
+# weights: the same small VGG-like tensors saved by the real libraries in each published layout
+
+MINI = [(3, 4, False), (4, 4, True), (4, 6, True)]  # (cin, cout, pool after): 3 conv layers
+
+
+def mini_tensors(rng):
+    out = []
+    for cin, cout, pool in MINI:
+        out.append((rng.standard_normal((3, 3, cin, cout)).astype(np.float32) * 0.3,  # HWIO
+                    rng.standard_normal(cout).astype(np.float32) * 0.1))
+    return out
+
+
+def mini_names():
+    names, block, idx = [], 1, 0
+    for cin, cout, pool in MINI:
+        idx += 1
+        names.append(f"block{block}_conv{idx}")
+        if pool:
+            block, idx = block + 1, 0
+    return names
+
+
+def gen_weights():
+    import h5py
+    import torch
+    rng = np.random.default_rng(7)
+    tensors = mini_tensors(rng)
+    names = mini_names()
+    # The expected result in the engine's layout.
+    exp = {"count": np.array(len(MINI))}
+    for i, ((k, b), (cin, cout, pool)) in enumerate(zip(tensors, MINI)):
+        exp.update({f"l{i}_w": k, f"l{i}_b": b, f"l{i}_pool": np.array(int(pool))})
+    save("weights_expected.npz", **exp)
+
+    # Keras 1 style, as in vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5: layer_names with the
+    # pools, one group per layer, weight_names "<layer>_W_1:0" / "<layer>_b_1:0". h5py defaults.
+    layer_names = ["input_1"]
+    for n, (cin, cout, pool) in zip(names, MINI):
+        layer_names.append(n)
+        if pool:
+            layer_names.append(n.split("_")[0] + "_pool")
+    path = os.path.join(OUT, "weights_keras1.h5")
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [s.encode() for s in layer_names]
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["keras_version"] = b"2.2.4"
+        for ln in layer_names:
+            g = f.create_group(ln)
+            if ln in names:
+                i = names.index(ln)
+                wn = [f"{ln}_W_1:0".encode(), f"{ln}_b_1:0".encode()]
+                g.attrs["weight_names"] = wn
+                g.create_dataset(wn[0].decode(), data=tensors[i][0])
+                g.create_dataset(wn[1].decode(), data=tensors[i][1])
+            else:
+                g.attrs["weight_names"] = np.array([], dtype="S1")
+    print(f"  wrote {path}")
+    # Keras 2 style (nested "<layer>/kernel:0"), once with the newest HDF5 structures
+    # (libver='latest': v2 object headers, link messages) and once with chunked, shuffled,
+    # gzip-compressed float64 datasets.
+    for fname, libver, chunked in (("weights_keras2_latest.h5", "latest", False),
+                                   ("weights_keras2_chunked.h5", "earliest", True)):
+        path = os.path.join(OUT, fname)
+        with h5py.File(path, "w", libver=libver) as f:
+            f.attrs["layer_names"] = [s.encode() for s in layer_names]
+            for ln in layer_names:
+                g = f.create_group(ln)
+                if ln in names:
+                    i = names.index(ln)
+                    wn = [f"{ln}/kernel:0".encode(), f"{ln}/bias:0".encode()]
+                    g.attrs["weight_names"] = wn
+                    kw = dict(chunks=(2, 3, 2, 2), compression="gzip", shuffle=True) if chunked else {}
+                    kb = dict(chunks=(3,), compression="gzip") if chunked else {}
+                    g.create_dataset(wn[0].decode(), data=tensors[i][0].astype(np.float64), **kw)
+                    g.create_dataset(wn[1].decode(), data=tensors[i][1].astype(np.float64), **kb)
+                else:
+                    g.attrs["weight_names"] = np.array([], dtype="S1")
+        print(f"  wrote {path}")
+
+    # torchvision layout: features = conv, relu, conv, relu, pool, conv, relu, pool (+ a classifier).
+    sd = {}
+    idx = 0
+    for (k, b), (cin, cout, pool) in zip(tensors, MINI):
+        sd[f"features.{idx}.weight"] = torch.from_numpy(np.ascontiguousarray(k.transpose(3, 2, 0, 1)))  # OIHW
+        sd[f"features.{idx}.bias"] = torch.from_numpy(b.copy())
+        idx += 3 if pool else 2
+    sd["classifier.0.weight"] = torch.zeros(5, 6)
+    sd["classifier.0.bias"] = torch.zeros(5)
+    from collections import OrderedDict
+    sd = OrderedDict(sd)
+    torch.save(sd, os.path.join(OUT, "weights_torch_legacy.pth"), _use_new_zipfile_serialization=False)
+    torch.save(sd, os.path.join(OUT, "weights_torch_zip.pth"))
+    # A non-contiguous tensor (a transposed view) must be read through its strides.
+    sd2 = OrderedDict(sd)
+    k0 = tensors[0][0]
+    sd2["features.0.weight"] = torch.from_numpy(np.ascontiguousarray(k0.transpose(2, 3, 0, 1))).permute(1, 0, 2, 3)
+    assert not sd2["features.0.weight"].is_contiguous()
+    torch.save(sd2, os.path.join(OUT, "weights_torch_strided.pth"))
+    print("  wrote weights_torch_{legacy,zip,strided}.pth")
+
+    # Frossard's vgg16_weights.npz layout: conv1_1_W [3,3,in,out], conv1_1_b, plus the fc layers.
+    arrays = {}
+    block, idx = 1, 0
+    for (k, b), (cin, cout, pool) in zip(tensors, MINI):
+        idx += 1
+        arrays[f"conv{block}_{idx}_W"] = k
+        arrays[f"conv{block}_{idx}_b"] = b
+        if pool:
+            block, idx = block + 1, 0
+    arrays["fc6_W"] = np.zeros((6, 5), np.float32)
+    np.savez(os.path.join(OUT, "weights_plain.npz"), **arrays)
+    np.savez_compressed(os.path.join(OUT, "weights_compressed.npz"), **arrays)
+    print("  wrote weights_plain.npz, weights_compressed.npz")
+
+
+# ------------------------------------------------------------------------------------------------
+# images: PIL's resizing and the Keras / torchvision preprocessing
+
+def gen_images():
+    from PIL import Image
+    rng = np.random.default_rng(11)
+    # Small PNG sources (decoded identically by PIL and stb_image, so comparisons can be exact).
+    yy, xx = np.mgrid[0:150, 0:200]
+    smooth = np.stack([(xx * 255 / 199), (yy * 255 / 149), ((xx + yy) % 256)], -1)
+    smooth = np.clip(smooth + ((xx * 7 + yy * 13) % 32)[..., None] - 16, 0, 255).astype(np.uint8)
+    sources = {
+        "noise_61x47": Image.fromarray(rng.integers(0, 256, (47, 61, 3), dtype=np.uint8), "RGB"),
+        "smooth_200x150": Image.fromarray(smooth, "RGB"),
+        "gray_33x121": Image.fromarray(rng.integers(0, 256, (121, 33), dtype=np.uint8), "L"),
+        "rgba_40x30": Image.fromarray(rng.integers(0, 256, (30, 40, 4), dtype=np.uint8), "RGBA"),
+    }
+    targets = {
+        "noise_61x47": [(37, 53), (13, 7), (90, 70), (62, 46), (1, 1)],
+        "smooth_200x150": [(240, 180), (99, 101), (7, 300)],
+        "gray_33x121": [(50, 90), (16, 60)],
+        "rgba_40x30": [(41, 29), (3, 64)],
+    }
+    arrays = {}
+    for name, im in sources.items():
+        im.save(os.path.join(OUT, f"img_{name}.png"))
+        rgb = im.convert("RGB")  # Keras load_img: convert to RGB (alpha dropped, gray replicated)
+        arrays[f"{name}_rgb"] = np.asarray(rgb)
+        for (w, h) in targets[name]:
+            for mode, flt in (("nearest", Image.NEAREST), ("bilinear", Image.BILINEAR)):
+                arrays[f"{name}_{w}x{h}_{mode}"] = np.asarray(rgb.resize((w, h), flt))
+    # Preprocessing: Keras vgg16.preprocess_input ('caffe') and torchvision's ToTensor + Normalize.
+    x = arrays["noise_61x47_37x53_nearest"].astype(np.float32)
+    caffe = x[..., ::-1].copy()
+    for c, m in enumerate([103.939, 116.779, 123.68]):
+        caffe[..., c] -= m
+    arrays["pre_caffe"] = caffe
+    import torch
+    import torchvision.transforms as T
+    t = T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])(T.ToTensor()(Image.fromarray(
+        arrays["noise_61x47_37x53_nearest"])))
+    arrays["pre_torch"] = t.permute(1, 2, 0).numpy()
+    save("images.npz", **arrays)
+
+    # Real photos: PIL's decode + Keras' default nearest resize to 224x224, for the stb_image
+    # comparison (JPEG decoders may differ by a level or two) and as the VGG fixture's input.
+    data = os.environ.get("TL_SHARED_DATA", "../shared/data")
+    photos = ["dogs-vs-cats-4k/valid/cat/ck_cat.4034.jpg", "dogs-vs-cats-4k/valid/cat/ck_cat.4037.jpg",
+              "dogs-vs-cats-4k/valid/dog/ck_dog.4004.jpg", "dogs-vs-cats-4k/valid/dog/ck_dog.4046.jpg",
+              "odd/grayscale-L-progressive_cat_300x300.jpg", "odd/progressive_cat_300x225.jpg",
+              "odd/real-png_cat_1000x1223.png"]
+    arrays = {"count": np.array(len(photos))}
+    for i, p in enumerate(photos):
+        im = Image.open(os.path.join(data, p)).convert("RGB")
+        arrays[f"p{i}_path"] = np.frombuffer(p.encode(), dtype=np.uint8)
+        arrays[f"p{i}_size"] = np.array(im.size)
+        side = 224 if i < 4 else 96  # the first four feed the VGG fixture
+        arrays[f"p{i}_side"] = np.array(side)
+        arrays[f"p{i}_224"] = np.asarray(im.resize((side, side), Image.NEAREST))
+    save("photos224.npz", **arrays)
+
+
+# ------------------------------------------------------------------------------------------------
+# vgg: torchvision's vgg16().features with the engine's synthetic weights, on 4 real photos
+
+def read_tl_weights(path):
+    """An independent reader of weights/FORMAT.md (version 1)."""
+    import struct
+    import zlib
+    b = open(path, "rb").read()
+    assert b[:8] == b"TLVGGWT\0", "bad magic"
+    version, hdr, n, dtype, pre, flags = struct.unpack_from("<6I", b, 8)
+    assert version == 1 and hdr == 256 and dtype == 0
+    assert zlib.crc32(b[:-4]) == struct.unpack_from("<I", b, len(b) - 4)[0], "crc"
+    layers = []
+    for i in range(n):
+        o = 256 + 64 * i
+        name = b[o:o + 32].rstrip(b"\0").decode()
+        kind, cin, cout, pool, wo, bo = struct.unpack_from("<4I2Q", b, o + 32)
+        w = np.frombuffer(b, np.float32, 9 * cin * cout, wo).reshape(3, 3, cin, cout)
+        bias = np.frombuffer(b, np.float32, cout, bo)
+        layers.append((name, cin, cout, bool(pool), w, bias))
+    return layers, pre, zlib.crc32(b[:-4])
+
+
+def gen_vgg():
+    import subprocess
+    import tempfile
+    import torch
+    import torchvision
+    wpath = os.path.join(tempfile.mkdtemp(), "vgg16_synthetic_seed7.bin")
+    subprocess.run(["./tl_convert", "--synthetic", wpath, "--seed", "7"], check=True, stdout=subprocess.DEVNULL)
+    layers, pre, crc = read_tl_weights(wpath)
+    assert pre == 0
+    features = torchvision.models.vgg16().features.double().eval()
+    convs = [m for m in features if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == len(layers) == 13
+    for conv, (name, cin, cout, pool, w, b) in zip(convs, layers):
+        conv.weight.data = torch.from_numpy(np.ascontiguousarray(w.transpose(3, 2, 0, 1))).double()
+        conv.bias.data = torch.from_numpy(b.copy()).double()
+    photos = np.load(os.path.join(OUT, "photos224.npz"))
+    xs = []
+    for i in range(4):
+        x = photos[f"p{i}_224"].astype(np.float32)[..., ::-1].copy()  # Keras preprocess_input ('caffe')
+        for c, m in enumerate([103.939, 116.779, 123.68]):
+            x[..., c] -= m
+        xs.append(x)
+    x = torch.from_numpy(np.stack(xs)).double().permute(0, 3, 1, 2)
+    with torch.no_grad():
+        y = features(x).permute(0, 2, 3, 1).numpy()
+    print(f"  output {y.shape}, mean {y.mean():.4f}, max {y.max():.3f}, zero fraction {(y == 0).mean():.3f}")
+    save("vgg16_forward.npz", y=y.astype(np.float32), seed=np.array(7), crc=np.array(crc, dtype=np.uint64))
+
+
+GROUPS = {"ops": gen_ops, "weights": gen_weights, "images": gen_images, "vgg": gen_vgg}
 
 
 def main():

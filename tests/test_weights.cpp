@@ -1,0 +1,224 @@
+// The converter on small files made by the real libraries (h5py in the Keras layouts, torch.save
+// legacy and zip, numpy savez and savez_compressed), the raw format's checks, synthetic weights,
+// and (when a genuine file is present) the published reference values.
+#include <cstring>
+#include <fstream>
+
+#include "helpers.h"
+#include "host/weights.h"
+#include "tools/convert.h"
+
+using namespace tl;
+
+namespace {
+
+const char* kFormats[] = {"weights_keras1.h5",       "weights_keras2_latest.h5", "weights_keras2_chunked.h5",
+                          "weights_torch_legacy.pth",
+                          "weights_torch_zip.pth",   "weights_torch_strided.pth", "weights_plain.npz",
+                          "weights_compressed.npz"};
+
+std::string fx(const std::string& name) { return path_join(tlt::fixture_dir(), name); }
+
+void write_bytes(const std::string& path, const std::vector<uint8_t>& b, size_t n) {
+  FILE* f = fopen(path.c_str(), "wb");
+  REQUIRE(f);
+  if (n) fwrite(b.data(), 1, n, f);
+  fclose(f);
+}
+
+
+}  // namespace
+
+TEST_CASE("every published layout converts to the same tensors, in the engine's HWIO layout") {
+  tlt::Fixture exp("weights_expected.npz");
+  const int n = (int)exp.scalar("count");
+  for (const char* name : kFormats) {
+    CAPTURE(name);
+    WeightsFormat fmt;
+    VggWeights w = convert_weights(fx(name), nullptr, &fmt);
+    REQUIRE(w.layers.size() == (size_t)n);
+    CHECK(w.arch == "custom");
+    for (int i = 0; i < n; i++) {
+      std::string p = "l" + std::to_string(i) + "_";
+      auto ws = exp.shape(p + "w");
+      CHECK(w.layers[i].spec.cin == ws[2]);
+      CHECK(w.layers[i].spec.cout == ws[3]);
+      CHECK(w.layers[i].spec.pool_after == (exp.scalar(p + "pool") != 0));
+      CHECK(w.layers[i].w == exp.f(p + "w"));
+      CHECK(w.layers[i].b == exp.f(p + "b"));
+    }
+    CHECK(w.layers[0].spec.name == "block1_conv1");
+    CHECK(w.layers[2].spec.name == "block2_conv1");
+  }
+}
+
+TEST_CASE("the input convention follows the format, and identical tensors give identical raw files") {
+  WeightsFormat fmt;
+  CHECK(convert_weights(fx("weights_keras1.h5"), nullptr, &fmt).preprocess == Preprocess::CaffeBGR);
+  CHECK(fmt == WeightsFormat::KerasH5);
+  CHECK(convert_weights(fx("weights_torch_legacy.pth"), nullptr, &fmt).preprocess == Preprocess::Torch);
+  CHECK(fmt == WeightsFormat::Torch);
+  CHECK(convert_weights(fx("weights_torch_zip.pth"), nullptr, &fmt).preprocess == Preprocess::Torch);
+  CHECK(convert_weights(fx("weights_compressed.npz"), nullptr, &fmt).preprocess == Preprocess::CaffeRGB);
+  CHECK(fmt == WeightsFormat::Npz);
+  const Preprocess same = Preprocess::CaffeBGR;
+  std::vector<uint8_t> first;
+  for (const char* name : kFormats) {
+    CAPTURE(name);
+    std::vector<uint8_t> bytes = serialize_weights(convert_weights(fx(name), &same, nullptr));
+    if (first.empty())
+      first = bytes;
+    else
+      CHECK(bytes == first);
+  }
+}
+
+TEST_CASE("raw weights: round trip, and every kind of damage is a one-line error naming the file") {
+  VggWeights w = convert_weights(fx("weights_torch_zip.pth"), nullptr, nullptr);
+  const std::string path = path_join(tlt::temp_dir(), "w.bin");
+  save_weights(w, path);
+  VggWeights back = load_weights(path);
+  CHECK(back.layers.size() == w.layers.size());
+  CHECK(back.layers[1].w == w.layers[1].w);
+  CHECK(back.preprocess == Preprocess::Torch);
+  CHECK(back.crc != 0u);
+  std::vector<uint8_t> good = read_file(path);
+  const std::string bad = path_join(tlt::temp_dir(), "bad.bin");
+
+  write_bytes(bad, good, good.size() - 100);
+  std::string e = tlt::error_of([&] { load_weights(bad); });
+  CHECK(e.find(bad) != std::string::npos);
+  CHECK(e.find("truncated") != std::string::npos);
+
+  std::vector<uint8_t> flipped = good;
+  flipped[good.size() / 2] ^= 0x40;
+  write_bytes(bad, flipped, flipped.size());
+  CHECK(tlt::error_of([&] { load_weights(bad); }).find("checksum mismatch") != std::string::npos);
+
+  std::vector<uint8_t> newer = good;
+  newer[8] = 9;
+  write_bytes(bad, newer, newer.size());
+  CHECK(tlt::error_of([&] { load_weights(bad); }).find("newer than this build") != std::string::npos);
+
+  write_bytes(bad, good, 10);
+  CHECK(tlt::error_of([&] { load_weights(bad); }).find("truncated") != std::string::npos);
+  write_bytes(bad, good, 0);
+  CHECK(tlt::error_of([&] { load_weights(bad); }).find("not a tl weights file") != std::string::npos);
+
+  // A published file given where a converted one is expected: the error says how to convert it.
+  CHECK(tlt::error_of([&] { load_weights(fx("weights_keras1.h5")); }).find("./tl_convert") != std::string::npos);
+  CHECK(tlt::error_of([&] { load_weights(path_join(tlt::temp_dir(), "missing.bin")); }).find("tl_convert --synthetic") !=
+        std::string::npos);
+}
+
+TEST_CASE("truncated or corrupted published files give an error, never a crash") {
+  const std::string bad = path_join(tlt::temp_dir(), "cut");
+  for (const char* name : kFormats) {
+    std::vector<uint8_t> b = read_file(fx(name));
+    int errors = 0, tries = 0;
+    for (size_t n = 0; n < b.size(); n += 1 + b.size() / 60) {
+      const std::string p = bad + std::string(name).substr(std::string(name).find('.'));
+      write_bytes(p, b, n);
+      tries++;
+      std::string e = tlt::error_of([&] { convert_weights(p, nullptr, nullptr); });
+      errors += !e.empty();
+      if (!e.empty()) CHECK(e.find(p) != std::string::npos);
+    }
+    CAPTURE(name);
+    CHECK(errors == tries);  // no prefix of a file is a complete weights file
+    // Bit flips in the middle: either a clean error or (for bytes inside float data) a conversion.
+    for (size_t k = 0; k < 40; k++) {
+      std::vector<uint8_t> c = b;
+      c[(k * 7919) % c.size()] ^= (uint8_t)(1u << (k % 8));
+      const std::string p = bad + std::string(name).substr(std::string(name).find('.'));
+      write_bytes(p, c, c.size());
+      tlt::error_of([&] { convert_weights(p, nullptr, nullptr); });
+    }
+  }
+  write_bytes(bad + ".txt", std::vector<uint8_t>{'h', 'e', 'l', 'l', 'o'}, 5);
+  CHECK(tlt::error_of([&] { convert_weights(bad + ".txt", nullptr, nullptr); }).find("unrecognised weights format") !=
+        std::string::npos);
+}
+
+TEST_CASE("synthetic VGG16 weights are deterministic, full size and marked synthetic") {
+  VggWeights a = synthetic_weights("vgg16", 3), b = synthetic_weights("vgg16", 3), c = synthetic_weights("vgg16", 4);
+  CHECK(a.num_params() == 14714688);
+  CHECK(a.out_size(224) == 7);
+  CHECK(a.out_channels() == 512);
+  CHECK(a.synthetic);
+  CHECK(a.arch == "vgg16");
+  std::vector<uint8_t> sa = serialize_weights(a);
+  CHECK(sa == serialize_weights(b));
+  CHECK(sa != serialize_weights(c));
+  // weights/FORMAT.md: 256-byte header, 64-byte layer records, 64-byte aligned arrays, crc32.
+  auto align = [](size_t v) { return (v + 63) / 64 * 64; };
+  size_t expect = align(256 + 64 * 13) + 4;
+  for (auto& l : a.layers) expect += align(l.w.size() * 4) + align(l.b.size() * 4);
+  CHECK(sa.size() == expect);
+  CHECK(sa.size() > 58858752u);  // 14,714,688 float32 values
+  CHECK(a.describe().find("SYNTHETIC") != std::string::npos);
+  for (const char* arch : {"vgg11", "vgg13", "vgg19"}) {
+    std::vector<ConvLayerSpec> s = vgg_arch(arch);
+    CHECK(match_arch(s) == arch);
+  }
+  CHECK(vgg_arch("vgg19").size() == 16);
+  CHECK(vgg_arch("vgg11").size() == 8);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Genuine ImageNet weights, when present: the values published in ../shared/weights/REFERENCE_VALUES.md.
+
+namespace {
+std::string real_file(const char* env, const std::vector<std::string>& candidates) {
+  if (const char* e = getenv(env)) return file_exists(e) ? e : "";
+  for (auto& c : candidates)
+    if (file_exists(c)) return c;
+  return "";
+}
+}  // namespace
+
+std::string tlt::real_keras_h5() {
+  return real_file("TL_REAL_KERAS_H5", {"weights/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                                        "../shared/weights/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"});
+}
+std::string tlt::real_torch_pth() {
+  return real_file("TL_REAL_TORCH_PTH", {"weights/vgg16-397923af.pth", "../shared/weights/vgg16-397923af.pth"});
+}
+
+TEST_CASE("[real-keras] genuine Keras notop .h5 reproduces the published values") {
+  const std::string path = tlt::real_keras_h5();
+  REQUIRE(!path.empty());
+  CHECK(file_size(path) == 58889256);
+  VggWeights w = convert_weights(path, nullptr, nullptr);
+  CHECK(w.arch == "vgg16");
+  CHECK(w.preprocess == Preprocess::CaffeBGR);
+  const float bias[10] = {0.73429835f, 0.093403675f, 0.06775674f, 0.8862966f,   0.25994542f,
+                          0.66426694f, -0.015828926f, 0.3249065f, 0.68600726f, 0.062479325f};
+  const float kern[10] = {0.42947057f,  0.373467f,    -0.061360113f, 0.27476987f, 0.038680777f,
+                          -0.36722335f, -0.05746817f, -0.26224968f,  -0.35009676f, 0.55037946f};
+  for (int i = 0; i < 10; i++) {
+    CHECK(w.layers[0].b[i] == doctest::Approx(bias[i]).epsilon(1e-6));
+    CHECK(w.layers[0].w[i] == doctest::Approx(kern[i]).epsilon(1e-6));  // kernel[0,0,0,0:10], HWIO = h5 order
+  }
+}
+
+TEST_CASE("[real-torch] genuine torchvision vgg16-397923af.pth reproduces the published values") {
+  const std::string path = tlt::real_torch_pth();
+  REQUIRE(!path.empty());
+  VggWeights w = convert_weights(path, nullptr, nullptr);
+  CHECK(w.arch == "vgg16");
+  CHECK(w.preprocess == Preprocess::Torch);
+  const float r[9] = {-0.5537f, 0.1427f, 0.5290f, -0.5831f, 0.3566f, 0.7657f, -0.6902f, -0.0480f, 0.4841f};
+  const float g[9] = {0.1755f, 0.0099f, -0.0814f, 0.0441f, -0.0703f, -0.2604f, 0.1324f, -0.1728f, -0.1323f};
+  const float b[9] = {0.3130f, -0.1659f, -0.4275f, 0.4752f, -0.0827f, -0.4870f, 0.6320f, 0.0193f, -0.2775f};
+  const float* rgb[3] = {r, g, b};
+  const int cout = w.layers[0].spec.cout;
+  for (int ci = 0; ci < 3; ci++)
+    for (int t = 0; t < 9; t++)  // HWIO: [ky][kx][ci][co = 0]
+      CHECK(std::fabs(w.layers[0].w[((size_t)t * 3 + ci) * cout] - rgb[ci][t]) <= 0.00005f);
+  const float b0[16] = {0.4034f, 0.3778f, 0.4644f, -0.3228f, 0.3940f, -0.3953f, 0.3951f, -0.5496f,
+                        0.2693f, -0.7602f, -0.3508f, 0.2334f, -1.3239f, -0.1694f, 0.3938f, -0.1026f};
+  for (int i = 0; i < 16; i++) CHECK(std::fabs(w.layers[0].b[i] - b0[i]) <= 0.00005f);
+  const float b2[8] = {0.0020f, -0.0902f, 0.6164f, -0.0818f, 0.2450f, -0.0488f, 0.1307f, -0.0290f};
+  for (int i = 0; i < 8; i++) CHECK(std::fabs(w.layers[1].b[i] - b2[i]) <= 0.00005f);
+}
