@@ -32,6 +32,11 @@ void memcpy_d2h_async_compute_stream(void* dst, const void* src, size_t bytes);
 void compute_waits_for_copy();   // the compute stream waits for the copies issued so far
 void copy_waits_for_compute();   // the copy stream waits for the compute issued so far
 void sync_compute_stream();
+// Events on the compute stream, to wait for one batch's results while the next one runs.
+void* event_create();
+void event_record(void* ev);
+void event_sync(void* ev);
+void event_destroy(void* ev);
 
 // Benchmark timing with CUDA events on the compute stream (milliseconds between start and stop).
 void timer_start();

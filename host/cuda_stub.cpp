@@ -30,6 +30,10 @@ void memcpy_d2h_async_compute_stream(void*, const void*, size_t) { no_cuda(); }
 void compute_waits_for_copy() { no_cuda(); }
 void copy_waits_for_compute() { no_cuda(); }
 void sync_compute_stream() {}
+void* event_create() { no_cuda(); }
+void event_record(void*) { no_cuda(); }
+void event_sync(void*) { no_cuda(); }
+void event_destroy(void*) {}
 void timer_start() { no_cuda(); }
 float timer_stop_ms() { no_cuda(); }
 void device_peaks(double* f, double* b) { *f = *b = 0; }

@@ -138,6 +138,17 @@ void copy_waits_for_compute() {
 }
 void sync_compute_stream() { CUDA_CHECK(cudaStreamSynchronize(compute_stream())); }
 
+void* event_create() {
+  cudaEvent_t e;
+  CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  return (void*)e;
+}
+void event_record(void* ev) { CUDA_CHECK(cudaEventRecord((cudaEvent_t)ev, compute_stream())); }
+void event_sync(void* ev) { CUDA_CHECK(cudaEventSynchronize((cudaEvent_t)ev)); }
+void event_destroy(void* ev) {
+  if (ev) cudaEventDestroy((cudaEvent_t)ev);
+}
+
 namespace {
 cudaEvent_t g_t0 = nullptr, g_t1 = nullptr;
 }
