@@ -505,7 +505,7 @@ CacheSummary build_cache(const CacheOptions& opt) {
       o.d = ShardData();
       shards_finished++;
     };
-    Progress prog("tl_cache", sum.files);
+    Progress prog("tl_cache", sum.files, "images", opt.quiet);
     auto bad_limit_check = [&]() {
       if ((double)skips.size() > opt.max_bad * (double)sum.files)
         fail("%zu of %lld files could not be used, over --max-bad %g (%.1f%%); the last: %s: %s. Is --data the right "
@@ -568,8 +568,9 @@ CacheSummary build_cache(const CacheOptions& opt) {
     sum.written_shards = writer.written();
     if (stopped) {
       sum.interrupted = true;
-      if (Progress::is_tty()) fprintf(stderr, "\n");
-      fprintf(stderr,
+      if (Progress::is_tty() && !opt.quiet) fprintf(stderr, "\n");
+      if (!opt.quiet)
+        fprintf(stderr,
               "tl_cache: interrupted: %lld complete shards are on disk in %s; run the same command again to resume\n",
               (long long)(sum.reused_shards + sum.written_shards), opt.out.c_str());
       sum.seconds = now_s() - t_start;

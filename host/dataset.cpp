@@ -269,6 +269,12 @@ Dataset scan_dataset(const std::string& data, const std::string& valid_data, con
     }
     fail("%s: expected 2 classes (cat and dog), found %zu: %s", data.c_str(), ds.classes.size(), found.c_str());
   }
+  // Folder names fix the split only when the data has both a train and a validation folder
+  // (Kaggle's train.zip keeps everything under train/: that alone is no split).
+  bool has_valid_folder = false;
+  for (auto& l : per_source[0]) has_valid_folder |= l.fixed_split && l.split == Split::Valid;
+  if (!has_valid_folder)
+    for (auto& l : per_source[0]) l.fixed_split = false;
   bool any_fixed = false;
   for (size_t s = 0; s < per_source.size(); s++)
     for (auto& l : per_source[s]) {

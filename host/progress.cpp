@@ -10,8 +10,8 @@ namespace tl {
 
 bool Progress::is_tty() { return isatty(2) != 0; }
 
-Progress::Progress(std::string label, int64_t total, const char* unit)
-    : label_(std::move(label)), unit_(unit), total_(total), t0_(now_s()), tty_(is_tty()) {}
+Progress::Progress(std::string label, int64_t total, const char* unit, bool quiet)
+    : label_(std::move(label)), unit_(unit), total_(total), t0_(now_s()), tty_(is_tty()), quiet_(quiet) {}
 
 double Progress::elapsed() const { return now_s() - t0_; }
 
@@ -34,7 +34,7 @@ void Progress::update(int64_t done, const std::string& extra, bool force) {
   const double now = now_s();
   if (start_done_ < 0) line(done, extra);
   const double every = tty_ ? 0.25 : 10.0;
-  if (!force && now - last_print_ < every) return;
+  if (quiet_ || (!force && now - last_print_ < every)) return;
   last_print_ = now;
   std::string l = line(done, extra);
   if (tty_)
@@ -47,7 +47,7 @@ void Progress::update(int64_t done, const std::string& extra, bool force) {
 
 void Progress::finish(const std::string& extra) {
   update(total_, extra, true);
-  if (tty_) fprintf(stderr, "\n");
+  if (tty_ && !quiet_) fprintf(stderr, "\n");
 }
 
 }  // namespace tl

@@ -1,0 +1,425 @@
+// tl_cache's parts: dataset layouts (folders and zips), the stable split, shards, the whole
+// caching pass against the direct forward pass, resume, bad files, stale caches.
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+
+#include "helpers.h"
+#include "host/cache.h"
+#include "host/cpu_ops.h"
+#include "host/image.h"
+#include "host/vgg.h"
+#include "host/zip.h"
+
+using namespace tl;
+
+namespace {
+
+void put(const std::string& path, const std::vector<uint8_t>& b) {
+  make_dirs(dirname_of(path));
+  FILE* f = fopen(path.c_str(), "wb");
+  REQUIRE(f);
+  if (!b.empty()) fwrite(b.data(), 1, b.size(), f);
+  fclose(f);
+}
+
+// A minimal zip writer for test archives: stored or deflated entries, CRC-32, central directory.
+void write_zip(const std::string& path, const std::vector<std::pair<std::string, std::vector<uint8_t>>>& files,
+               bool use_deflate) {
+  std::vector<uint8_t> out, cd;
+  auto u16 = [](std::vector<uint8_t>& v, uint32_t x) { v.push_back(x & 255), v.push_back((x >> 8) & 255); };
+  auto u32 = [&](std::vector<uint8_t>& v, uint32_t x) { u16(v, x & 0xFFFF), u16(v, x >> 16); };
+  for (auto& [name, data] : files) {
+    std::vector<uint8_t> comp = data;
+    if (use_deflate) {
+      comp.resize(compressBound((uLong)data.size()) + 64);
+      z_stream zs = {};
+      deflateInit2(&zs, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY);
+      zs.next_in = (Bytef*)data.data();
+      zs.avail_in = (uInt)data.size();
+      zs.next_out = comp.data();
+      zs.avail_out = (uInt)comp.size();
+      REQUIRE(deflate(&zs, Z_FINISH) == Z_STREAM_END);
+      comp.resize(zs.total_out);
+      deflateEnd(&zs);
+    }
+    const uint32_t crc = crc32_of(data.data(), data.size()), off = (uint32_t)out.size();
+    const uint16_t method = use_deflate ? 8 : 0;
+    u32(out, 0x04034b50), u16(out, 20), u16(out, 0), u16(out, method), u16(out, 0), u16(out, 0);
+    u32(out, crc), u32(out, (uint32_t)comp.size()), u32(out, (uint32_t)data.size()), u16(out, (uint32_t)name.size()), u16(out, 0);
+    out.insert(out.end(), name.begin(), name.end());
+    out.insert(out.end(), comp.begin(), comp.end());
+    u32(cd, 0x02014b50), u16(cd, 20), u16(cd, 20), u16(cd, 0), u16(cd, method), u16(cd, 0), u16(cd, 0);
+    u32(cd, crc), u32(cd, (uint32_t)comp.size()), u32(cd, (uint32_t)data.size()), u16(cd, (uint32_t)name.size());
+    u16(cd, 0), u16(cd, 0), u16(cd, 0), u16(cd, 0), u32(cd, 0), u32(cd, off);
+    cd.insert(cd.end(), name.begin(), name.end());
+  }
+  const uint32_t cd_off = (uint32_t)out.size();
+  out.insert(out.end(), cd.begin(), cd.end());
+  u32(out, 0x06054b50), u16(out, 0), u16(out, 0), u16(out, (uint32_t)files.size()), u16(out, (uint32_t)files.size());
+  u32(out, (uint32_t)cd.size()), u32(out, cd_off), u16(out, 0);
+  put(path, out);
+}
+
+// Distinct small test images: crops of the committed fixture PNG, as JPEG or PNG bytes.
+std::vector<uint8_t> test_image(int k, bool png = false) {
+  static Image src = load_image(path_join(tlt::fixture_dir(), "img_smooth_200x150.png"));
+  Image crop;
+  crop.w = 40 + (k * 7) % 50;
+  crop.h = 36 + (k * 11) % 40;
+  crop.rgb.resize((size_t)crop.w * crop.h * 3);
+  for (int y = 0; y < crop.h; y++)
+    for (int x = 0; x < crop.w; x++)
+      for (int c = 0; c < 3; c++)
+        crop.rgb[((size_t)y * crop.w + x) * 3 + c] =
+            (uint8_t)(src.px((x + k * 13) % src.w, (y + k * 5) % src.h)[c] ^ (k * 37 & (c == 1 ? 0x3F : 0x1F)));
+  const std::string tmp = path_join(tlt::temp_dir(), png ? "enc.png" : "enc.jpg");
+  if (png)
+    write_png(tmp, crop);
+  else
+    write_jpeg(tmp, crop, 92);
+  return read_file(tmp);
+}
+
+std::string fresh_dir(const std::string& name) {
+  std::string d = path_join(tlt::temp_dir(), name);
+  std::string cmd = "rm -rf '" + d + "'";
+  REQUIRE(system(cmd.c_str()) == 0);
+  make_dirs(d);
+  return d;
+}
+
+// Small synthetic VGG weights (the full VGG16 layer table) for quick caching at --image-size 32.
+std::string synthetic_weights_file() {
+  static std::string path = [] {
+    std::string p = path_join(tlt::temp_dir(), "vgg16_synth.bin");
+    save_weights(synthetic_weights("vgg16", 11), p);
+    return p;
+  }();
+  return path;
+}
+
+CacheOptions small_options(const std::string& data, const std::string& out) {
+  CacheOptions o;
+  o.data = data;
+  o.out = out;
+  o.weights = synthetic_weights_file();
+  o.image_size = 32;
+  o.shard_size = 5;
+  o.device = "cpu";
+  o.quiet = true;
+  o.batch = 3;
+  return o;
+}
+
+std::map<std::string, std::vector<uint8_t>> cache_files(const std::string& dir) {
+  std::map<std::string, std::vector<uint8_t>> out;
+  DIR* d = opendir(dir.c_str());
+  REQUIRE(d);
+  while (struct dirent* e = readdir(d)) {
+    std::string n = e->d_name;
+    if (ends_with(n, ".bin") || n == "manifest.tsv") out[n] = read_file(path_join(dir, n));
+  }
+  closedir(d);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("dataset layouts: Kaggle flat, class folders (PetImages-style), zips stored and deflated") {
+  const std::string flat = fresh_dir("flat");
+  for (int i = 0; i < 6; i++) {
+    put(path_join(flat, strfmt("cat.%d.jpg", i)), test_image(i));
+    put(path_join(flat, strfmt("dog.%d.jpg", i)), test_image(100 + i));
+  }
+  put(path_join(flat, "Thumbs.db"), {1, 2, 3});
+  Dataset a = scan_dataset(flat, "", ScanOptions());
+  CHECK(a.layout == "kaggle-flat");
+  CHECK(a.files.size() == 12);
+  CHECK(a.classes == std::vector<std::string>{"cat", "dog"});
+  CHECK(a.ignored == 1);
+  for (auto& f : a.files) CHECK(f.label == (starts_with(f.rel, "cat.") ? 0 : 1));
+
+  const std::string pets = fresh_dir("pets");
+  for (int i = 0; i < 4; i++) {
+    put(path_join(pets, strfmt("PetImages/Cat/%d.jpg", i)), test_image(i));
+    put(path_join(pets, strfmt("PetImages/Dog/%d.jpg", i)), test_image(50 + i));
+  }
+  Dataset b = scan_dataset(pets, "", ScanOptions());
+  CHECK(b.layout == "class-folders");
+  CHECK(b.classes == std::vector<std::string>{"cat", "dog"});  // Cat/ Dog/ -> cat, dog
+  CHECK(b.count(Split::Train) + b.count(Split::Valid) == 8);
+  for (auto& f : b.files) CHECK(f.label == (f.rel.find("/Cat/") != std::string::npos ? 0 : 1));
+
+  // The Kaggle train.zip (train/cat.N.jpg) and the PetImages zip, read in place.
+  std::vector<std::pair<std::string, std::vector<uint8_t>>> kz, pz;
+  for (int i = 0; i < 5; i++) {
+    kz.push_back({strfmt("train/cat.%d.jpg", i), test_image(i)});
+    kz.push_back({strfmt("train/dog.%d.jpg", i), test_image(200 + i)});
+    pz.push_back({strfmt("PetImages/Cat/%d.jpg", i), test_image(i)});
+    pz.push_back({strfmt("PetImages/Dog/%d.jpg", i), test_image(300 + i)});
+  }
+  pz.push_back({"PetImages/Dog/Thumbs.db", {0, 0}});
+  const std::string kzip = path_join(tlt::temp_dir(), "train.zip"), pzip = path_join(tlt::temp_dir(), "pets.zip");
+  write_zip(kzip, kz, true);
+  write_zip(pzip, pz, false);
+  Dataset c = scan_dataset(kzip, "", ScanOptions());
+  CHECK(c.layout == "kaggle-flat");
+  CHECK(c.files.size() == 10);
+  CHECK(c.read(c.files[0], 1 << 20) == kz[0].second);  // train/cat.0.jpg, inflated and CRC-checked
+  Dataset d = scan_dataset(pzip, "", ScanOptions());
+  CHECK(d.layout == "class-folders");
+  CHECK(d.files.size() == 10);
+  CHECK(d.ignored == 1);
+
+  // train/ and valid/ folders fix the split; --valid-data gives an explicit one.
+  const std::string tv = fresh_dir("tv");
+  for (int i = 0; i < 3; i++) {
+    put(path_join(tv, strfmt("train/cat/c%d.jpg", i)), test_image(i));
+    put(path_join(tv, strfmt("train/dog/d%d.jpg", i)), test_image(10 + i));
+    put(path_join(tv, strfmt("valid/cat/c%d.jpg", i)), test_image(20 + i));
+    put(path_join(tv, strfmt("valid/dog/d%d.jpg", i)), test_image(30 + i));
+  }
+  Dataset e = scan_dataset(tv, "", ScanOptions());
+  CHECK(e.count(Split::Train) == 6);
+  CHECK(e.count(Split::Valid) == 6);
+  for (auto& f : e.files) CHECK((f.split == Split::Valid) == starts_with(f.rel, "valid/"));
+  Dataset g = scan_dataset(path_join(tv, "train"), path_join(tv, "valid"), ScanOptions());
+  CHECK(g.count(Split::Train) == 6);
+  CHECK(g.count(Split::Valid) == 6);
+
+  // What is not a usable dataset says what was expected.
+  const std::string one = fresh_dir("one");
+  put(path_join(one, "cat/a.jpg"), test_image(1));
+  CHECK(tlt::error_of([&] { scan_dataset(one, "", ScanOptions()); }).find("expected 2 classes (cat and dog), found 1: cat") !=
+        std::string::npos);
+  const std::string empty = fresh_dir("empty");
+  CHECK(tlt::error_of([&] { scan_dataset(empty, "", ScanOptions()); }).find("no images found") != std::string::npos);
+  CHECK(tlt::error_of([&] { scan_dataset(path_join(empty, "nope"), "", ScanOptions()); }).find("not found") !=
+        std::string::npos);
+}
+
+TEST_CASE("the split is by file identity: stable when files are added and whatever the listing order") {
+  ScanOptions so;
+  so.valid_fraction = 0.25;
+  std::vector<std::pair<std::string, std::vector<uint8_t>>> files;
+  for (int i = 0; i < 400; i++) files.push_back({strfmt("train/%s.%d.jpg", i % 2 ? "dog" : "cat", i), {0xFF, 0xD8}});
+  const std::string z1 = path_join(tlt::temp_dir(), "s1.zip"), z2 = path_join(tlt::temp_dir(), "s2.zip");
+  write_zip(z1, files, false);
+  Dataset a = scan_dataset(z1, "", so);
+  std::map<std::string, Split> before;
+  for (auto& f : a.files) before[f.rel] = f.split;
+  const int64_t nv = a.count(Split::Valid);
+  CHECK(nv > 70);  // 25% of 400 = 100, binomial sd 8.7
+  CHECK(nv < 130);
+  // Reversed order in the archive, and 200 more files.
+  std::vector<std::pair<std::string, std::vector<uint8_t>>> more(files.rbegin(), files.rend());
+  for (int i = 400; i < 600; i++) more.push_back({strfmt("train/%s.%d.jpg", i % 2 ? "dog" : "cat", i), {0xFF, 0xD8}});
+  write_zip(z2, more, false);
+  Dataset b = scan_dataset(z2, "", so);
+  int same = 0;
+  for (auto& f : b.files)
+    if (before.count(f.rel)) same += before[f.rel] == f.split;
+  CHECK(same == 400);
+  CHECK(b.listing_hash() != a.listing_hash());
+  // A different seed gives a different split; --limit takes a mixed, deterministic sample.
+  so.seed = 99;
+  Dataset c = scan_dataset(z1, "", so);
+  int moved = 0;
+  for (auto& f : c.files) moved += before[f.rel] != f.split;
+  CHECK(moved > 50);
+  so.limit = 50;
+  Dataset l1 = scan_dataset(z1, "", so), l2 = scan_dataset(z2, "", so);
+  CHECK(l1.files.size() == 50);
+  CHECK(l1.count(Split::Train, 0) > 5);
+  CHECK(l1.count(Split::Train, 1) > 5);
+  CHECK(scan_dataset(z1, "", so).listing_hash() == l1.listing_hash());
+}
+
+TEST_CASE("shard round trip (fp32 and fp16), and damaged shards are refused with the fix") {
+  for (DType dt : {DType::F32, DType::F16}) {
+    ShardData d;
+    d.info.dtype = dt;
+    d.info.count = 3;
+    d.info.feat_h = d.info.feat_w = 2;
+    d.info.feat_c = 5;
+    d.info.split = Split::Valid;
+    d.info.index = 4;
+    d.info.range_count = 5;
+    d.info.first_pos = 20;
+    d.info.settings_hash = 0x1234;
+    d.labels = {1, 0, 1};
+    d.ids = {7, 9, 12};
+    d.skipped = {8, 10};
+    d.reasons = {"empty file", "truncated JPEG (no end-of-image marker after the last scan)"};
+    std::vector<float> vals(60);
+    for (int i = 0; i < 60; i++) vals[i] = 0.37f * (float)i - 3.0f;
+    if (dt == DType::F32) {
+      d.features.resize(240);
+      memcpy(d.features.data(), vals.data(), 240);
+    } else {
+      d.features.resize(120);
+      for (int i = 0; i < 60; i++) {
+        uint16_t h = cpu::half_from_float(vals[i]);
+        memcpy(&d.features[i * 2], &h, 2);
+      }
+    }
+    const std::string p = path_join(tlt::temp_dir(), "s.bin");
+    write_shard(p, d);
+    MappedShard m(p);
+    CHECK(m.info().count == 3);
+    CHECK(m.info().split == Split::Valid);
+    CHECK(m.info().first_pos == 20);
+    CHECK(m.info().settings_hash == 0x1234u);
+    CHECK(m.labels()[0] == 1);
+    CHECK(m.ids()[2] == 12u);
+    CHECK(m.skipped() == d.skipped);
+    CHECK(m.reasons() == d.reasons);
+    std::vector<float> f(20);
+    m.feature_f32(1, f.data());
+    for (int k = 0; k < 20; k++)
+      CHECK(f[k] == (dt == DType::F32 ? vals[20 + k] : cpu::float_from_half(cpu::half_from_float(vals[20 + k]))));
+    std::vector<uint8_t> b = read_file(p);
+    put(p, std::vector<uint8_t>(b.begin(), b.end() - 9));
+    CHECK(tlt::error_of([&] { MappedShard x(p); }).find("truncated or damaged); delete it and rerun tl_cache") !=
+          std::string::npos);
+    b[200] ^= 1;
+    put(p, b);
+    CHECK(tlt::error_of([&] { MappedShard x(p); }).find("checksum mismatch") != std::string::npos);
+  }
+}
+
+TEST_CASE("caching: shards hold exactly the direct forward pass, labels and ids; bad files are skipped and listed") {
+  const std::string data = fresh_dir("cdata");
+  for (int i = 0; i < 9; i++) {
+    put(path_join(data, strfmt("cat/c%d.jpg", i)), test_image(i, i % 3 == 0));
+    put(path_join(data, strfmt("dog/d%d.jpg", i)), test_image(40 + i));
+  }
+  std::vector<uint8_t> good = test_image(77);
+  put(path_join(data, "cat/empty.jpg"), {});
+  put(path_join(data, "dog/truncated.jpg"), std::vector<uint8_t>(good.begin(), good.begin() + good.size() / 2));
+  put(path_join(data, "dog/text.jpg"), {'h', 'i'});
+  const std::string out = fresh_dir("cout");
+  CacheOptions o = small_options(data, out);
+  o.valid_fraction = 0.3;
+  o.max_bad = 0.2;
+  CacheSummary s = build_cache(o);
+  CHECK(s.files == 21);
+  CHECK(s.skipped == 3);
+  CHECK(s.cached == 18);
+  Cache c = open_cache(out);
+  CHECK(c.count(Split::Train) + c.count(Split::Valid) == 18);
+  CHECK(c.feat_h == 1);
+  CHECK(c.feat_c == 512);
+  // Every skipped file is listed with its reason.
+  std::map<std::string, std::string> status;
+  for (auto& e : c.manifest.entries) status[e.rel] = e.status;
+  CHECK(status["cat/empty.jpg"] == "skipped: empty file");
+  CHECK(status["dog/truncated.jpg"].find("skipped: truncated JPEG") == 0);
+  CHECK(status["dog/text.jpg"].find("skipped: not a supported image") == 0);
+  CHECK(status["cat/c1.jpg"] == "ok");
+  // Each sample equals a forward pass of the same file decoded on its own.
+  VggWeights w = load_weights(o.weights);
+  VggBase base(w, Device::CPU);
+  int checked = 0;
+  for (int sp = 0; sp < 2; sp++)
+    for (auto& sh : c.shards[sp])
+      for (uint32_t i = 0; i < sh.info().count; i++) {
+        const ManifestEntry& e = c.manifest.entries[sh.ids()[i]];
+        CHECK(sh.labels()[i] == (uint8_t)e.label);
+        CHECK(e.label == (starts_with(e.rel, "cat/") ? 0 : 1));
+        Image img = resize_image(load_image(path_join(data, e.rel)), 32, 32, Resize::Nearest);
+        Tensor x({1, 32, 32, 3});
+        preprocess_image(img, w.preprocess, x.f32());
+        std::vector<float> want = base.forward(x).to_vector(), got(512);
+        sh.feature_f32(i, got.data());
+        CHECK(got == want);
+        checked++;
+      }
+  CHECK(checked == 18);
+  // Over --max-bad: the run fails and says so.
+  o.max_bad = 0.1;
+  o.out = fresh_dir("cout2");
+  CHECK(tlt::error_of([&] { build_cache(o); }).find("could not be used, over --max-bad 0.1") != std::string::npos);
+}
+
+TEST_CASE("resume: an interrupted cache, run again, is byte-identical to an uninterrupted one") {
+  const std::string data = fresh_dir("rdata");
+  for (int i = 0; i < 14; i++) {
+    put(path_join(data, strfmt("cat.%d.jpg", i)), test_image(i));
+    put(path_join(data, strfmt("dog.%d.jpg", i)), test_image(60 + i));
+  }
+  const std::string full = fresh_dir("rfull"), part = fresh_dir("rpart");
+  CacheOptions o = small_options(data, full);
+  o.valid_fraction = 0.2;
+  build_cache(o);
+  o.out = part;
+  o.stop_after_shards = 2;
+  CacheSummary s1 = build_cache(o);
+  CHECK(s1.interrupted);
+  CHECK(s1.written_shards >= 2);
+  // A half-written temporary, as a crash would leave it.
+  put(path_join(part, "train-00004.bin.tmp"), {1, 2, 3});
+  o.stop_after_shards = 0;
+  CacheSummary s2 = build_cache(o);
+  CHECK(!s2.interrupted);
+  CHECK(s2.reused_shards >= 2);
+  CHECK(cache_files(part) == cache_files(full));
+  CHECK(!file_exists(path_join(part, "train-00004.bin.tmp")));
+  // A third run reuses everything.
+  CacheSummary s3 = build_cache(o);
+  CHECK(s3.written_shards == 0);
+  // A damaged shard is rebuilt.
+  std::vector<uint8_t> b = read_file(path_join(part, "train-00001.bin"));
+  b[300] ^= 0xFF;
+  put(path_join(part, "train-00001.bin"), b);
+  CacheSummary s4 = build_cache(o);
+  CHECK(s4.written_shards == 1);
+  CHECK(cache_files(part) == cache_files(full));
+}
+
+TEST_CASE("a cache made with other settings is refused (never reused silently), or rebuilt with --force") {
+  const std::string data = fresh_dir("sdata");
+  for (int i = 0; i < 4; i++) {
+    put(path_join(data, strfmt("cat.%d.jpg", i)), test_image(i));
+    put(path_join(data, strfmt("dog.%d.jpg", i)), test_image(30 + i));
+  }
+  const std::string out = fresh_dir("sout");
+  CacheOptions o = small_options(data, out);
+  build_cache(o);
+  o.image_size = 64;
+  std::string e = tlt::error_of([&] { build_cache(o); });
+  CHECK(e.find("holds a cache made with other settings (feature_shape: 1x1x512 -> 2x2x512; image_size: 32 -> 64)") !=
+        std::string::npos);
+  CHECK(e.find("--force") != std::string::npos);
+  // Files added to the dataset also change the cache's identity.
+  o.image_size = 32;
+  put(path_join(data, "cat.99.jpg"), test_image(99));
+  e = tlt::error_of([&] { build_cache(o); });
+  CHECK(e.find("the dataset's files changed") != std::string::npos);
+  o.force = true;
+  CacheSummary s = build_cache(o);
+  CHECK(s.cached == 9);
+  CHECK(s.reused_shards == 0);
+  // fp16 features: half the bytes, the fp32 values rounded.
+  CacheOptions h = small_options(data, fresh_dir("sout16"));
+  h.dtype = "fp16";
+  build_cache(h);
+  Cache c32 = open_cache(out), c16 = open_cache(h.out);
+  REQUIRE(c16.count(Split::Train) == c32.count(Split::Train));
+  std::vector<float> a(512), b(512);
+  c32.shards[0][0].feature_f32(0, a.data());
+  c16.shards[0][0].feature_f32(0, b.data());
+  for (int k = 0; k < 512; k++) CHECK(b[k] == cpu::float_from_half(cpu::half_from_float(a[k])));
+  // The manifest's settings cannot be edited by hand without detection.
+  std::vector<uint8_t> mb = read_file(path_join(out, "manifest.tsv"));
+  std::string mt(mb.begin(), mb.end());
+  mt.replace(mt.find("image_size\t32"), 13, "image_size\t33");
+  put(path_join(out, "manifest.tsv"), std::vector<uint8_t>(mt.begin(), mt.end()));
+  CHECK(tlt::error_of([&] { open_cache(out); }).find("edited by hand") != std::string::npos);
+}
