@@ -61,6 +61,8 @@ void dropout(const float* x, float* y, int64_t n, float rate, uint64_t seed, uin
 void sigmoid_bce(const float* z, const float* y, float* prob, float* loss, float* dz, int n);
 void rmsprop(float* w, const float* g, float* v, int64_t n, float lr, float rho, float eps);
 void f32_to_f16(const float* x, uint16_t* y, int64_t n);
+// dst[i][:] = src[idx[i]][:] as float32 (src fp32 or fp16); idx is a host array of n rows.
+void gather_rows(const void* src, bool src_f16, const int64_t* idx, int n, int64_t d, float* dst);
 
 }  // namespace cuda
 }  // namespace tl

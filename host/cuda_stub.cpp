@@ -49,6 +49,7 @@ void dropout(const float*, float*, int64_t, float, uint64_t, uint64_t) { no_cuda
 void sigmoid_bce(const float*, const float*, float*, float*, float*, int) { no_cuda(); }
 void rmsprop(float*, const float*, float*, int64_t, float, float, float) { no_cuda(); }
 void f32_to_f16(const float*, uint16_t*, int64_t) { no_cuda(); }
+void gather_rows(const void*, bool, const int64_t*, int, int64_t, float*) { no_cuda(); }
 
 }  // namespace cuda
 }  // namespace tl

@@ -1,8 +1,10 @@
 #include "inspect.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "cache.h"
+#include "head.h"
 #include "common.h"
 #include "npy.h"
 #include "shard.h"
@@ -63,6 +65,26 @@ void inspect_shard(const std::string& path, FILE* out) {
   for (size_t i = 0; i < sk.size() && i < 10; i++) fprintf(out, "  skipped id %u: %s\n", sk[i], rs[i].c_str());
 }
 
+void inspect_model(const std::string& path, FILE* out) {
+  ModelFile m = load_model(path);
+  const HeadSpec& s = m.spec;
+  fprintf(out, "%s: tl head model, format version %u, %s\n", path.c_str(), kModelVersion,
+          human_bytes((double)file_size(path)).c_str());
+  fprintf(out, "  layers         Flatten %dx%dx%d (%d) -> Dense %d relu -> Dropout %.2g -> Dense %d relu -> Dense 1 sigmoid\n",
+          s.feat_h, s.feat_w, s.feat_c, s.in_dim(), s.hidden1, s.dropout, s.hidden2);
+  fprintf(out, "  parameters     %lld%s\n", (long long)s.num_params(),
+          m.opt_state.empty() ? "" : " (+ RMSprop state: resumable)");
+  fprintf(out, "  crc32          %08x (verified)\n", m.crc);
+  for (auto& [k, v] : m.meta) fprintf(out, "  %-14s %s\n", k.c_str(), v.c_str());
+  const char* names[6] = {"dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias", "dense_2/kernel", "dense_2/bias"};
+  for (int i = 0; i < 6; i++) {
+    double sum = 0, sq = 0;
+    for (float v : m.params[i]) sum += v, sq += (double)v * v;
+    const double n = (double)m.params[i].size();
+    fprintf(out, "  %-14s %9zu values, mean %+.4g, rms %.4g\n", names[i], m.params[i].size(), sum / n, std::sqrt(sq / n));
+  }
+}
+
 void inspect_cache(const std::string& dir, FILE* out) {
   Cache c = open_cache(dir, true);
   const Manifest& m = c.manifest;
@@ -103,6 +125,7 @@ void inspect_path(const std::string& path, FILE* out) {
   fclose(f);
   if (n == 8 && memcmp(magic, kWeightsMagic, 8) == 0) return inspect_weights(path, out);
   if (n == 8 && memcmp(magic, kShardMagic, 8) == 0) return inspect_shard(path, out);
+  if (n == 8 && memcmp(magic, kModelMagic, 8) == 0) return inspect_model(path, out);
   fail("%s: not a file this project writes (unknown magic)", path.c_str());
 }
 

@@ -1,5 +1,11 @@
 #include "npy.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstring>
 
 #include "common.h"
@@ -129,6 +135,35 @@ std::vector<float> NpyArray::to_f32(const std::string& what) const {
 }
 
 NpyArray read_npy(const std::string& path) { return parse_npy(read_file(path), path); }
+
+MappedNpy::MappedNpy(const std::string& path) : path_(path) {
+  int fd = open(path.c_str(), O_RDONLY);
+  if (fd < 0) fail("%s: cannot open (%s)", path.c_str(), strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0 || st.st_size < 10) {
+    close(fd);
+    fail("%s: not a .npy array (too short)", path.c_str());
+  }
+  size_ = (size_t)st.st_size;
+  void* m = mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+  close(fd);
+  if (m == MAP_FAILED) fail("%s: cannot map (%s)", path.c_str(), strerror(errno));
+  map_ = (const uint8_t*)m;
+  try {
+    h_ = parse_npy_header(map_, size_, path);
+    const uint64_t want = (uint64_t)h_.numel() * h_.item_size;
+    if (size_ - h_.data_offset < want)
+      fail("%s: .npy data is truncated (header promises %s %s = %llu bytes, file has %zu)", path.c_str(),
+           h_.descr.c_str(), h_.shape_str().c_str(), (unsigned long long)want, size_ - h_.data_offset);
+  } catch (...) {
+    munmap((void*)map_, size_);
+    throw;
+  }
+}
+
+MappedNpy::~MappedNpy() {
+  if (map_) munmap((void*)map_, size_);
+}
 
 std::map<std::string, NpyArray> read_npz(const std::string& path) {
   ZipReader z(path);

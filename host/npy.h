@@ -31,6 +31,24 @@ struct NpyArray {
 };
 
 NpyArray read_npy(const std::string& path);
+
+// A .npy file mapped read-only (for arrays too large to read, e.g. 23,076 x 7 x 7 x 512 float32).
+class MappedNpy {
+ public:
+  explicit MappedNpy(const std::string& path);
+  ~MappedNpy();
+  MappedNpy(const MappedNpy&) = delete;
+  MappedNpy& operator=(const MappedNpy&) = delete;
+  const NpyHeader& header() const { return h_; }
+  const uint8_t* data() const { return map_ + h_.data_offset; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  const uint8_t* map_ = nullptr;
+  size_t size_ = 0;
+  NpyHeader h_;
+};
 NpyArray parse_npy(std::vector<uint8_t> bytes, const std::string& what);
 // Keys are the archive member names without ".npy".
 std::map<std::string, NpyArray> read_npz(const std::string& path);

@@ -2,6 +2,9 @@
 
 #include "cpu_ops.h"
 #include "cuda_api.h"
+#include "threads.h"
+
+#include <cstring>
 
 namespace tl {
 namespace ops {
@@ -139,6 +142,27 @@ void to_f16(const Tensor& x, Tensor& y) {
     cuda::f32_to_f16(x.f32(), (uint16_t*)y.ptr, x.numel());
   else
     cpu::f32_to_f16(x.f32(), (uint16_t*)y.ptr, x.numel());
+}
+
+void gather_rows(const Tensor& src, const std::vector<int64_t>& idx, Tensor& dst) {
+  if (src.device != dst.device) fail("gather_rows: tensors on different devices");
+  if (src.ndim != 2 || dst.ndim != 2 || dst.dim(1) != src.dim(1) || dst.dim(0) < (int64_t)idx.size() ||
+      dst.dtype != DType::F32 || (src.dtype != DType::F32 && src.dtype != DType::F16))
+    fail("gather_rows: bad shapes %s -> %s", src.shape_str().c_str(), dst.shape_str().c_str());
+  const int64_t d = src.dim(1);
+  for (int64_t i : idx)
+    if (i < 0 || i >= src.dim(0)) fail("gather_rows: row %lld out of range", (long long)i);
+  if (src.on_cuda()) {
+    cuda::gather_rows(src.ptr, src.dtype == DType::F16, idx.data(), (int)idx.size(), d, dst.f32());
+    return;
+  }
+  parallel_for((int64_t)idx.size(), [&](int64_t r) {
+    float* o = dst.f32() + r * d;
+    if (src.dtype == DType::F32)
+      memcpy(o, src.f32() + idx[r] * d, (size_t)d * sizeof(float));
+    else
+      cpu::f16_to_f32((const uint16_t*)src.ptr + idx[r] * d, o, d);
+  });
 }
 
 Range::Range(const char* name) { cuda::range_push(name); }

@@ -5,6 +5,7 @@
 // Layouts: activations NHWC; conv weights HWIO [3][3][cin][cout]; dense weights [in][out].
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "tensor.h"
 
@@ -29,6 +30,9 @@ void sigmoid_bce(const Tensor& z, const Tensor& y, Tensor& prob, Tensor& loss, T
 void rmsprop(Tensor& w, const Tensor& g, Tensor& v, float lr, float rho, float eps);
 // fp32 -> fp16 (round to nearest even)
 void to_f16(const Tensor& x, Tensor& y);
+
+// dst [n, d] float32 = rows idx[0..n) of src [N, d] (fp32 or fp16), on src's device.
+void gather_rows(const Tensor& src, const std::vector<int64_t>& idx, Tensor& dst);
 
 // A named profiler range (NVTX on the CUDA path) for the lifetime of the object.
 struct Range {

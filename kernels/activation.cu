@@ -23,6 +23,14 @@ __global__ void relu_backward_kernel(const float* __restrict__ y, const float* _
                                      int64_t n) {
   GRID_STRIDE(i, n) { dx[i] = y[i] > 0.0f ? dy[i] : 0.0f; }
 }
+__global__ void gather_rows_kernel(const void* __restrict__ src, int f16, const int64_t* __restrict__ idx, int n,
+                                   int64_t d, float* __restrict__ dst) {
+  GRID_STRIDE(i, (int64_t)n * d) {
+    const int64_t r = i / d, c = i - r * d;
+    const int64_t s = idx[r] * d + c;
+    dst[i] = f16 ? __half2float(reinterpret_cast<const __half*>(src)[s]) : reinterpret_cast<const float*>(src)[s];
+  }
+}
 __global__ void f32_to_f16_kernel(const float* __restrict__ x, __half* __restrict__ y, int64_t n) {
   GRID_STRIDE(i, n) { y[i] = __float2half_rn(x[i]); }
 }
@@ -44,6 +52,23 @@ void f32_to_f16(const float* x, uint16_t* y, int64_t n) {
   if (n <= 0) return;
   f32_to_f16_kernel<<<grid_for(n), kThreads, 0, compute_stream()>>>(x, reinterpret_cast<__half*>(y), n);
   CUDA_CHECK_LAUNCH();
+}
+
+void gather_rows(const void* src, bool src_f16, const int64_t* idx, int n, int64_t d, float* dst) {
+  if (n <= 0 || d <= 0) return;
+  // The index list travels with the launch's stream order through a small device buffer.
+  static int64_t* dev_idx = nullptr;
+  static int cap = 0;
+  if (n > cap) {
+    if (dev_idx) CUDA_CHECK(cudaFree(dev_idx));
+    CUDA_CHECK(cudaMalloc(&dev_idx, sizeof(int64_t) * (size_t)n));
+    cap = n;
+  }
+  CUDA_CHECK(cudaMemcpyAsync(dev_idx, idx, sizeof(int64_t) * (size_t)n, cudaMemcpyHostToDevice, compute_stream()));
+  gather_rows_kernel<<<grid_for((int64_t)n * d), kThreads, 0, compute_stream()>>>(src, src_f16 ? 1 : 0, dev_idx, n, d, dst);
+  CUDA_CHECK_LAUNCH();
+  // The host array may change after we return: wait for the small copy.
+  CUDA_CHECK(cudaStreamSynchronize(compute_stream()));
 }
 
 }  // namespace cuda

@@ -404,7 +404,42 @@ def gen_vgg():
     save("vgg16_forward.npz", y=y.astype(np.float32), seed=np.array(7), crc=np.array(crc, dtype=np.uint64))
 
 
-GROUPS = {"ops": gen_ops, "weights": gen_weights, "images": gen_images, "vgg": gen_vgg}
+# ------------------------------------------------------------------------------------------------
+# head: N training steps of the tutorial's head in PyTorch (dropout off), RMSprop(alpha=0.9, eps=1e-7)
+
+def gen_head():
+    import torch
+    rng = np.random.default_rng(5)
+    fh, fw, fc, h1, h2 = 2, 2, 6, 400, 20
+    d = fh * fw * fc
+    steps, batch = 6, 8
+    w1 = (rng.uniform(-1, 1, (d, h1)) * np.sqrt(6 / (d + h1))).astype(np.float32)
+    w2 = (rng.uniform(-1, 1, (h1, h2)) * np.sqrt(6 / (h1 + h2))).astype(np.float32)
+    w3 = (rng.uniform(-1, 1, (h2, 1)) * np.sqrt(6 / (h2 + 1))).astype(np.float32)
+    b1 = (rng.standard_normal(h1) * 0.05).astype(np.float32)
+    b2 = (rng.standard_normal(h2) * 0.05).astype(np.float32)
+    b3 = (rng.standard_normal(1) * 0.05).astype(np.float32)
+    xs = np.abs(rng.standard_normal((steps, batch, fh, fw, fc))).astype(np.float32)  # ReLU-like features
+    ys = rng.integers(0, 2, (steps, batch)).astype(np.float32)
+    ps = [torch.nn.Parameter(torch.from_numpy(a.copy())) for a in (w1, b1, w2, b2, w3, b3)]
+    opt = torch.optim.RMSprop(ps, lr=1e-3, alpha=0.9, eps=1e-7)
+    losses = []
+    for s in range(steps):
+        x = torch.from_numpy(xs[s].reshape(batch, d))  # Flatten of NHWC = Keras' order
+        a1 = torch.relu(x @ ps[0] + ps[1])
+        a2 = torch.relu(a1 @ ps[2] + ps[3])  # dropout off
+        z = (a2 @ ps[4] + ps[5]).reshape(-1)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(z, torch.from_numpy(ys[s]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    save("head_steps.npz", w1=w1, b1=b1, w2=w2, b2=b2, w3=w3, b3=b3, x=xs, y=ys, losses=np.array(losses),
+         **{f"out_{k}": p.detach().numpy().copy() for k, p in zip(["w1", "b1", "w2", "b2", "w3", "b3"], ps)},
+         shape=np.array([fh, fw, fc, h1, h2]))
+
+
+GROUPS = {"ops": gen_ops, "head": gen_head, "weights": gen_weights, "images": gen_images, "vgg": gen_vgg}
 
 
 def main():

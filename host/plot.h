@@ -1,0 +1,26 @@
+// plot.h: training curves as a PNG, like the tutorial's figure: accuracy and loss per epoch,
+// training and validation, with axes, ticks, a legend and titles. Drawn here (lines, rectangles,
+// stb_easy_font text) and written with stb_image_write.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace tl {
+
+struct Series {
+  std::string name;
+  std::vector<double> y;  // one value per epoch (NaN: missing)
+  unsigned char rgb[3];
+  bool dashed = false;
+};
+
+struct Panel {
+  std::string title, ylabel;
+  std::vector<Series> series;
+  int best_epoch = 0;  // marked with a vertical line when > 0
+};
+
+// Panels side by side; x is the epoch (1..n).
+void plot_panels(const std::string& path, const std::string& title, const std::vector<Panel>& panels);
+
+}  // namespace tl

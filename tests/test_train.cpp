@@ -1,0 +1,364 @@
+// tl_train: the head's gradients by finite differences, training steps against PyTorch, a learnable
+// synthetic cache, resume, determinism, the .npy import and the guards.
+//
+// Tolerances: finite differences (float64 central differences of the fp32 loss, step 1e-3):
+// |fd - analytic| <= 2e-3 * max(1, |fd|) + 2e-4. PyTorch steps: every weight within
+// 2e-6 + 1e-4 |w| after 6 RMSprop steps (RMSprop's g / sqrt(v) amplifies last-bit differences of
+// tiny gradients), per-step losses within 1e-5 relative.
+#include <cmath>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "helpers.h"
+#include "host/cli.h"
+#include "host/head.h"
+#include "host/npy.h"
+#include "host/threads.h"
+#include "host/train.h"
+
+using namespace tl;
+
+namespace {
+
+struct FakeSplit {
+  std::vector<float> feats;  // n * d
+  std::vector<uint8_t> labels;
+};
+
+// A cache folder with the given features, written through the real shard and manifest writers.
+void write_fake_cache(const std::string& dir, const FakeSplit sp[2], int fh, int fw, int fc, int shard_size = 16) {
+  const int64_t d = (int64_t)fh * fw * fc;
+  Manifest m;
+  m.classes = {"cat", "dog"};
+  m.sources = {"fake"};
+  auto& kv = m.settings.kv;
+  kv["format"] = "1";
+  kv["feature_shape"] = strfmt("%dx%dx%d", fh, fw, fc);
+  kv["dtype"] = "fp32";
+  kv["shard_size"] = std::to_string(shard_size);
+  kv["weights_crc32"] = "00000000";
+  kv["weights_synthetic"] = "yes (test)";
+  kv["preprocess"] = "caffe";
+  kv["image_size"] = "64";
+  kv["resize"] = "nearest";
+  kv["classes"] = "cat,dog";
+  uint32_t id = 0;
+  std::vector<uint32_t> ids[2];
+  for (int s = 0; s < 2; s++)
+    for (size_t i = 0; i < sp[s].labels.size(); i++) {
+      ManifestEntry e;
+      e.id = id;
+      e.split = (Split)s;
+      e.label = sp[s].labels[i];
+      e.rel = strfmt("%s/%u.jpg", e.label ? "dog" : "cat", id);
+      e.status = "ok";
+      m.entries.push_back(e);
+      ids[s].push_back(id++);
+    }
+  make_dirs(dir);
+  write_manifest(dir, m);
+  for (int s = 0; s < 2; s++) {
+    const size_t n = sp[s].labels.size();
+    for (size_t k = 0; k * shard_size < n; k++) {
+      ShardData sd;
+      const size_t a = k * shard_size, b = std::min(n, a + shard_size);
+      sd.info.count = sd.info.range_count = (uint32_t)(b - a);
+      sd.info.feat_h = fh, sd.info.feat_w = fw, sd.info.feat_c = fc;
+      sd.info.split = (Split)s;
+      sd.info.index = (uint32_t)k;
+      sd.info.first_pos = a;
+      sd.info.settings_hash = m.settings.hash();
+      for (size_t i = a; i < b; i++) {
+        sd.ids.push_back(ids[s][i]);
+        sd.labels.push_back(sp[s].labels[i]);
+      }
+      const uint8_t* f = (const uint8_t*)(sp[s].feats.data() + a * d);
+      sd.features.assign(f, f + (b - a) * d * 4);
+      write_shard(path_join(dir, shard_file_name((Split)s, (uint32_t)k)), sd);
+    }
+  }
+}
+
+// Two classes that differ in the mean of a few feature channels (non-negative, like ReLU output).
+void learnable(FakeSplit sp[2], int64_t d, int ntrain, int nvalid, uint64_t seed) {
+  Rng r(seed);
+  for (int s = 0; s < 2; s++) {
+    const int n = s ? nvalid : ntrain;
+    for (int i = 0; i < n; i++) {
+      const uint8_t y = (uint8_t)(i % 2);
+      sp[s].labels.push_back(y);
+      for (int64_t k = 0; k < d; k++) {
+        float v = r.uniform() * 1.5f;
+        if (k < 4 && y) v += 2.0f;
+        sp[s].feats.push_back(v);
+      }
+    }
+  }
+}
+
+TrainOptions quick(const std::string& out, int epochs) {
+  TrainOptions o;
+  o.out = out;
+  o.epochs = epochs;
+  o.batch = 16;
+  o.quiet = true;
+  o.plots = false;
+  o.seed = 3;
+  return o;
+}
+
+std::string fresh(const std::string& name) {
+  std::string d = path_join(tlt::temp_dir(), name);
+  REQUIRE(system(("rm -rf '" + d + "'").c_str()) == 0);
+  make_dirs(d);
+  return d;
+}
+
+}  // namespace
+
+TEST_CASE("head gradients (dropout off and on) agree with finite differences") {
+  HeadSpec spec;
+  spec.feat_h = 1, spec.feat_w = 2, spec.feat_c = 3, spec.hidden1 = 7, spec.hidden2 = 4;
+  const int n = 5, d = spec.in_dim();
+  for (bool drop : {false, true}) {
+    CAPTURE(drop);
+    Head h(spec, Device::CPU);
+    h.init(11);
+    // non-zero biases so every path is exercised
+    for (Tensor* b : {h.params()[1], h.params()[3], h.params()[5]}) b->from_vector(tlt::random_vec(b->numel(), 3, 0.2f));
+    Tensor x = tlt::tensor(tlt::random_vec((size_t)n * d, 4, 2.0f), {n, d}), y = tlt::tensor({1, 0, 0, 1, 1}, {n});
+    h.compute_gradients(x, y, n, 77, 9, drop);
+    std::vector<std::vector<float>> g;
+    for (Tensor* t : h.grads()) g.push_back(t->to_vector());
+    int checked = 0;
+    for (size_t p = 0; p < 6; p++) {
+      Tensor* w = h.params()[p];
+      for (int64_t i = 0; i < w->numel(); i++) {
+        float* v = w->f32() + i;
+        const float keep = *v, eps = 1e-3f;
+        *v = keep + eps;
+        const double lp = h.compute_gradients(x, y, n, 77, 9, drop);
+        *v = keep - eps;
+        const double lm = h.compute_gradients(x, y, n, 77, 9, drop);
+        *v = keep;
+        const double fd = (lp - lm) / (2.0 * eps);
+        CAPTURE(p);
+        CAPTURE(i);
+        CHECK(std::fabs(fd - g[p][(size_t)i]) <= 2e-3 * std::max(1.0, std::fabs(fd)) + 2e-4);
+        checked++;
+      }
+    }
+    CHECK(checked == (int)spec.num_params());
+  }
+}
+
+TEST_CASE("six training steps (dropout off) equal PyTorch's RMSprop(alpha=0.9, eps=1e-7)") {
+  tlt::Fixture fx("head_steps.npz");
+  auto shp = fx.f("shape");
+  HeadSpec spec;
+  spec.feat_h = (int)shp[0], spec.feat_w = (int)shp[1], spec.feat_c = (int)shp[2];
+  spec.hidden1 = (int)shp[3], spec.hidden2 = (int)shp[4];
+  spec.dropout = 0.0f;
+  Head h(spec, Device::CPU);
+  const char* names[6] = {"w1", "b1", "w2", "b2", "w3", "b3"};
+  for (int i = 0; i < 6; i++) h.params()[i]->from_vector(fx.f(names[i]));
+  auto xs = fx.f("x"), ys = fx.f("y"), losses = fx.f("losses");
+  const int steps = (int)losses.size(), batch = (int)(ys.size() / steps), d = spec.in_dim();
+  for (int s = 0; s < steps; s++) {
+    Tensor x = tlt::tensor(std::vector<float>(xs.begin() + (size_t)s * batch * d, xs.begin() + (size_t)(s + 1) * batch * d),
+                           {batch, d});
+    Tensor y = tlt::tensor(std::vector<float>(ys.begin() + s * batch, ys.begin() + (s + 1) * batch), {batch});
+    int correct;
+    const double loss = h.train_step(x, y, batch, 0, (uint64_t)s, RmsProp{}, &correct) / batch;
+    CHECK(loss == doctest::Approx(losses[s]).epsilon(1e-5));
+  }
+  for (int i = 0; i < 6; i++) {
+    auto got = h.params()[i]->to_vector(), want = fx.f(std::string("out_") + names[i]);
+    double worst = 0;
+    for (size_t k = 0; k < got.size(); k++)
+      worst = std::max(worst, std::fabs(got[k] - want[k]) / (2e-6 + 1e-4 * std::fabs(want[k])));
+    CAPTURE(names[i]);
+    CHECK(worst <= 1.0);
+  }
+}
+
+TEST_CASE("the summary counts Keras' 10,043,641 parameters for 7x7x512 features") {
+  HeadSpec spec;
+  CHECK(spec.num_params() == 10043641);
+  Head h(spec, Device::CPU);
+  h.init(0);
+  // glorot_uniform: every kernel value within sqrt(6 / (fan_in + fan_out)), biases zero
+  auto w1 = h.params()[0]->to_vector();
+  const float lim = std::sqrt(6.0f / (25088 + 400));
+  float mx = 0;
+  for (float v : w1) mx = std::max(mx, std::fabs(v));
+  CHECK(mx <= lim);
+  CHECK(mx > 0.99f * lim);
+  for (float v : h.params()[1]->to_vector()) CHECK(v == 0.0f);
+  const std::string p = path_join(tlt::temp_dir(), "summary.txt");
+  FILE* f = fopen(p.c_str(), "w");
+  h.summary(f);
+  fclose(f);
+  std::vector<uint8_t> b = read_file(p);
+  std::string s(b.begin(), b.end());
+  CHECK(s.find("Total params: 10,043,641") != std::string::npos);
+  CHECK(s.find("(None, 25088)") != std::string::npos);
+}
+
+TEST_CASE("a learnable synthetic cache is learnt to 100% accuracy; outputs are written and readable") {
+  FakeSplit sp[2];
+  learnable(sp, 2 * 2 * 8, 240, 80, 1);
+  const std::string cache = fresh("lcache"), out = fresh("lmodel");
+  write_fake_cache(cache, sp, 2, 2, 8);
+  auto src = open_cached_source(cache, Device::CPU);
+  CHECK(src->size(Split::Train) == 240);
+  TrainOptions o = quick(out, 12);
+  o.plots = true;
+  TrainResult r = train_head(*src, o);
+  REQUIRE(r.history.size() == 12);
+  CHECK(r.history.back().acc == 1.0);
+  CHECK(r.history.back().val_acc == 1.0);
+  CHECK(r.history.back().val_loss < r.history.front().val_loss);
+  for (const char* f : {"model.bin", "best.bin", "history.csv", "curves.png", "report.txt"})
+    CHECK(file_exists(path_join(out, f)));
+  ModelFile best = load_model(path_join(out, "best.bin"));
+  CHECK(best.meta["epoch"] == std::to_string(r.best_epoch));
+  CHECK(best.opt_state.empty());
+  CHECK(best.meta["preprocess"] == "caffe");
+  std::vector<uint8_t> rep = read_file(path_join(out, "report.txt"));
+  std::string rs(rep.begin(), rep.end());
+  CHECK(rs.find("cat         40          0") != std::string::npos);
+  CHECK(rs.find("dog          0         40") != std::string::npos);
+  // A damaged model file is refused.
+  std::vector<uint8_t> mb = read_file(path_join(out, "model.bin"));
+  mb[mb.size() / 2] ^= 1;
+  const std::string bad = path_join(out, "bad.bin");
+  FILE* f = fopen(bad.c_str(), "wb");
+  fwrite(mb.data(), 1, mb.size(), f);
+  fclose(f);
+  CHECK(tlt::error_of([&] { load_model(bad); }).find("checksum mismatch") != std::string::npos);
+}
+
+TEST_CASE("resume equals an uninterrupted run, bit for bit, and thread count does not matter") {
+  FakeSplit sp[2];
+  learnable(sp, 32, 100, 30, 2);
+  const std::string cache = fresh("rcache");
+  write_fake_cache(cache, sp, 2, 2, 8);
+  auto src = open_cached_source(cache, Device::CPU);
+  const std::string a = fresh("rA"), b = fresh("rB"), c = fresh("rC");
+  TrainResult ra = train_head(*src, quick(a, 4));
+  TrainOptions ob = quick(b, 4);
+  ob.stop_after_epochs = 2;
+  TrainResult rb1 = train_head(*src, ob);
+  CHECK(rb1.interrupted);
+  CHECK(rb1.history.size() == 2);
+  ob.stop_after_epochs = 0;
+  ob.resume = true;
+  TrainResult rb2 = train_head(*src, ob);
+  REQUIRE(rb2.history.size() == 4);
+  CHECK(read_file(path_join(a, "model.bin")) == read_file(path_join(b, "model.bin")));
+  CHECK(read_file(path_join(a, "best.bin")) == read_file(path_join(b, "best.bin")));
+  for (int e = 0; e < 4; e++) {
+    CHECK(rb2.history[e].loss == ra.history[e].loss);
+    CHECK(rb2.history[e].val_loss == ra.history[e].val_loss);
+  }
+  const int saved = num_threads();
+  set_num_threads(saved == 1 ? 2 : 1);
+  train_head(*src, quick(c, 4));
+  set_num_threads(saved);
+  CHECK(read_file(path_join(a, "model.bin")) == read_file(path_join(c, "model.bin")));
+  // Nothing left to do.
+  ob.epochs = 4;
+  CHECK(tlt::error_of([&] { train_head(*src, ob); }).find("already holds 4 epochs") != std::string::npos);
+}
+
+TEST_CASE("the tutorial's .npy files train exactly like the same features in a cache") {
+  FakeSplit sp[2];
+  learnable(sp, 32, 64, 20, 4);
+  const std::string cache = fresh("ncache"), npy = fresh("npy"), a = fresh("nA"), b = fresh("nB");
+  write_fake_cache(cache, sp, 2, 2, 8);
+  const char* names[2][2] = {{"train_activations.npy", "train_labels.npy"},
+                             {"validation_activations.npy", "validation_labels.npy"}};
+  for (int s = 0; s < 2; s++) {
+    const int64_t n = (int64_t)sp[s].labels.size();
+    write_npy_f32(path_join(npy, names[s][0]), sp[s].feats.data(), {n, 2, 2, 8});
+    std::vector<float> lab(sp[s].labels.begin(), sp[s].labels.end());
+    write_npy_f32(path_join(npy, names[s][1]), lab.data(), {n});
+  }
+  auto cs = open_cached_source(cache, Device::CPU);
+  auto ns = open_npy_source(npy, Device::CPU);
+  TrainResult ra = train_head(*cs, quick(a, 3)), rb = train_head(*ns, quick(b, 3));
+  for (int e = 0; e < 3; e++) CHECK(ra.history[e].loss == rb.history[e].loss);
+  CHECK(load_model(path_join(a, "model.bin")).params == load_model(path_join(b, "model.bin")).params);
+  // Mismatched shapes are refused with the reason.
+  std::vector<float> odd(20 * 16, 0.5f);
+  write_npy_f32(path_join(npy, names[1][0]), odd.data(), {20, 2, 2, 4});
+  CHECK(tlt::error_of([&] { open_npy_source(npy, Device::CPU); }).find("differs from the training features' 2x2x8") !=
+        std::string::npos);
+  unlink(path_join(npy, names[0][1]).c_str());
+  CHECK(tlt::error_of([&] { open_npy_source(npy, Device::CPU); }).find("train_labels.npy: missing") != std::string::npos);
+}
+
+TEST_CASE("guards: NaN loss keeps the last good weights; empty, single-class and mismatched caches are refused") {
+  FakeSplit sp[2];
+  learnable(sp, 32, 64, 16, 5);
+  const std::string cache = fresh("gcache"), out = fresh("gout");
+  write_fake_cache(cache, sp, 2, 2, 8);
+  auto src = open_cached_source(cache, Device::CPU);
+  TrainOptions o = quick(out, 3);
+  o.lr = 1e30;  // diverges at once
+  TrainResult r = train_head(*src, o);
+  CHECK(r.nan_stop);
+  ModelFile m = load_model(path_join(out, "model.bin"));
+  bool finite = true;
+  for (auto& p : m.params)
+    for (float v : p) finite &= std::isfinite(v);
+  CHECK(finite);
+  CHECK(m.meta["epoch"] == "0");
+
+  FakeSplit one[2];
+  for (int i = 0; i < 10; i++) {
+    one[0].labels.push_back(0);
+    for (int k = 0; k < 32; k++) one[0].feats.push_back(0.1f * k);
+  }
+  const std::string c1 = fresh("gcache1");
+  write_fake_cache(c1, one, 2, 2, 8);
+  auto s1 = open_cached_source(c1, Device::CPU);
+  CHECK(tlt::error_of([&] { train_head(*s1, quick(fresh("g1"), 1)); }).find("all of one class (10 cat, 0 dog)") !=
+        std::string::npos);
+  FakeSplit none[2];
+  const std::string c0 = fresh("gcache0");
+  write_fake_cache(c0, none, 2, 2, 8);
+  auto s0 = open_cached_source(c0, Device::CPU);
+  CHECK(tlt::error_of([&] { train_head(*s0, quick(fresh("g0"), 1)); }).find("no training samples") != std::string::npos);
+  // Resuming a model of another feature shape.
+  FakeSplit other[2];
+  learnable(other, 2 * 2 * 4, 32, 8, 6);
+  const std::string c2 = fresh("gcache2");
+  write_fake_cache(c2, other, 2, 2, 4);
+  auto s2 = open_cached_source(c2, Device::CPU);
+  const std::string o2 = fresh("g2");
+  train_head(*src, quick(o2, 1));
+  TrainOptions ro = quick(o2, 2);
+  ro.resume = true;
+  CHECK(tlt::error_of([&] { train_head(*s2, ro); }).find("was trained on other features") != std::string::npos);
+  // An incomplete cache (a shard missing) is refused with what to run.
+  unlink(path_join(cache, "train-00001.bin").c_str());
+  CHECK(tlt::error_of([&] { open_cached_source(cache, Device::CPU); }).find("rerun the same tl_cache command") !=
+        std::string::npos);
+}
+
+CUDA_CASE("training on the GPU follows the CPU (same data, same seed)") {
+  FakeSplit sp[2];
+  learnable(sp, 32, 96, 32, 7);
+  const std::string cache = fresh("cucache");
+  write_fake_cache(cache, sp, 2, 2, 8);
+  auto cs = open_cached_source(cache, Device::CPU);
+  auto gs = open_cached_source(cache, Device::CUDA);
+  TrainOptions oc = quick(fresh("cuA"), 5), og = quick(fresh("cuB"), 5);
+  og.device = Device::CUDA;
+  TrainResult rc = train_head(*cs, oc), rg = train_head(*gs, og);
+  for (int e = 0; e < 5; e++) CHECK(rg.history[e].loss == doctest::Approx(rc.history[e].loss).epsilon(1e-3));
+  CHECK(rg.history.back().val_acc == rc.history.back().val_acc);
+}
