@@ -314,6 +314,31 @@ void preprocess_image(const Image& img, Preprocess p, float* out) {
   }
 }
 
+void preprocess_rgb_float(const float* s, int64_t n, Preprocess p, float* out) {
+  switch (p) {
+    case Preprocess::CaffeBGR:
+      for (int64_t i = 0; i < n; i++) {
+        const float r = s[i * 3], g = s[i * 3 + 1], b = s[i * 3 + 2];
+        out[i * 3 + 0] = b - 103.939f;
+        out[i * 3 + 1] = g - 116.779f;
+        out[i * 3 + 2] = r - 123.68f;
+      }
+      break;
+    case Preprocess::CaffeRGB:
+      for (int64_t i = 0; i < n; i++) {
+        out[i * 3 + 0] = s[i * 3] - 123.68f;
+        out[i * 3 + 1] = s[i * 3 + 1] - 116.779f;
+        out[i * 3 + 2] = s[i * 3 + 2] - 103.939f;
+      }
+      break;
+    case Preprocess::Torch: {
+      const float mean[3] = {0.485f, 0.456f, 0.406f}, stdv[3] = {0.229f, 0.224f, 0.225f};
+      for (int64_t i = 0; i < n * 3; i++) out[i] = (s[i] / 255.0f - mean[i % 3]) / stdv[i % 3];
+      break;
+    }
+  }
+}
+
 void write_png(const std::string& path, const Image& img) {
   std::string tmp = path + ".tmp";
   if (!stbi_write_png(tmp.c_str(), img.w, img.h, 3, img.rgb.data(), img.w * 3))

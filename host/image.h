@@ -37,6 +37,8 @@ Image resize_image(const Image& src, int w, int h, Resize mode);
 
 // RGB uint8 -> float32 HWC in the weights' convention (see Preprocess in weights.h).
 void preprocess_image(const Image& img, Preprocess p, float* out);
+// The same for float RGB values in [0, 255] (augmented images); in place allowed.
+void preprocess_rgb_float(const float* rgb, int64_t pixels, Preprocess p, float* out);
 
 // Writes an RGB image as PNG (stb_image_write); throws on failure.
 void write_png(const std::string& path, const Image& img);

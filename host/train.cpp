@@ -107,6 +107,7 @@ class CachedSource : public RowSource {
     for (const char* k : {"weights_crc32", "weights_arch", "weights_synthetic", "preprocess", "image_size", "resize",
                           "feature_shape", "dtype"})
       prov_[k] = st.get(k);
+    prov_["weights_file"] = st.get("info.weights_file");
     prov_["source"] = "cache";
     prov_["cache_dir"] = dir;
     prov_["cache_settings_hash"] = strfmt("%016llx", (unsigned long long)st.hash());
@@ -298,6 +299,8 @@ TrainResult train_head(FeatureSource& src, const TrainOptions& o) {
   spec.feat_h = src.feat_h();
   spec.feat_w = src.feat_w();
   spec.feat_c = src.feat_c();
+  if (!(o.dropout >= 0 && o.dropout < 1)) fail("--dropout must be in [0, 1), got %g", o.dropout);
+  spec.dropout = (float)o.dropout;
   Head head(spec, o.device);
   make_dirs(o.out);
   const std::string model_path = path_join(o.out, "model.bin"), best_path = path_join(o.out, "best.bin"),

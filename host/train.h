@@ -41,7 +41,7 @@ std::unique_ptr<FeatureSource> open_npy_source(const std::string& npy_dir, Devic
 struct TrainOptions {
   std::string out = "model";
   int epochs = 10, batch = 32, patience = 0;
-  double lr = 1e-3, rho = 0.9, eps = 1e-7, clip = 0.005;
+  double lr = 1e-3, rho = 0.9, eps = 1e-7, clip = 0.005, dropout = 0.2;
   uint64_t seed = 0;
   bool resume = false, quiet = false, plots = true;
   Device device = Device::CPU;

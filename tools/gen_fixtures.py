@@ -439,7 +439,57 @@ def gen_head():
          shape=np.array([fh, fw, fc, h1, h2]))
 
 
-GROUPS = {"ops": gen_ops, "head": gen_head, "weights": gen_weights, "images": gen_images, "vgg": gen_vgg}
+# ------------------------------------------------------------------------------------------------
+# augment: Keras ImageDataGenerator's affine transform, written here with scipy.ndimage
+# (order 1 = Keras' default interpolation_order, fill_mode 'nearest'), for fixed parameters
+
+def keras_affine(x, theta=0, tx=0, ty=0, shear=0, zx=1, zy=1):
+    """keras_preprocessing.image.apply_affine_transform, restated (row axis 0, col 1, channels 2)."""
+    from scipy import ndimage
+    m = None
+    if theta != 0:
+        t = np.deg2rad(theta)
+        m = np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1]])
+    if tx != 0 or ty != 0:
+        s = np.array([[1, 0, tx], [0, 1, ty], [0, 0, 1]])
+        m = s if m is None else m @ s
+    if shear != 0:
+        sh = np.deg2rad(shear)
+        s = np.array([[1, -np.sin(sh), 0], [0, np.cos(sh), 0], [0, 0, 1]])
+        m = s if m is None else m @ s
+    if zx != 1 or zy != 1:
+        s = np.array([[zx, 0, 0], [0, zy, 0], [0, 0, 1]])
+        m = s if m is None else m @ s
+    if m is None:
+        return x
+    h, w = x.shape[0], x.shape[1]
+    ox, oy = h / 2 + 0.5, w / 2 + 0.5
+    m = np.array([[1, 0, ox], [0, 1, oy], [0, 0, 1]]) @ m @ np.array([[1, 0, -ox], [0, 1, -oy], [0, 0, 1]])
+    chans = [ndimage.affine_transform(x[..., c], m[:2, :2], m[:2, 2], order=1, mode="nearest", cval=0.0)
+             for c in range(x.shape[2])]
+    return np.stack(chans, axis=-1)
+
+
+def gen_augment():
+    rng = np.random.default_rng(21)
+    img = rng.integers(0, 256, (23, 31, 3), dtype=np.uint8)
+    x = img.astype(np.float32)  # Keras: img_to_array gives float32
+    cases = [dict(theta=25.0), dict(tx=3.4, ty=-5.1), dict(shear=15.0), dict(zx=0.85, zy=1.17),
+             dict(theta=-33.0, tx=-2.2, ty=4.6, shear=0.2, zx=1.12, zy=0.91), dict(theta=180.0, zx=1.2, zy=1.2)]
+    arrays = {"img": img, "count": np.array(len(cases) + 1)}
+    for i, c in enumerate(cases):
+        p = [c.get(k, d) for k, d in (("theta", 0), ("tx", 0), ("ty", 0), ("shear", 0), ("zx", 1), ("zy", 1))]
+        arrays[f"c{i}_params"] = np.array(p + [0.0])
+        arrays[f"c{i}_out"] = keras_affine(x, *p).astype(np.float32)
+    # the last case: the combined transform then a horizontal flip (flip_axis on the column axis)
+    i = len(cases)
+    p = [12.0, 1.5, -2.5, 0.2, 0.95, 1.05]
+    arrays[f"c{i}_params"] = np.array(p + [1.0])
+    arrays[f"c{i}_out"] = keras_affine(x, *p)[:, ::-1, :].astype(np.float32).copy()
+    save("augment.npz", **arrays)
+
+
+GROUPS = {"ops": gen_ops, "head": gen_head, "augment": gen_augment, "weights": gen_weights, "images": gen_images, "vgg": gen_vgg}
 
 
 def main():

@@ -1,0 +1,251 @@
+// tl_predict and the uncached path: augmentation against scipy/Keras, prediction = forward pass +
+// head, the uncached path trains exactly like the cached one, bad files in prediction.
+//
+// Tolerance: augmented images within 2e-3 of scipy.ndimage's float64 result (values 0..255, float32
+// output); flips, predictions and the cached/uncached comparison exactly.
+#include <cmath>
+#include <cstring>
+
+#include "helpers.h"
+#include "host/augment.h"
+#include "host/cache.h"
+#include "host/image_source.h"
+#include "host/predict.h"
+#include "host/train.h"
+#include "host/vgg.h"
+
+using namespace tl;
+
+namespace {
+
+std::string fresh(const std::string& name) {
+  std::string d = path_join(tlt::temp_dir(), name);
+  REQUIRE(system(("rm -rf '" + d + "'").c_str()) == 0);
+  make_dirs(d);
+  return d;
+}
+
+Image fixture_image() {
+  tlt::Fixture fx("augment.npz");
+  const NpyArray& a = fx.arrays.at("img");
+  Image img;
+  img.h = (int)a.h.shape[0];
+  img.w = (int)a.h.shape[1];
+  img.rgb.assign(a.data(), a.data() + a.h.numel());
+  return img;
+}
+
+// Distinct small photos-like test images written as PNG/JPEG files.
+void make_images(const std::string& dir, int per_class) {
+  Image src = load_image(path_join(tlt::fixture_dir(), "img_smooth_200x150.png"));
+  for (int k = 0; k < 2 * per_class; k++) {
+    Image c;
+    c.w = 40 + (k * 7) % 30;
+    c.h = 36 + (k * 5) % 25;
+    c.rgb.resize((size_t)c.w * c.h * 3);
+    for (int y = 0; y < c.h; y++)
+      for (int x = 0; x < c.w; x++)
+        for (int ch = 0; ch < 3; ch++)
+          c.rgb[((size_t)y * c.w + x) * 3 + ch] =
+              (uint8_t)(src.px((x * 3 + k * 11) % src.w, (y * 2 + k * 7) % src.h)[ch] ^ ((k * 29) & 0x3F));
+    const bool dog = k % 2;
+    const std::string name = strfmt("%s.%d.%s", dog ? "dog" : "cat", k, k % 3 ? "jpg" : "png");
+    if (k % 3)
+      write_jpeg(path_join(dir, name), c, 90);
+    else
+      write_png(path_join(dir, name), c);
+  }
+}
+
+std::string synth_weights() {
+  static std::string p = [] {
+    std::string path = path_join(tlt::temp_dir(), "pw.bin");
+    save_weights(synthetic_weights("vgg16", 21), path);
+    return path;
+  }();
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("augmentation: Keras' affine transform (rotation, shift, shear, zoom, flip) against scipy") {
+  tlt::Fixture fx("augment.npz");
+  Image img = fixture_image();
+  const int count = (int)fx.scalar("count");
+  for (int i = 0; i < count; i++) {
+    std::vector<float> pv = fx.f("c" + std::to_string(i) + "_params");
+    AugmentParams p;
+    p.theta = pv[0], p.tx = pv[1], p.ty = pv[2], p.shear = pv[3], p.zx = pv[4], p.zy = pv[5], p.flip = pv[6] != 0;
+    std::vector<float> out((size_t)img.w * img.h * 3);
+    apply_augment(img, p, out.data());
+    CAPTURE(i);
+    CHECK(tlt::max_abs_diff(out, fx.f("c" + std::to_string(i) + "_out")) <= 2e-3);
+  }
+  // The flip alone is an exact mirror; no transform is the identity.
+  AugmentParams flip;
+  flip.flip = true;
+  std::vector<float> out((size_t)img.w * img.h * 3);
+  apply_augment(img, flip, out.data());
+  bool mirror = true;
+  for (int y = 0; y < img.h; y++)
+    for (int x = 0; x < img.w; x++)
+      for (int c = 0; c < 3; c++) mirror &= out[((size_t)y * img.w + x) * 3 + c] == img.px(img.w - 1 - x, y)[c];
+  CHECK(mirror);
+  apply_augment(img, AugmentParams(), out.data());
+  CHECK(std::equal(out.begin(), out.end(), img.rgb.begin()));
+}
+
+TEST_CASE("augmentation draws follow the tutorial's ranges and are reproducible") {
+  AugmentConfig c;
+  int flips = 0;
+  double max_theta = 0, max_tx = 0, min_z = 9, max_z = 0, max_shear = 0;
+  for (int i = 0; i < 2000; i++) {
+    Rng r = augment_rng(7, 1, (uint64_t)i);
+    AugmentParams p = draw_augment(c, r, 224, 224);
+    max_theta = std::max(max_theta, std::fabs(p.theta));
+    max_tx = std::max(max_tx, std::max(std::fabs(p.tx), std::fabs(p.ty)));
+    max_shear = std::max(max_shear, std::fabs(p.shear));
+    min_z = std::min({min_z, p.zx, p.zy});
+    max_z = std::max({max_z, p.zx, p.zy});
+    flips += p.flip;
+  }
+  CHECK(max_theta <= 40.0);
+  CHECK(max_theta > 39.0);
+  CHECK(max_tx <= 0.2 * 224);
+  CHECK(max_tx > 0.19 * 224);
+  CHECK(max_shear <= 0.2);
+  CHECK(min_z >= 0.8);
+  CHECK(max_z <= 1.2);
+  CHECK(std::abs(flips - 1000) < 120);
+  Rng a = augment_rng(7, 3, 42), b = augment_rng(7, 3, 42), d = augment_rng(7, 4, 42);
+  CHECK(draw_augment(c, a, 224, 224).theta == draw_augment(c, b, 224, 224).theta);
+  CHECK(draw_augment(c, a, 224, 224).theta != draw_augment(c, d, 224, 224).theta);
+}
+
+TEST_CASE("prediction equals the forward pass plus the head; bad files get a reason and the rest still run") {
+  const std::string dir = fresh("pimg");
+  make_images(dir, 3);
+  VggWeights w = load_weights(synth_weights());
+  HeadSpec spec;
+  spec.feat_h = spec.feat_w = 1;
+  Head head(spec, Device::CPU);
+  head.init(5);
+  for (Tensor* b : {head.params()[1], head.params()[3], head.params()[5]}) b->from_vector(tlt::random_vec(b->numel(), 9, 0.3f));
+  ModelFile m = model_from_head(head, false);
+  m.meta = {{"image_size", "32"}, {"resize", "nearest"}, {"preprocess", "caffe"}, {"feature_shape", "1x1x512"},
+            {"weights_crc32", strfmt("%08x", w.crc)}, {"weights_file", synth_weights()}, {"classes", "cat,dog"}};
+  const std::string mp = path_join(dir, "m.bin");
+  save_model(mp, m);
+  // inputs: 3 images, an empty file, a truncated JPEG, a text file
+  std::vector<std::string> paths;
+  for (const char* n : {"cat.0.png", "dog.1.jpg", "cat.2.jpg"}) paths.push_back(path_join(dir, n));
+  std::vector<uint8_t> j = read_file(paths[1]);
+  FILE* f = fopen(path_join(dir, "empty.jpg").c_str(), "wb");
+  fclose(f);
+  f = fopen(path_join(dir, "cut.jpg").c_str(), "wb");
+  fwrite(j.data(), 1, j.size() / 2, f);
+  fclose(f);
+  f = fopen(path_join(dir, "note.jpg").c_str(), "wb");
+  fputs("not an image", f);
+  fclose(f);
+  paths.insert(paths.begin() + 1, path_join(dir, "empty.jpg"));
+  paths.push_back(path_join(dir, "cut.jpg"));
+  paths.push_back(path_join(dir, "note.jpg"));
+  for (bool tta : {false, true}) {
+    Predictor pred(mp, "", Device::CPU, 2, tta);
+    std::vector<Prediction> res = pred.run(expand_inputs(paths));
+    REQUIRE(res.size() == 6);
+    CHECK(!res[1].ok);
+    CHECK(res[1].error == "empty file");
+    CHECK(!res[4].ok);
+    CHECK(res[4].error.find("truncated JPEG") == 0);
+    CHECK(!res[5].ok);
+    CHECK(res[5].error.find("not a supported image") == 0);
+    VggBase base(w, Device::CPU);
+    for (int i : {0, 2, 3}) {
+      REQUIRE(res[i].ok);
+      Image img = resize_image(load_image(paths[i]), 32, 32, Resize::Nearest);
+      double p = 0;
+      for (int k = 0; k < (tta ? 2 : 1); k++) {
+        Image im = img;
+        if (k)
+          for (int y = 0; y < 32; y++)
+            for (int x = 0; x < 32; x++) memcpy(&im.rgb[((size_t)y * 32 + x) * 3], img.px(31 - x, y), 3);
+        Tensor x({1, 32, 32, 3});
+        preprocess_image(im, Preprocess::CaffeBGR, x.f32());
+        Tensor feat = base.forward(x);
+        Tensor flat = Tensor::view(feat.ptr, {1, 512});
+        float z;
+        head.logits(flat, 1, &z);
+        p += 1.0 / (1.0 + std::exp(-(double)z));
+      }
+      CAPTURE(i);
+      CHECK(res[i].p == p / (tta ? 2 : 1));
+    }
+  }
+  // The weights must be the ones the model's features were made with.
+  const std::string other = path_join(dir, "other.bin");
+  save_weights(synthetic_weights("vgg16", 22), other);
+  CHECK(tlt::error_of([&] { Predictor(mp, other, Device::CPU, 2, false); }).find("are not the weights") !=
+        std::string::npos);
+  CHECK(kaggle_id("test1/123.jpg") == 123);
+  CHECK(kaggle_id("cat.1.jpg") == -1);
+}
+
+TEST_CASE("without augmentation and dropout, the uncached path trains to the cached path's weights") {
+  const std::string data = fresh("udata");
+  make_images(data, 12);
+  CacheOptions co;
+  co.data = data;
+  co.out = fresh("ucache");
+  co.weights = synth_weights();
+  co.image_size = 32;
+  co.device = "cpu";
+  co.quiet = true;
+  co.shard_size = 7;
+  co.valid_fraction = 0.25;
+  co.seed = 4;  // tl_train --images uses its --seed for the split too
+  build_cache(co);
+  TrainOptions to;
+  to.epochs = 3;
+  to.batch = 5;
+  to.dropout = 0;
+  to.quiet = true;
+  to.plots = false;
+  to.seed = 4;
+  to.out = fresh("uA");
+  auto cached = open_cached_source(co.out, Device::CPU);
+  TrainResult ra = train_head(*cached, to);
+  ImageSourceOptions io;
+  io.images = data;
+  io.weights = synth_weights();
+  io.image_size = 32;
+  io.valid_fraction = 0.25;
+  io.seed = to.seed;
+  io.quiet = true;
+  io.max_batch = 8;
+  auto uncached = open_image_source(io);
+  CHECK(uncached->size(Split::Train) == cached->size(Split::Train));
+  CHECK(uncached->labels(Split::Valid) == cached->labels(Split::Valid));
+  to.out = fresh("uB");
+  TrainResult rb = train_head(*uncached, to);
+  for (int e = 0; e < 3; e++) CHECK(rb.history[e].loss == ra.history[e].loss);
+  CHECK(load_model(path_join(path_join(tlt::temp_dir(), "uA"), "model.bin")).params ==
+        load_model(path_join(to.out, "model.bin")).params);
+  // With augmentation the training batches differ, the validation batches do not.
+  io.augment = true;
+  auto aug = open_image_source(io);
+  Tensor x1({2, 512}), x2({2, 512});
+  aug->fetch(Split::Train, {0, 1}, x1, true, 1);
+  uncached->fetch(Split::Train, {0, 1}, x2, true, 1);
+  CHECK(x1.to_vector() != x2.to_vector());
+  aug->fetch(Split::Valid, {0, 1}, x1, false, 1);
+  uncached->fetch(Split::Valid, {0, 1}, x2, false, 1);
+  CHECK(x1.to_vector() == x2.to_vector());
+  // --save-augmented writes strips a person can look at.
+  const std::string ad = fresh("aug");
+  save_augmented_samples(io, 3, ad);
+  CHECK(file_exists(path_join(ad, "00_cat.0.png")));
+  Image strip = load_image(path_join(ad, "00_cat.0.png"));
+  CHECK(strip.w == 32 * 5 + 6 * 4);
+}
