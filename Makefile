@@ -3,6 +3,7 @@
 #   make CUDA=0       CPU-only build
 #   make test         doctest suites + end-to-end checks (GPU cases run when a GPU is present)
 #   make bench        op benchmark (bench/RESULTS.md says how the numbers were taken)
+#   make run          the main job: weights -> cache -> train (WEIGHTS=... DATA=..., else downloads them)
 #   make demo         the whole pipeline on ../shared/data/dogs-vs-cats-4k with synthetic weights
 #   make clean
 # CUDA_ARCH=90 builds sm_90 code (H100/H200) plus compute_90 PTX that newer GPUs JIT-compile.
@@ -59,7 +60,7 @@ TEST_SRCS := $(wildcard tests/*.cpp)
 TEST_BIN := $(BUILD)/test_tl
 BENCH_BIN := $(BUILD)/bench_ops
 
-.PHONY: all test test-unit test-e2e bench demo clean fixtures
+.PHONY: all test test-unit test-e2e bench demo run clean fixtures
 all: $(PROGRAMS) $(TEST_BIN) $(BENCH_BIN)
 	@echo "built: $(PROGRAMS) (CUDA=$(CUDA), cpu kernels: $(ARCH))"
 
@@ -111,6 +112,10 @@ bench: all
 
 demo: all
 	bash tools/demo.sh
+
+# The main job: weights -> cache -> train (downloads what is missing; WEIGHTS=... DATA=... to use yours).
+run: all
+	bash tools/run.sh
 
 # Regenerates the committed reference fixtures (needs python3-torch, numpy, h5py, PIL, scipy).
 fixtures:

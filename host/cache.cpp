@@ -303,6 +303,13 @@ std::string strip_prefix(const std::string& msg, const std::string& prefix) {
 
 CacheSummary build_cache(const CacheOptions& opt) {
   const double t_start = now_s();
+  if (opt.image_size < 1 || opt.image_size > 4096) fail("--image-size must be between 1 and 4096, got %d", opt.image_size);
+  if (opt.shard_size < 1 || opt.shard_size > 1 << 20) fail("--shard-size must be between 1 and 1048576");
+  if (!(opt.max_bad >= 0 && opt.max_bad <= 1)) fail("--max-bad must be a fraction in [0, 1], got %g", opt.max_bad);
+  if (opt.batch < 0 || opt.batch > 4096) fail("--batch must be between 1 and 4096, got %d", opt.batch);
+  if (opt.limit < 0) fail("--limit must be positive");
+  if (opt.dtype != "fp32" && opt.dtype != "fp16") fail("--dtype: expected fp32 or fp16, got '%s'", opt.dtype.c_str());
+  const Resize resize = parse_resize(opt.resize);
   // What is missing, all at once, with what to do about it.
   {
     std::vector<std::string> missing;
@@ -317,13 +324,6 @@ CacheSummary build_cache(const CacheOptions& opt) {
       fail("%s", all.c_str());
     }
   }
-  if (opt.image_size < 1 || opt.image_size > 4096) fail("--image-size must be between 32 and 4096, got %d", opt.image_size);
-  if (opt.shard_size < 1 || opt.shard_size > 1 << 20) fail("--shard-size must be between 1 and 1048576");
-  if (!(opt.max_bad >= 0 && opt.max_bad <= 1)) fail("--max-bad must be a fraction in [0, 1], got %g", opt.max_bad);
-  if (opt.batch < 0 || opt.batch > 4096) fail("--batch must be between 1 and 4096, got %d", opt.batch);
-  if (opt.limit < 0) fail("--limit must be positive");
-  if (opt.dtype != "fp32" && opt.dtype != "fp16") fail("--dtype: expected fp32 or fp16, got '%s'", opt.dtype.c_str());
-  const Resize resize = parse_resize(opt.resize);
   const DType dtype = opt.dtype == "fp16" ? DType::F16 : DType::F32;
   if (opt.threads > 0) set_num_threads(opt.threads);
   const Device device = resolve_device(opt.device, "tl_cache", opt.quiet);

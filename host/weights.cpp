@@ -274,10 +274,13 @@ std::string missing_weights_hint() {
 
 // ------------------------------------------------------------------------------------------------
 // Synthetic weights: He-uniform (limit sqrt(6 / fan_in)), which keeps the second moment of ReLU
-// activations constant from layer to layer; the first layer is also divided by the typical scale
-// of the preprocessed input (about 60 for the caffe conventions, about 1 for torch) so that
-// activations are O(1) throughout, as ImageNet VGG16's are. Small uniform biases exercise the
-// bias path. The numbers come from a splitmix64 stream seeded by `seed`, layer by layer.
+// activations constant from layer to layer; the first layer is also divided by ten times the
+// typical scale of the preprocessed input (about 60 for the caffe conventions, about 1 for torch),
+// so activations stay within about 0.1 to 2 through all 13 layers (7x7x512 output: mean about
+// 0.2, a third zeros). At that scale the tutorial's head with its RMSprop defaults learns from
+// the random features (about 60% validation accuracy on the 4,000-photo set); with features ten
+// times larger it collapses to a constant output, in PyTorch as here. Small uniform biases
+// exercise the bias path. The numbers come from a splitmix64 stream seeded by `seed`.
 
 VggWeights synthetic_weights(const std::vector<ConvLayerSpec>& layers, const std::string& arch, uint64_t seed,
                              Preprocess pre) {
@@ -287,7 +290,7 @@ VggWeights synthetic_weights(const std::vector<ConvLayerSpec>& layers, const std
   w.synthetic = true;
   w.seed = seed;
   Rng rng(seed);
-  const float input_scale = pre == Preprocess::Torch ? 1.0f : 60.0f;
+  const float input_scale = pre == Preprocess::Torch ? 10.0f : 600.0f;
   for (size_t i = 0; i < layers.size(); i++) {
     ConvLayer l;
     l.spec = layers[i];

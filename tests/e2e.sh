@@ -1,1 +1,169 @@
-echo "e2e: none yet"
+#!/usr/bin/env bash
+# End-to-end checks of the programs as a user runs them: --help and bad flags, the first-run
+# guidance, converting synthetic weights, caching real photos from ../shared/data (resume after
+# kill -9 gives identical bytes; a stale cache is refused), training, inspecting, exporting, and
+# predicting (bad files, Kaggle format), and the uncached path with augmentation.
+# Needs the programs built (make). Uses TL_SHARED_DATA (default ../shared/data); the photo steps
+# are skipped, visibly, without it.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+DATA=${TL_SHARED_DATA:-$ROOT/../shared/data}
+TMP=$(mktemp -d /tmp/tl_e2e.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+PASS=0
+FAIL=0
+ok() { PASS=$((PASS + 1)); echo "  ok: $1"; }
+bad() { FAIL=$((FAIL + 1)); echo "  FAILED: $1"; }
+check() { # check "description" command...
+  local d=$1; shift
+  if "$@" >/dev/null 2>&1; then ok "$d"; else bad "$d"; fi
+}
+expect_error() { # expect_error "description" "text in stderr" command...
+  local d=$1 text=$2; shift 2
+  local out rc
+  out=$("$@" 2>&1 >/dev/null); rc=$?
+  if [ $rc -ne 0 ] && grep -qF -- "$text" <<<"$out"; then ok "$d"; else bad "$d (rc=$rc, said: $out)"; fi
+}
+
+echo "== every program: --help, and one-line errors for bad flags"
+for p in tl_cache tl_train tl_predict tl_inspect tl_convert; do
+  check "$p --help" bash -c "./$p --help | grep -q '^usage: $p'"
+  expect_error "$p --bogus" "$p: error: unknown option --bogus; see $p --help" ./$p --bogus
+done
+expect_error "tl_train --epochs abc" "--epochs: expected an integer, got 'abc'" ./tl_train --epochs abc
+expect_error "tl_cache --batch (no value)" "--batch needs a value" ./tl_cache --batch
+expect_error "tl_cache --dtype fp8" "--dtype: expected fp32 or fp16" ./tl_cache --dtype fp8 --weights /dev/null --data .
+expect_error "tl_convert without arguments" "expected IN and OUT" ./tl_convert
+expect_error "tl_predict without images" "no images given" ./tl_predict
+
+echo "== a fresh checkout: tl_cache says what is missing and how to get it"
+mkdir -p "$TMP/fresh"
+out=$(cd "$TMP/fresh" && "$ROOT/tl_cache" 2>&1); rc=$?
+if [ $rc -ne 0 ] && grep -q "weights/vgg16_notop.bin is missing" <<<"$out" && grep -q "tl_convert --synthetic" <<<"$out" &&
+   grep -q "data/train is missing" <<<"$out" && grep -q "kagglecatsanddogs_5340.zip" <<<"$out"; then
+  ok "no-argument tl_cache explains weights and data"
+else
+  bad "no-argument tl_cache: $out"
+fi
+expect_error "tl_train without a cache" "no such cache folder; run ./tl_cache first" ./tl_train --cache "$TMP/none"
+out=$(cd "$TMP/fresh" && mkdir -p tools && cp "$ROOT/tools/run.sh" tools/ && for p in tl_cache tl_train tl_convert tl_inspect; do ln -sf "$ROOT/$p" .; done &&
+      TL_OFFLINE=1 bash tools/run.sh 2>&1); rc=$?
+if [ $rc -ne 0 ] && grep -q "cannot download the VGG16 weights" <<<"$out" && grep -q "md5 6d6bbae143d832006294945121d1f1fc" <<<"$out" &&
+   grep -q "WEIGHTS=... DATA=... make run" <<<"$out"; then
+  ok "make run without internet gives the manual steps"
+else
+  bad "make run offline: $out"
+fi
+
+echo "== weights"
+W=$TMP/vgg16_synth.bin
+check "tl_convert --synthetic" ./tl_convert --synthetic "$W" --seed 3
+check "tl_convert --synthetic again is a no-op" ./tl_convert --synthetic "$W" --seed 3
+expect_error "tl_convert refuses to overwrite other content" "exists; pass --force" ./tl_convert --synthetic "$W" --seed 4
+check "tl_inspect verifies the weights" bash -c "./tl_inspect '$W' | grep -q 'crc32.*(verified)'"
+check "convert a Keras .h5" ./tl_convert tests/fixtures/weights_keras1.h5 "$TMP/k.bin"
+check "convert a torch legacy .pth" ./tl_convert tests/fixtures/weights_torch_legacy.pth "$TMP/t.bin"
+check "convert an .npz" ./tl_convert tests/fixtures/weights_compressed.npz "$TMP/n.bin"
+check "same tensors, same preprocessing: identical files" bash -c "
+  ./tl_convert --preprocess caffe tests/fixtures/weights_torch_zip.pth '$TMP/t2.bin' >/dev/null &&
+  ./tl_convert --preprocess caffe tests/fixtures/weights_plain.npz '$TMP/n2.bin' >/dev/null && cmp -s '$TMP/k.bin' '$TMP/t2.bin' && cmp -s '$TMP/k.bin' '$TMP/n2.bin'"
+head -c 1000 "$W" >"$TMP/trunc.bin"
+expect_error "a truncated weights file" "truncated" ./tl_inspect "$TMP/trunc.bin"
+
+if [ ! -d "$DATA/dogs-vs-cats-4k" ]; then
+  echo "SKIPPED: the photo steps: no $DATA/dogs-vs-cats-4k (set TL_SHARED_DATA)"
+else
+  PH=$DATA/dogs-vs-cats-4k
+  echo "== make run with WEIGHTS and DATA given"
+  check "tools/run.sh (caches, trains)" env WEIGHTS="$W" DATA="$PH" CACHE_DIR="$TMP/run_cache" \
+    MODEL_DIR="$TMP/run_model" CACHE_ARGS="--limit 40 --image-size 32 --quiet" TRAIN_ARGS="--epochs 1 --quiet" bash tools/run.sh
+  check "make run wrote a model" test -s "$TMP/run_model/best.bin"
+
+  echo "== caching real photos (synthetic weights, 64x64 images)"
+  C=$TMP/cache
+  check "tl_cache 48 photos" ./tl_cache --data "$PH" --weights "$W" --out "$C" --image-size 64 --limit 48 --shard-size 10 --quiet
+  check "tl_inspect the cache" bash -c "./tl_inspect '$C' | grep -q 'every crc32 verified'"
+  check "tl_inspect a shard" bash -c "./tl_inspect '$C/train-00000.bin' | grep -q 'features       2x2x512 fp32'"
+  check "the manifest lists 48 files" bash -c "[ \$(grep -vc '^#' '$C/manifest.tsv') -eq 49 ]"
+  expect_error "a stale cache is refused" "holds a cache made with other settings (feature_shape: 2x2x512 -> 1x1x512; image_size: 64 -> 32)" \
+    ./tl_cache --data "$PH" --weights "$W" --out "$C" --image-size 32 --limit 48 --shard-size 10 --quiet
+  check "--export-npy" ./tl_inspect --export-npy "$C" "$TMP/exp"
+  n=$(grep -vc '^#' "$C/manifest.tsv"); n=$((n - 1))
+  bytes=$(( $(stat -c %s "$TMP/exp_train_features.npy") + $(stat -c %s "$TMP/exp_valid_features.npy") - 256 ))
+  if [ "$bytes" -eq $((n * 2048 * 4)) ]; then ok "exported features: $n x 2x2x512 float32"; else bad "export size $bytes"; fi
+
+  echo "== resume after kill -9 gives the same bytes as an uninterrupted run"
+  R1=$TMP/r_full R2=$TMP/r_killed
+  ./tl_cache --data "$PH" --weights "$W" --out "$R1" --image-size 96 --limit 160 --shard-size 16 --quiet --threads 1
+  ./tl_cache --data "$PH" --weights "$W" --out "$R2" --image-size 96 --limit 160 --shard-size 16 --quiet --threads 1 &
+  pid=$!
+  for _ in $(seq 1 600); do
+    [ "$(ls "$R2"/train-*.bin 2>/dev/null | wc -l)" -ge 2 ] && break
+    sleep 0.05
+  done
+  kill -9 $pid 2>/dev/null
+  wait $pid 2>/dev/null
+  have=$(ls "$R2"/train-*.bin 2>/dev/null | wc -l)
+  total=$(ls "$R1"/*.bin | wc -l)
+  if [ "$have" -ge 1 ] && [ "$have" -lt "$total" ]; then ok "killed with $have of $total shards on disk"; else bad "kill timing: $have of $total shards"; fi
+  check "rerun resumes" ./tl_cache --data "$PH" --weights "$W" --out "$R2" --image-size 96 --limit 160 --shard-size 16 --quiet
+  same=1
+  for f in "$R1"/*.bin "$R1"/manifest.tsv; do cmp -s "$f" "$R2/$(basename "$f")" || same=0; done
+  [ $same -eq 1 ] && ok "resumed cache is byte-identical ($total shards + manifest)" || bad "resumed cache differs"
+
+  echo "== bad files are skipped, counted and listed"
+  B=$TMP/bad_data
+  mkdir -p "$B/cat" "$B/dog"
+  ls "$PH/train/cat" | head -8 | while read -r f; do cp "$PH/train/cat/$f" "$B/cat/"; done
+  ls "$PH/train/dog" | head -8 | while read -r f; do cp "$PH/train/dog/$f" "$B/dog/"; done
+  : >"$B/cat/empty.jpg"
+  head -c 3000 "$PH/train/dog/$(ls "$PH/train/dog" | head -1)" >"$B/dog/truncated.jpg"
+  cp "$DATA/odd/webp-bytes-named-png_cat_800x450.png" "$B/cat/"
+  out=$(./tl_cache --data "$B" --weights "$W" --out "$TMP/bc" --image-size 32 --max-bad 0.2 2>&1); rc=$?
+  if [ $rc -eq 0 ] && grep -q "skipped 3" <<<"$out" && grep -q "skipped: empty file" "$TMP/bc/manifest.tsv" &&
+     grep -q "skipped: truncated JPEG" "$TMP/bc/manifest.tsv" && grep -q "skipped: WebP" "$TMP/bc/manifest.tsv"; then
+    ok "3 bad files skipped and listed with reasons"
+  else
+    bad "bad files: $out"
+  fi
+  expect_error "over --max-bad fails" "over --max-bad" ./tl_cache --data "$B" --weights "$W" --out "$TMP/bc2" --image-size 32 --max-bad 0.1 --quiet
+
+  echo "== training and prediction"
+  M=$TMP/model
+  check "tl_train 3 epochs" ./tl_train --cache "$C" --out "$M" --epochs 3 --quiet
+  for f in model.bin best.bin history.csv curves.png report.txt; do check "tl_train wrote $f" test -s "$M/$f"; done
+  check "history.csv has 3 epochs" bash -c "[ \$(wc -l <'$M/history.csv') -eq 4 ]"
+  check "tl_inspect the model" bash -c "./tl_inspect '$M/best.bin' | grep -q 'preprocess     caffe'"
+  check "--resume to 4 epochs" ./tl_train --cache "$C" --out "$M" --epochs 4 --resume --quiet
+  check "history.csv has 4 epochs after resume" bash -c "[ \$(wc -l <'$M/history.csv') -eq 5 ]"
+  P=$TMP/pred
+  mkdir -p "$P"
+  cp "$PH/valid/cat/$(ls "$PH/valid/cat" | head -1)" "$P/1.jpg"
+  cp "$PH/valid/dog/$(ls "$PH/valid/dog" | head -1)" "$P/10.jpg"
+  cp "$PH/valid/dog/$(ls "$PH/valid/dog" | sed -n 2p)" "$P/2.jpg"
+  printf 'not an image' >"$P/3.jpg"
+  out=$(./tl_predict --model "$M/best.bin" --kaggle "$TMP/sub.csv" --clip 0.01 --csv "$TMP/pred.csv" "$P" 2>/dev/null); rc=$?
+  if [ $rc -eq 1 ] && [ "$(grep -c $'\t' <<<"$out")" -eq 4 ] && grep -q $'3.jpg\t-\terror: not a supported image' <<<"$out"; then
+    ok "tl_predict: 3 predictions and a line for the bad file (exit 1)"
+  else
+    bad "tl_predict: rc=$rc $out"
+  fi
+  if [ "$(head -1 "$TMP/sub.csv")" = "id,label" ] && [ "$(cut -d, -f1 "$TMP/sub.csv" | tail -n +2 | tr '\n' ' ')" = "1 2 10 " ]; then
+    ok "--kaggle: id,label sorted by id"
+  else
+    bad "--kaggle: $(cat "$TMP/sub.csv")"
+  fi
+  check "--csv written" grep -q '^path,p_dog,label,error$' "$TMP/pred.csv"
+  check "tl_predict --tta" ./tl_predict --model "$M/best.bin" --tta --quiet "$P/1.jpg"
+
+  echo "== the uncached path with augmentation"
+  U=$TMP/uncached
+  check "tl_train --images --augment --save-augmented 2" ./tl_train --images "$PH" --limit 24 --weights "$W" --image-size 64 \
+    --augment --save-augmented 2 --epochs 1 --batch 8 --out "$U" --quiet
+  check "augmented samples written" bash -c "[ \$(ls '$U'/augmented/*.png | wc -l) -eq 2 ]"
+  check "uncached model predicts" ./tl_predict --model "$U/model.bin" --quiet "$P/1.jpg"
+fi
+
+echo "== e2e: $PASS passed, $FAIL failed"
+[ $FAIL -eq 0 ]

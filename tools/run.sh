@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The main job in one command (make run): weights -> cache -> train.
+#
+#   make run                                   # fetches what is missing (needs internet)
+#   WEIGHTS=path/to/notop.h5 DATA=path/to/train.zip make run
+#
+# WEIGHTS: a converted .bin, or a published file (.h5/.pth/.npz) to convert; absent: the Keras
+#          notop .h5 is downloaded and its md5 checked against the published one.
+# DATA:    a folder or zip (Kaggle train.zip, Microsoft's PetImages zip, or cat/ dog/ folders);
+#          absent: Microsoft's PetImages zip is downloaded (its entries are CRC-checked as
+#          tl_cache reads them; Microsoft publishes no checksum of the archive).
+# CACHE_ARGS / TRAIN_ARGS: extra flags for tl_cache / tl_train (e.g. CACHE_ARGS="--limit 2000").
+# CACHE_DIR / MODEL_DIR: where they write (default cache/ and model/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+KERAS_URL=https://storage.googleapis.com/tensorflow/keras-applications/vgg16/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5
+KERAS_MD5=6d6bbae143d832006294945121d1f1fc
+PETS_URL=https://download.microsoft.com/download/3/E/1/3E1C3F21-ECDB-4869-8368-6DEBA77B919F/kagglecatsanddogs_5340.zip
+CONVERTED=weights/vgg16_notop.bin
+
+say() { printf '\n== %s\n' "$*"; }
+manual() {
+  cat >&2 <<MSG
+
+run: cannot download $1 (no internet on this machine?). Do it by hand on a machine that has it:
+  weights: curl -LO $KERAS_URL
+           (md5 $KERAS_MD5), then here: WEIGHTS=vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5
+  data:    Kaggle's train.zip from https://www.kaggle.com/c/dogs-vs-cats/data (needs a Kaggle login), or
+           curl -LO $PETS_URL
+           then here: DATA=train.zip (or DATA=kagglecatsanddogs_5340.zip)
+and run:   WEIGHTS=... DATA=... make run
+Without ImageNet weights, 'make demo' runs the whole pipeline with synthetic weights (accuracy meaningless).
+MSG
+  exit 1
+}
+fetch() { # fetch URL OUT
+  [ -n "${TL_OFFLINE:-}" ] && return 1
+  command -v curl >/dev/null || return 1
+  curl --fail --location --connect-timeout 15 --retry 2 -o "$2.part" "$1" && mv "$2.part" "$2"
+}
+
+say "weights"
+W=${WEIGHTS:-}
+if [ -z "$W" ]; then
+  if [ -f "$CONVERTED" ]; then
+    W=$CONVERTED
+  else
+    mkdir -p weights
+    H5=weights/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5
+    if [ ! -f "$H5" ]; then
+      echo "downloading $KERAS_URL"
+      fetch "$KERAS_URL" "$H5" || manual "the VGG16 weights"
+    fi
+    sum=$(md5sum "$H5" | cut -d' ' -f1)
+    if [ "$sum" != "$KERAS_MD5" ]; then
+      echo "run: $H5 has md5 $sum, not the published $KERAS_MD5: a damaged download; delete it and retry" >&2
+      exit 1
+    fi
+    W=$H5
+  fi
+fi
+[ -f "$W" ] || { echo "run: WEIGHTS=$W: not found" >&2; exit 1; }
+if ! head -c 7 "$W" | grep -q TLVGGWT; then
+  ./tl_convert "$W" "$CONVERTED" --force
+  W=$CONVERTED
+fi
+./tl_inspect "$W" | head -4
+
+say "data"
+D=${DATA:-}
+if [ -z "$D" ]; then
+  for c in data/train data/train.zip data/kagglecatsanddogs_5340.zip; do
+    if [ -e "$c" ]; then D=$c; break; fi
+  done
+fi
+if [ -z "$D" ]; then
+  mkdir -p data
+  echo "downloading $PETS_URL (about 790 MB)"
+  fetch "$PETS_URL" data/kagglecatsanddogs_5340.zip || manual "the Dogs vs. Cats photos"
+  D=data/kagglecatsanddogs_5340.zip
+fi
+[ -e "$D" ] || { echo "run: DATA=$D: not found" >&2; exit 1; }
+
+say "cache: every photo through the frozen VGG16 base once"
+# shellcheck disable=SC2086
+./tl_cache --data "$D" --weights "$W" --out "${CACHE_DIR:-cache}" ${CACHE_ARGS:-}
+
+say "train the head on the cache"
+# shellcheck disable=SC2086
+./tl_train --cache "${CACHE_DIR:-cache}" --out "${MODEL_DIR:-model}" ${TRAIN_ARGS:-}
+
+say "done"
+echo "${MODEL_DIR:-model}/: model.bin, best.bin, history.csv, curves.png, report.txt"
+echo "classify photos: ./tl_predict photo.jpg folder/ archive.zip"
