@@ -58,7 +58,7 @@ LIB := $(BUILD)/libtl.a
 PROGRAMS := tl_cache tl_train tl_predict tl_inspect tl_convert
 TEST_SRCS := $(wildcard tests/*.cpp)
 TEST_BIN := $(BUILD)/test_tl
-BENCH_BIN := $(BUILD)/bench_ops
+BENCH_BIN := $(BUILD)/bench_ops $(BUILD)/bench_train
 
 .PHONY: all test test-unit test-e2e bench demo run clean fixtures
 all: $(PROGRAMS) $(TEST_BIN) $(BENCH_BIN)
@@ -93,7 +93,7 @@ tl_%: $(BUILD)/host/tl_%.o $(LIB)
 $(TEST_BIN): $(patsubst %.cpp,$(BUILD)/%.o,$(TEST_SRCS)) $(LIB)
 	$(CXX) $(CXXFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(BENCH_BIN): $(BUILD)/bench/bench_ops.o $(LIB)
+$(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(LIB)
 	$(CXX) $(CXXFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 # The unit suites, then the end-to-end scripts (which use the programs and ../shared/data).
@@ -107,8 +107,9 @@ test-unit: $(TEST_BIN)
 test-e2e: all
 	bash tests/e2e.sh
 
+# Op benchmark (quick); bench/run_all.sh runs every benchmark with the PyTorch side-by-sides.
 bench: all
-	./$(BENCH_BIN)
+	./$(BUILD)/bench_ops
 
 demo: all
 	bash tools/demo.sh

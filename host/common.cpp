@@ -86,24 +86,27 @@ void make_dirs(const std::string& path) {
     fail("%s: cannot create directory (%s)", path.c_str(), strerror(errno));
 }
 
+void write_all_or_fail(int fd, const void* data, size_t n, const std::string& path) {
+  const uint8_t* p = (const uint8_t*)data;
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      int e = errno;
+      close(fd);
+      unlink(path.c_str());
+      fail("%s: write failed (%s)%s", path.c_str(), strerror(e), e == ENOSPC ? "; free some disk space" : "");
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+}
+
 void write_file_atomic(const std::string& path, const void* data, size_t bytes) {
   std::string tmp = path + ".tmp";
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) fail("%s: cannot open for writing (%s)", tmp.c_str(), strerror(errno));
-  const uint8_t* p = (const uint8_t*)data;
-  size_t left = bytes;
-  while (left > 0) {
-    ssize_t w = write(fd, p, left);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      int e = errno;
-      close(fd);
-      unlink(tmp.c_str());
-      fail("%s: write failed (%s)%s", tmp.c_str(), strerror(e), e == ENOSPC ? "; free some disk space" : "");
-    }
-    p += w;
-    left -= (size_t)w;
-  }
+  write_all_or_fail(fd, data, bytes, tmp);
   if (fsync(fd) != 0 && errno != EINVAL) {
     int e = errno;
     close(fd);

@@ -39,6 +39,8 @@ int64_t file_size(const std::string& path);  // -1 when missing
 void make_dirs(const std::string& path);     // mkdir -p
 // Writes to path.tmp, fsyncs, then renames over path: readers see the old file or the new one.
 void write_file_atomic(const std::string& path, const void* data, size_t bytes);
+// Writes all n bytes to fd (retrying short writes); on failure closes fd, removes path and throws.
+void write_all_or_fail(int fd, const void* data, size_t n, const std::string& path);
 std::string path_join(const std::string& a, const std::string& b);
 std::string basename_of(const std::string& path);
 std::string dirname_of(const std::string& path);

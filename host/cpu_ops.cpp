@@ -91,8 +91,33 @@ Scratch& packed_weights_scratch() {
 
 }  // namespace
 
+namespace {
+ConvAlgo g_conv_algo = ConvAlgo::Auto;
+}
+
+void set_conv_algo(ConvAlgo a) { g_conv_algo = a; }
+
+ConvAlgo conv_algo_for(int cin, int cout) {
+  ConvAlgo a = g_conv_algo;
+  if (a == ConvAlgo::Auto) {
+    static const char* env = getenv("TL_CONV");
+    if (env && !strcmp(env, "direct")) a = ConvAlgo::Direct;
+    if (env && !strcmp(env, "winograd")) a = ConvAlgo::Winograd;
+  }
+  // Winograd's GEMMs need enough channels to beat the transforms' memory traffic; the first
+  // VGG layer (3 input channels) stays direct.
+  if (a == ConvAlgo::Auto) a = cin >= 16 && cout >= 16 ? ConvAlgo::Winograd : ConvAlgo::Direct;
+  return a;
+}
+
 void conv3x3(const float* x, const float* w, const float* b, float* y, int n, int h, int wd, int cin,
              int cout, bool relu) {
+  if (conv_algo_for(cin, cout) == ConvAlgo::Winograd) return conv3x3_winograd(x, w, b, y, n, h, wd, cin, cout, relu);
+  conv3x3_direct(x, w, b, y, n, h, wd, cin, cout, relu);
+}
+
+void conv3x3_direct(const float* x, const float* w, const float* b, float* y, int n, int h, int wd, int cin,
+                    int cout, bool relu) {
   const Kernels& K = kernels();
   const int MR = K.mr, NR = K.nr;
   const int ncb = (cout + NR - 1) / NR;

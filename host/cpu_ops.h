@@ -9,8 +9,17 @@ namespace tl {
 namespace cpu {
 
 // x [n,h,w,cin] NHWC, w [3,3,cin,cout] HWIO, b [cout] -> y [n,h,w,cout]; stride 1, zero pad 1.
+// Winograd F(2x2,3x3) when there are at least 16 input and output channels, else direct
+// (TL_CONV=direct|winograd, or set_conv_algo, forces one).
 void conv3x3(const float* x, const float* w, const float* b, float* y, int n, int h, int wd, int cin,
              int cout, bool relu);
+void conv3x3_direct(const float* x, const float* w, const float* b, float* y, int n, int h, int wd, int cin,
+                    int cout, bool relu);
+void conv3x3_winograd(const float* x, const float* w, const float* b, float* y, int n, int h, int wd, int cin,
+                      int cout, bool relu);
+enum class ConvAlgo { Auto, Direct, Winograd };
+void set_conv_algo(ConvAlgo a);
+ConvAlgo conv_algo_for(int cin, int cout);
 
 // C[m,n] = op(A)[m,k] op(B)[k,n] (+ bias[n] | + C when accumulate), optional ReLU.
 // op(A) = A (row-major, lda) or A^T when ta (A stored [k][lda]); likewise B with tb.

@@ -100,13 +100,18 @@ double loss_sum_and_correct(const Tensor& loss, const Tensor& z, const Tensor& y
 }
 }  // namespace
 
-double Head::train_step(const Tensor& x, const Tensor& y, int n, uint64_t seed, uint64_t step, const RmsProp& opt,
-                        int* correct) {
-  forward(x, n, true, seed, step);
+double Head::forward_loss(const Tensor& x, const Tensor& y, int n, bool dropout_on, uint64_t seed, uint64_t step,
+                          int* correct) {
+  forward(x, n, dropout_on, seed, step);
   Tensor z = Tensor::view(z_.ptr, {n}, device_), yv = y.rows(n), prob = prob_.rows(n), loss = loss_.rows(n);
   Tensor dz = Tensor::view(dz_.ptr, {n}, device_);
   ops::sigmoid_bce(z, yv, prob, loss, &dz);
-  const double s = loss_sum_and_correct(loss, z, yv, n, correct);
+  return loss_sum_and_correct(loss, z, yv, n, correct);
+}
+
+double Head::train_step(const Tensor& x, const Tensor& y, int n, uint64_t seed, uint64_t step, const RmsProp& opt,
+                        int* correct) {
+  const double s = forward_loss(x, y, n, true, seed, step, correct);
   backward(x, y, n, true, seed, step);
   ops::Range r("rmsprop");
   std::vector<Tensor*> p = params(), g = grads(), v = opt_state();
@@ -115,11 +120,7 @@ double Head::train_step(const Tensor& x, const Tensor& y, int n, uint64_t seed, 
 }
 
 double Head::compute_gradients(const Tensor& x, const Tensor& y, int n, uint64_t seed, uint64_t step, bool dropout_on) {
-  forward(x, n, dropout_on, seed, step);
-  Tensor z = Tensor::view(z_.ptr, {n}, device_), yv = y.rows(n), prob = prob_.rows(n), loss = loss_.rows(n);
-  Tensor dz = Tensor::view(dz_.ptr, {n}, device_);
-  ops::sigmoid_bce(z, yv, prob, loss, &dz);
-  const double s = loss_sum_and_correct(loss, z, yv, n, nullptr);
+  const double s = forward_loss(x, y, n, dropout_on, seed, step, nullptr);
   backward(x, y, n, dropout_on, seed, step);
   return s / n;
 }

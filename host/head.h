@@ -61,6 +61,9 @@ class Head {
   Tensor a1_, d1_, a2_, z_, prob_, loss_, dz_, da2_, dd1_, da1_;
   void ensure(int n);
   void forward(const Tensor& x, int n, bool train, uint64_t seed, uint64_t step);
+  // forward + per-sample BCE (leaves dz for backward): the sum of the losses
+  double forward_loss(const Tensor& x, const Tensor& y, int n, bool dropout_on, uint64_t seed, uint64_t step,
+                      int* correct);
   void backward(const Tensor& x, const Tensor& y, int n, bool dropout_on, uint64_t seed, uint64_t step);
 };
 

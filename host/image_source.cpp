@@ -1,5 +1,6 @@
 #include "image_source.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -25,7 +26,7 @@ class ImageSource : public FeatureSource {
     so.seed = o.seed;
     so.limit = o.limit;
     ds_ = scan_dataset(o.images, o.valid_data, so);
-    fx_ = std::make_unique<FeatureExtractor>(weights_, o.device, o.max_batch, o.image_size);
+    fx_ = std::make_unique<FeatureExtractor>(weights_, o.device, o.base_batch, o.image_size);
     check_files();
     for (int s = 0; s < 2; s++)
       for (int64_t r : rows_[s]) labels_[s].push_back((float)ds_.files[(size_t)r].label);
@@ -57,30 +58,35 @@ class ImageSource : public FeatureSource {
                   o_.image_size, o_.image_size, resize_name(resize_), o_.augment ? ", augmented" : ", no augmentation");
   }
 
+  // The base runs on sub-batches of base_batch images (bounded memory for any training or
+  // validation batch size); their features are copied into x's rows.
   void fetch(Split s, const std::vector<int64_t>& idx, Tensor& x, bool train, uint64_t epoch) override {
-    const int n = (int)idx.size();
     const int S = o_.image_size;
     const int64_t in_elems = (int64_t)S * S * 3;
-    float* in = fx_->next_input();
     const bool aug = train && o_.augment;
-    parallel_for(n, [&](int64_t i) {
-      const int64_t fi = rows_[(int)s][(size_t)idx[(size_t)i]];
-      const DataFile& f = ds_.files[(size_t)fi];
-      std::vector<uint8_t> bytes = ds_.read(f, (uint64_t)1 << 30);
-      Image img = resize_image(decode_image(bytes.data(), bytes.size(), ds_.display_path(f), o_.max_pixels), S, S, resize_);
-      float* dst = in + i * in_elems;
-      if (aug) {
-        Rng rng = augment_rng(o_.seed, epoch, (uint64_t)fi);
-        apply_augment(img, draw_augment(o_.aug, rng, S, S), dst);
-        preprocess_rgb_float(dst, (int64_t)S * S, weights_.preprocess, dst);
-      } else {
-        preprocess_image(img, weights_.preprocess, dst);
-      }
-    });
-    Tensor f = fx_->run(n);
-    Tensor flat = Tensor::view(f.ptr, {n, fx_->feat_elems()}, f.device);
-    Tensor dst = x.rows(n);
-    dst.copy_from(flat);
+    for (size_t b0 = 0; b0 < idx.size(); b0 += (size_t)o_.base_batch) {
+      const int n = (int)std::min(idx.size() - b0, (size_t)o_.base_batch);
+      float* in = fx_->next_input();
+      parallel_for(n, [&](int64_t i) {
+        const int64_t fi = rows_[(int)s][(size_t)idx[b0 + (size_t)i]];
+        const DataFile& f = ds_.files[(size_t)fi];
+        std::vector<uint8_t> bytes = ds_.read(f, (uint64_t)1 << 30);
+        Image img =
+            resize_image(decode_image(bytes.data(), bytes.size(), ds_.display_path(f), o_.max_pixels), S, S, resize_);
+        float* dst = in + i * in_elems;
+        if (aug) {
+          Rng rng = augment_rng(o_.seed, epoch, (uint64_t)fi);
+          apply_augment(img, draw_augment(o_.aug, rng, S, S), dst);
+          preprocess_rgb_float(dst, (int64_t)S * S, weights_.preprocess, dst);
+        } else {
+          preprocess_image(img, weights_.preprocess, dst);
+        }
+      });
+      Tensor f = fx_->run(n);
+      Tensor flat = Tensor::view(f.ptr, {n, fx_->feat_elems()}, f.device);
+      Tensor dst = Tensor::view((float*)x.ptr + b0 * fx_->feat_elems(), {n, fx_->feat_elems()}, x.device);
+      dst.copy_from(flat);
+    }
   }
 
  private:

@@ -20,7 +20,7 @@ struct ImageSourceOptions {
   int64_t limit = 0, max_pixels = kMaxPixelsDefault;
   bool augment = false, quiet = false;
   AugmentConfig aug;
-  int max_batch = 32;
+  int base_batch = 8;  // images per forward pass of the base (8 on the CPU, 32 on the GPU)
   Device device = Device::CPU;
 };
 

@@ -75,20 +75,8 @@ void write_shard(const std::string& path, const ShardData& d) {
   uint64_t written = 0;
   auto put = [&](const void* p, size_t n) {
     crc = crc32_of(p, n, crc);
-    const uint8_t* b = (const uint8_t*)p;
-    while (n > 0) {
-      ssize_t w = write(fd, b, n);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) {
-        int e = errno;
-        close(fd);
-        unlink(tmp.c_str());
-        fail("%s: write failed (%s)%s", tmp.c_str(), strerror(e), e == ENOSPC ? "; free some disk space" : "");
-      }
-      b += w;
-      n -= (size_t)w;
-      written += (uint64_t)w;
-    }
+    write_all_or_fail(fd, p, n, tmp);
+    written += n;
   };
   static const uint8_t zeros[64] = {0};
   auto pad_to = [&](uint64_t pos) {

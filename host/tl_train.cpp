@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
     if (!io.images.empty()) {
       if (cli.given("--cache") || !npy.empty()) fail("give one of --cache, --npy or --images");
       io.seed = o.seed;
-      io.max_batch = std::max(o.batch, 256);
+      io.base_batch = o.device == Device::CUDA ? 32 : 8;
       io.device = o.device;
       io.quiet = o.quiet;
       if (save_augmented > 0) save_augmented_samples(io, save_augmented, path_join(o.out, "augmented"));

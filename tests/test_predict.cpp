@@ -223,7 +223,7 @@ TEST_CASE("without augmentation and dropout, the uncached path trains to the cac
   io.valid_fraction = 0.25;
   io.seed = to.seed;
   io.quiet = true;
-  io.max_batch = 8;
+  io.base_batch = 3;  // training batches of 5 span several forward passes
   auto uncached = open_image_source(io);
   CHECK(uncached->size(Split::Train) == cached->size(Split::Train));
   CHECK(uncached->labels(Split::Valid) == cached->labels(Split::Valid));
