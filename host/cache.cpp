@@ -494,7 +494,6 @@ CacheSummary build_cache(const CacheOptions& opt) {
       in.range_count = (uint32_t)todo[p].ids.size();
       in.first_pos = (uint64_t)todo[p].index * opt.shard_size;
       in.settings_hash = settings_hash;
-      open[p].d.features.reserve((size_t)todo[p].ids.size() * fbytes);
     }
     int shards_finished = 0;
     auto maybe_finish = [&](int p) {
@@ -523,6 +522,7 @@ CacheSummary build_cache(const CacheOptions& opt) {
         for (int j = 0; j < n; j++) {
           const auto [p, id] = seq[(size_t)items[j]];
           OpenShard& o = open[p];
+          if (o.d.features.capacity() == 0) o.d.features.reserve((size_t)o.d.info.range_count * fbytes);
           o.d.ids.push_back(id);
           o.d.labels.push_back((uint8_t)ds.files[id].label);
           o.d.features.insert(o.d.features.end(), feats + (size_t)j * fbytes, feats + (size_t)(j + 1) * fbytes);
