@@ -52,7 +52,6 @@ void Head::ensure(int n) {
 
 void Head::forward(const Tensor& x, int n, bool train, uint64_t seed, uint64_t step) {
   ensure(n);
-  const int64_t h1 = spec_.hidden1, h2 = spec_.hidden2;
   if (x.device != device_ || x.ndim != 2 || x.dim(1) != spec_.in_dim() || x.dim(0) < n)
     fail("head: input %s on %s, want [%d, %d] on %s", x.shape_str().c_str(), device_name(x.device), n, spec_.in_dim(),
          device_name(device_));
@@ -65,11 +64,9 @@ void Head::forward(const Tensor& x, int n, bool train, uint64_t seed, uint64_t s
     d1.copy_from(a1);
   ops::dense(d1, W2_, b2_, a2, true);
   ops::dense(a2, W3_, b3_, z, false);
-  (void)h1;
-  (void)h2;
 }
 
-void Head::backward(const Tensor& x, const Tensor& y, int n, bool dropout_on, uint64_t seed, uint64_t step) {
+void Head::backward(const Tensor& x, int n, bool dropout_on, uint64_t seed, uint64_t step) {
   ops::Range r("head_backward");
   Tensor xv = x.rows(n), a1 = a1_.rows(n), d1 = d1_.rows(n), a2 = a2_.rows(n);
   Tensor dz = dz_.rows(n), da2 = da2_.rows(n), dd1 = dd1_.rows(n), da1 = da1_.rows(n);
@@ -83,7 +80,6 @@ void Head::backward(const Tensor& x, const Tensor& y, int n, bool dropout_on, ui
     da1.copy_from(dd1);
   ops::relu_backward(a1, da1, da1);
   ops::dense_backward(xv, W1_, da1, nullptr, gW1_, gb1_);
-  (void)y;
 }
 
 namespace {
@@ -112,7 +108,7 @@ double Head::forward_loss(const Tensor& x, const Tensor& y, int n, bool dropout_
 double Head::train_step(const Tensor& x, const Tensor& y, int n, uint64_t seed, uint64_t step, const RmsProp& opt,
                         int* correct) {
   const double s = forward_loss(x, y, n, true, seed, step, correct);
-  backward(x, y, n, true, seed, step);
+  backward(x, n, true, seed, step);
   ops::Range r("rmsprop");
   std::vector<Tensor*> p = params(), g = grads(), v = opt_state();
   for (size_t i = 0; i < p.size(); i++) ops::rmsprop(*p[i], *g[i], *v[i], opt.lr, opt.rho, opt.eps);
@@ -121,7 +117,7 @@ double Head::train_step(const Tensor& x, const Tensor& y, int n, uint64_t seed, 
 
 double Head::compute_gradients(const Tensor& x, const Tensor& y, int n, uint64_t seed, uint64_t step, bool dropout_on) {
   const double s = forward_loss(x, y, n, dropout_on, seed, step, nullptr);
-  backward(x, y, n, dropout_on, seed, step);
+  backward(x, n, dropout_on, seed, step);
   return s / n;
 }
 

@@ -64,7 +64,8 @@ class Head {
   // forward + per-sample BCE (leaves dz for backward): the sum of the losses
   double forward_loss(const Tensor& x, const Tensor& y, int n, bool dropout_on, uint64_t seed, uint64_t step,
                       int* correct);
-  void backward(const Tensor& x, const Tensor& y, int n, bool dropout_on, uint64_t seed, uint64_t step);
+  // dz (from forward_loss) -> every parameter's gradient
+  void backward(const Tensor& x, int n, bool dropout_on, uint64_t seed, uint64_t step);
 };
 
 // The model file (docs/FORMATS.md): the head's spec and weights, optionally the optimiser state

@@ -12,7 +12,6 @@ using namespace tl;
 int main(int argc, char** argv) {
   return guarded_main("tl_inspect", [&] {
     std::vector<std::string> args;
-    std::string export_prefix;
     bool export_npy = false;
     Cli cli("tl_inspect", "tl_inspect FILE...\n       tl_inspect --export-npy SHARD_OR_CACHE_DIR OUT_PREFIX",
             "Prints the header and a summary of a weights file, an activation shard, a cache directory or its\n"
@@ -23,7 +22,6 @@ int main(int argc, char** argv) {
              "and OUT_PREFIX_ids.npy from a shard or a whole cache (per split: OUT_PREFIX_train_*, "
              "OUT_PREFIX_valid_*)");
     if (!cli.parse(argc, argv)) return 0;
-    (void)export_prefix;
     if (export_npy) {
       if (args.size() != 2) fail("--export-npy takes SHARD_OR_CACHE_DIR OUT_PREFIX; see tl_inspect --help");
       export_npy_files(args[0], args[1]);

@@ -518,11 +518,10 @@ H5File::Dataset H5File::read_dataset(uint64_t obj, const std::string& what) cons
            path_.c_str(), what.c_str(), lver, cls);
     }
   } else if (lver == 1 || lver == 2) {
-    const int rank = L[1], cls = L[2];
+    const int cls = L[2];
     lptr = L + 8;
     if (cls != 1) bad("old-style non-contiguous layout");
     const uint64_t addr = off(lptr);
-    (void)rank;
     const uint8_t* d = at(addr, bytes);
     raw.assign(d, d + bytes);
   } else {
