@@ -176,6 +176,34 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void output_transfo
   }
 }
 
+// M[rows][c0 : c0+cols] = V[rows][0:cin] x (one transformed-filter panel [cin][NR]), in micro-tiles.
+void plane_gemm(const Kernels& K, const float* Vx, int64_t rows, int cin, const float* panel, float* Mx, int cout,
+                int c0, int cols) {
+  const int MR = K.mr;
+  const float* ptrs[kMaxMR];
+  TileArgs a;
+  a.taps = 1;
+  a.kc = cin;
+  a.a = ptrs;
+  a.a_step = 1;
+  a.b = panel;
+  a.b_step = K.nr;
+  a.b_tap_step = 0;
+  a.b_padded = true;
+  a.ldc = cout;
+  a.nr = cols;
+  a.bias = nullptr;
+  a.load_c = false;
+  a.relu = false;
+  for (int64_t m0 = 0; m0 < rows; m0 += MR) {
+    const int mr = (int)std::min<int64_t>(MR, rows - m0);
+    for (int i = 0; i < MR; i++) ptrs[i] = Vx + (size_t)(m0 + std::min(i, mr - 1)) * cin;
+    a.c = Mx + (size_t)m0 * cout + c0;
+    a.mr = mr;
+    K.tile(a);
+  }
+}
+
 // Small filter sets: each task transforms a chunk of tiles, runs the 16 GEMMs for it and writes
 // its outputs, everything staying in L2.
 void winograd_fused(const float* x, const float* U, const float* b, float* y, int n, int h, int wd, int cin, int cout,
@@ -201,35 +229,10 @@ void winograd_fused(const float* x, const float* U, const float* b, float* y, in
     tb.V.resize((size_t)16 * cur * cin);
     tb.M.resize((size_t)16 * cur * cout);
     input_transform(x, h, wd, cin, t0, cur, tiles_h, tiles_w, tb.V.data(), cur, 0, zeros());
-    const float* ptrs[kMaxMR];
-    for (int xi = 0; xi < 16; xi++) {
-      const float* Vx = tb.V.data() + (size_t)xi * cur * cin;
-      float* Mx = tb.M.data() + (size_t)xi * cur * cout;
-      for (int cb = 0; cb < ncb; cb++) {
-        const int c0 = cb * NR, cols = std::min(NR, cout - c0);
-        for (int m0 = 0; m0 < cur; m0 += MR) {
-          const int mr = std::min(MR, cur - m0);
-          for (int i = 0; i < MR; i++) ptrs[i] = Vx + (size_t)(m0 + std::min(i, mr - 1)) * cin;
-          TileArgs a;
-          a.taps = 1;
-          a.kc = cin;
-          a.a = ptrs;
-          a.a_step = 1;
-          a.b = U + (((size_t)xi * ncb + cb) * cin) * NR;
-          a.b_step = NR;
-          a.b_tap_step = 0;
-          a.b_padded = true;
-          a.c = Mx + (size_t)m0 * cout + c0;
-          a.ldc = cout;
-          a.mr = mr;
-          a.nr = cols;
-          a.bias = nullptr;
-          a.load_c = false;
-          a.relu = false;
-          K.tile(a);
-        }
-      }
-    }
+    for (int xi = 0; xi < 16; xi++)
+      for (int cb = 0; cb < ncb; cb++)
+        plane_gemm(K, tb.V.data() + (size_t)xi * cur * cin, cur, cin, U + (((size_t)xi * ncb + cb) * cin) * NR,
+                   tb.M.data() + (size_t)xi * cur * cout, cout, cb * NR, std::min(NR, cout - cb * NR));
     output_transform(tb.M.data(), cur, 0, b, y, h, wd, cout, t0, cur, tiles_h, tiles_w, relu);
   });
 }
@@ -263,31 +266,8 @@ void winograd_grouped(const float* x, const float* U, const float* b, float* y, 
     });
     parallel_for((int64_t)16 * ncb, [&](int64_t task) {
       const int xi = (int)(task / ncb), cb = (int)(task % ncb);
-      const int c0 = cb * NR, cols = std::min(NR, cout - c0);
-      const float* Vx = V + (size_t)xi * cur * cin;
-      float* Mx = M + (size_t)xi * cur * cout;
-      const float* ptrs[kMaxMR];
-      TileArgs a;
-      a.taps = 1;
-      a.kc = cin;
-      a.a = ptrs;
-      a.a_step = 1;
-      a.b = U + (((size_t)xi * ncb + cb) * cin) * NR;
-      a.b_step = NR;
-      a.b_tap_step = 0;
-      a.b_padded = true;
-      a.ldc = cout;
-      a.nr = cols;
-      a.bias = nullptr;
-      a.load_c = false;
-      a.relu = false;
-      for (int64_t m0 = 0; m0 < cur; m0 += MR) {
-        const int mr = (int)std::min<int64_t>(MR, cur - m0);
-        for (int i = 0; i < MR; i++) ptrs[i] = Vx + (size_t)(m0 + std::min(i, mr - 1)) * cin;
-        a.c = Mx + (size_t)m0 * cout + c0;
-        a.mr = mr;
-        K.tile(a);
-      }
+      plane_gemm(K, V + (size_t)xi * cur * cin, cur, cin, U + (((size_t)xi * ncb + cb) * cin) * NR,
+                 M + (size_t)xi * cur * cout, cout, cb * NR, std::min(NR, cout - cb * NR));
     });
     parallel_for(pieces, [&](int64_t p) {
       const int64_t r0 = p * kPiece;
