@@ -291,7 +291,9 @@ Dataset scan_dataset(const std::string& data, const std::string& valid_data, con
         f.split = l.split;
         any_fixed = true;
       } else {
-        f.split = split_hash(opt.seed, f.rel) < opt.valid_fraction ? Split::Valid : Split::Train;
+        // Identity = class and file name, so the split does not depend on where the dataset
+        // lives or how it is packed (train.zip's train/cat.0.jpg = an unpacked cat.0.jpg).
+        f.split = split_hash(opt.seed, l.cls + "/" + basename_of(l.rel)) < opt.valid_fraction ? Split::Valid : Split::Train;
       }
       ds.files.push_back(f);
     }

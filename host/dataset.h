@@ -7,9 +7,10 @@
 //                   classes are the folder names, sorted (cat = 0, dog = 1), as Keras'
 //                   flow_from_directory does
 // A directory holding train/ and valid/ (or validation/) sub-trees uses them as the split.
-// The split is by file identity: a file is in validation when a hash of (seed, its path inside
-// the dataset) falls below the validation fraction, so adding files or listing them in another
-// order never moves a file between the sets.
+// The split is by file identity: a file is in validation when a hash of (seed, its class and file
+// name) falls below the validation fraction, so adding files, listing them in another order, or
+// packing them differently (Kaggle's train.zip or the unpacked folder) never moves a file
+// between the sets.
 #pragma once
 #include <cstdint>
 #include <memory>

@@ -239,6 +239,16 @@ TEST_CASE("the split is by file identity: stable when files are added and whatev
   CHECK(l1.count(Split::Train, 0) > 5);
   CHECK(l1.count(Split::Train, 1) > 5);
   CHECK(scan_dataset(z1, "", so).listing_hash() == l1.listing_hash());
+  // The same files unpacked into a folder (no train/ prefix) split the same way.
+  so.seed = 0;
+  so.limit = 0;
+  const std::string dir = fresh_dir("unpacked");
+  for (auto& [name, bytes] : files) put(path_join(dir, basename_of(name)), bytes);
+  Dataset u = scan_dataset(dir, "", so);
+  REQUIRE(u.files.size() == 400);
+  int agree = 0;
+  for (auto& f : u.files) agree += before["train/" + f.rel] == f.split;
+  CHECK(agree == 400);
 }
 
 TEST_CASE("shard round trip (fp32 and fp16), and damaged shards are refused with the fix") {
