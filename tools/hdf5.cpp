@@ -135,36 +135,18 @@ H5File::H5File(const std::string& path) : path_(path) {
   }
 }
 
-void H5File::parse_messages_v1(uint64_t addr, uint64_t n, std::vector<Msg>& out,
-                               std::vector<std::pair<uint64_t, uint64_t>>& cont) const {
-  const uint8_t* p = at(addr, n);
+// Header messages of one block. Version 1 envelopes: type u16, size u16, flags u8, 3 reserved;
+// version 2: type u8, size u16, flags u8 (+ creation order u16 when the header tracks it).
+void H5File::parse_messages(const uint8_t* p, size_t n, int version, bool creation_order, std::vector<Msg>& out,
+                            std::vector<std::pair<uint64_t, uint64_t>>& cont) const {
   const uint8_t* end = p + n;
-  while (p + 8 <= end) {
-    const uint16_t type = (uint16_t)rd(p, 2), size = (uint16_t)rd(p + 2, 2), flags = p[4];
-    p += 8;
-    if (p + size > end) bad("object header message overruns its block");
-    if (flags & 2) bad("shared object header messages");
-    if (type == 0x10) {
-      const uint8_t* q = p;
-      uint64_t a = off(q), l = len(q);
-      cont.push_back({a, l});
-    } else {
-      out.push_back({type, p, size});
-    }
-    p += size;
-  }
-}
-
-void H5File::parse_messages_v2(const uint8_t* p, size_t n, bool creation_order, std::vector<Msg>& out,
-                               std::vector<std::pair<uint64_t, uint64_t>>& cont) const {
-  const uint8_t* end = p + n;
-  const size_t hdr = creation_order ? 6 : 4;
+  const size_t hdr = version == 1 ? 8 : (creation_order ? 6 : 4);
   while ((size_t)(end - p) >= hdr) {
-    const uint8_t type = p[0];
-    const uint16_t size = (uint16_t)rd(p + 1, 2);
-    const uint8_t flags = p[3];
+    const uint16_t type = version == 1 ? (uint16_t)rd(p, 2) : p[0];
+    const uint16_t size = (uint16_t)rd(p + (version == 1 ? 2 : 1), 2);
+    const uint8_t flags = p[version == 1 ? 4 : 3];
     p += hdr;
-    if (p + size > end) bad("object header message overruns its chunk");
+    if (p + size > end) bad("object header message overruns its block");
     if (flags & 2) bad("shared object header messages");
     if (type == 0x10) {
       const uint8_t* q = p;
@@ -191,19 +173,19 @@ std::vector<H5File::Msg> H5File::messages(uint64_t addr) const {
     const uint64_t chunk = rd(q + pos, sz_bytes);
     pos += sz_bytes;
     const uint8_t* msgs = at(addr + pos, chunk + 4);
-    parse_messages_v2(msgs, chunk, flags & 4, out, cont);
+    parse_messages(msgs, chunk, 2, flags & 4, out, cont);
     for (size_t i = 0; i < cont.size(); i++) {
       if (i > 10000) bad("too many continuation blocks");
       const uint8_t* c = at(cont[i].first, cont[i].second);
       if (cont[i].second < 8 || memcmp(c, "OCHK", 4) != 0) bad("continuation block signature");
-      parse_messages_v2(c + 4, cont[i].second - 8, flags & 4, out, cont);
+      parse_messages(c + 4, cont[i].second - 8, 2, flags & 4, out, cont);
     }
   } else if (p[0] == 1) {
     const uint64_t size = rd(p + 8, 4);
-    parse_messages_v1(addr + 16, size, out, cont);
+    parse_messages(at(addr + 16, size), size, 1, false, out, cont);
     for (size_t i = 0; i < cont.size(); i++) {
       if (i > 10000) bad("too many continuation blocks");
-      parse_messages_v1(cont[i].first, cont[i].second, out, cont);
+      parse_messages(at(cont[i].first, cont[i].second), cont[i].second, 1, false, out, cont);
     }
   } else {
     bad("object header version");

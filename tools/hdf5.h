@@ -51,9 +51,8 @@ class H5File {
   int so_ = 8, sl_ = 8;  // size of offsets, size of lengths
 
   std::vector<Msg> messages(uint64_t addr) const;
-  void parse_messages_v1(uint64_t addr, uint64_t len, std::vector<Msg>& out, std::vector<std::pair<uint64_t, uint64_t>>& cont) const;
-  void parse_messages_v2(const uint8_t* p, size_t n, bool creation_order, std::vector<Msg>& out,
-                         std::vector<std::pair<uint64_t, uint64_t>>& cont) const;
+  void parse_messages(const uint8_t* p, size_t n, int version, bool creation_order, std::vector<Msg>& out,
+                      std::vector<std::pair<uint64_t, uint64_t>>& cont) const;
   const uint8_t* at(uint64_t addr, uint64_t n) const;  // bounds-checked pointer (addr relative to base)
   uint64_t off(const uint8_t*& p) const;  // reads a size-of-offsets value
   uint64_t len(const uint8_t*& p) const;  // reads a size-of-lengths value

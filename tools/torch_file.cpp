@@ -439,6 +439,11 @@ TorchTensor materialise(const std::string& key, const Obj& t, const std::map<std
   if (count > 0 && (t->offset < 0 || max_index >= avail))
     fail("%s: tensor %s reaches past the end of its storage (the file is truncated or corrupt)", what.c_str(), key.c_str());
   out.data.resize((size_t)count);
+  // The element type, resolved once (not per element).
+  enum class Kind { F32, F64, F16, BF16, I64, I32, Byte };
+  const std::string& dt = st->dtype;
+  const Kind kind = dt == "f32" ? Kind::F32 : dt == "f64" ? Kind::F64 : dt == "f16" ? Kind::F16
+                    : dt == "bf16" ? Kind::BF16 : dt == "i64" ? Kind::I64 : dt == "i32" ? Kind::I32 : Kind::Byte;
   std::vector<int64_t> idx(t->size.size(), 0);
   const uint8_t* base = bytes.data() + (size_t)st->view_offset * eb;
   for (int64_t n = 0; n < count; n++) {
@@ -446,29 +451,14 @@ TorchTensor materialise(const std::string& key, const Obj& t, const std::map<std
     for (size_t d = 0; d < idx.size(); d++) e += idx[d] * t->stride[d];
     const uint8_t* p = base + (size_t)e * eb;
     float v;
-    if (st->dtype == "f32") {
-      memcpy(&v, p, 4);
-    } else if (st->dtype == "f64") {
-      double x;
-      memcpy(&x, p, 8);
-      v = (float)x;
-    } else if (st->dtype == "f16") {
-      uint16_t h;
-      memcpy(&h, p, 2);
-      v = cpu::float_from_half(h);
-    } else if (st->dtype == "bf16") {
-      uint32_t u = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 24;
-      memcpy(&v, &u, 4);
-    } else if (st->dtype == "i64") {
-      int64_t x;
-      memcpy(&x, p, 8);
-      v = (float)x;
-    } else if (st->dtype == "i32") {
-      int32_t x;
-      memcpy(&x, p, 4);
-      v = (float)x;
-    } else {
-      v = (float)p[0];
+    switch (kind) {
+      case Kind::F32: memcpy(&v, p, 4); break;
+      case Kind::F64: { double x; memcpy(&x, p, 8); v = (float)x; break; }
+      case Kind::F16: { uint16_t h; memcpy(&h, p, 2); v = cpu::float_from_half(h); break; }
+      case Kind::BF16: { uint32_t u = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 24; memcpy(&v, &u, 4); break; }
+      case Kind::I64: { int64_t x; memcpy(&x, p, 8); v = (float)x; break; }
+      case Kind::I32: { int32_t x; memcpy(&x, p, 4); v = (float)x; break; }
+      default: v = (float)p[0];
     }
     out.data[(size_t)n] = v;
     for (int d = (int)idx.size() - 1; d >= 0; d--) {
