@@ -29,16 +29,17 @@ CXXFLAGS += -std=c++17 -Wall -Wextra -Wno-unused-parameter -pthread -ffp-contrac
 CPPFLAGS += -I. -I/usr/include/stb
 LDLIBS   += -lz -lpthread -ldl
 
-HOST_SRCS := $(filter-out host/tl_%.cpp host/cuda_stub.cpp host/cpu_kernel_%.cpp,$(wildcard host/*.cpp))
-TOOL_SRCS := $(filter-out tools/tl_%.cpp,$(wildcard tools/*.cpp))
+# host/<layer>/*.cpp is the engine (host/programs/ holds the mains); tools/convert/ the converter's readers.
+HOST_SRCS := $(filter-out host/ops/cuda_stub.cpp host/ops/cpu_kernel_%.cpp,$(wildcard host/core/*.cpp host/ops/*.cpp host/io/*.cpp host/model/*.cpp host/stages/*.cpp))
+TOOL_SRCS := $(wildcard tools/convert/*.cpp)
 KERNEL_SRCS := $(wildcard kernels/*.cu)
 
 # Vector kernels: compiled per ISA and chosen at run time, so one binary runs on any x86-64.
 ifeq ($(ARCH),x86_64)
   CPPFLAGS += -DTL_HAVE_X86_KERNELS
-  ISA_OBJS := $(BUILD)/host/cpu_kernel_avx512.o $(BUILD)/host/cpu_kernel_avx2.o
+  ISA_OBJS := $(BUILD)/host/ops/cpu_kernel_avx512.o $(BUILD)/host/ops/cpu_kernel_avx2.o
 endif
-ISA_OBJS += $(BUILD)/host/cpu_kernel_generic.o
+ISA_OBJS += $(BUILD)/host/ops/cpu_kernel_generic.o
 
 ifeq ($(CUDA),1)
   NVCCFLAGS ?= -O3 -lineinfo
@@ -50,7 +51,7 @@ ifeq ($(CUDA),1)
   LDFLAGS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64
   LDLIBS   += -lcublas -lcudart_static -lrt
 else
-  BACKEND_OBJS := $(BUILD)/host/cuda_stub.o
+  BACKEND_OBJS := $(BUILD)/host/ops/cuda_stub.o
 endif
 
 LIB_OBJS := $(patsubst %.cpp,$(BUILD)/%.o,$(HOST_SRCS) $(TOOL_SRCS)) $(ISA_OBJS) $(BACKEND_OBJS)
@@ -60,6 +61,7 @@ TEST_SRCS := $(wildcard tests/*.cpp)
 TEST_BIN := $(BUILD)/test_tl
 BENCH_BIN := $(BUILD)/bench_ops $(BUILD)/bench_train
 
+.SECONDARY:
 .PHONY: all test test-unit test-e2e bench demo run clean fixtures
 all: $(PROGRAMS) $(TEST_BIN) $(BENCH_BIN)
 	@echo "built: $(PROGRAMS) (CUDA=$(CUDA), cpu kernels: $(ARCH))"
@@ -68,26 +70,23 @@ $(BUILD)/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c $< -o $@
 
-$(BUILD)/host/cpu_kernel_avx512.o: host/cpu_kernel_avx512.cpp
+$(BUILD)/host/ops/cpu_kernel_avx512.o: host/ops/cpu_kernel_avx512.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -mavx512f -mfma -c $< -o $@
 
-$(BUILD)/host/cpu_kernel_avx2.o: host/cpu_kernel_avx2.cpp
+$(BUILD)/host/ops/cpu_kernel_avx2.o: host/ops/cpu_kernel_avx2.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -mavx2 -mfma -c $< -o $@
 
-$(BUILD)/kernels/%.o: kernels/%.cu kernels/common.cuh host/cuda_api.h host/common.h
+$(BUILD)/kernels/%.o: kernels/%.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
 
 $(LIB): $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-tl_convert: $(BUILD)/tools/tl_convert.o $(LIB)
-	$(CXX) $(CXXFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
-
-tl_%: $(BUILD)/host/tl_%.o $(LIB)
+tl_%: $(BUILD)/host/programs/tl_%.o $(LIB)
 	$(CXX) $(CXXFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(TEST_BIN): $(patsubst %.cpp,$(BUILD)/%.o,$(TEST_SRCS)) $(LIB)

@@ -10,11 +10,11 @@
 #include <functional>
 #include <thread>
 
-#include "host/cli.h"
-#include "host/cpu_kernels.h"
-#include "host/cuda_api.h"
-#include "host/ops.h"
-#include "host/threads.h"
+#include "host/core/cli.h"
+#include "host/ops/cpu_kernels.h"
+#include "host/ops/cuda_ops.h"
+#include "host/ops/ops.h"
+#include "host/core/threads.h"
 
 using namespace tl;
 

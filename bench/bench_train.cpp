@@ -4,11 +4,11 @@
 //   build/bench_train [--samples 23076] [--batch 32,128] [--device cpu|cuda] [--threads N]
 #include <cstdio>
 
-#include "host/cli.h"
-#include "host/cpu_ops.h"
-#include "host/ops.h"
-#include "host/threads.h"
-#include "host/train.h"
+#include "host/core/cli.h"
+#include "host/ops/cpu_ops.h"
+#include "host/ops/ops.h"
+#include "host/core/threads.h"
+#include "host/stages/train.h"
 
 using namespace tl;
 

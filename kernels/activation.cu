@@ -1,7 +1,7 @@
 // activation.cu: ReLU, its backward, and the fp32 -> fp16 cast used for fp16 shards.
 #include <cuda_fp16.h>
 
-#include "../host/cuda_api.h"
+#include "host/ops/cuda_ops.h"
 #include "common.cuh"
 
 namespace tl {

@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "../host/common.h"
+#include "host/core/common.h"
 
 namespace tl {
 namespace cuda {

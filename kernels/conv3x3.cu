@@ -5,7 +5,7 @@
 // Tiles of 128 pixels x 64 output channels per 256-thread block, 8 x 4 outputs per thread,
 // K staged through shared memory 8 at a time. fp32 FFMA throughout (no TF32), so results match
 // the CPU reference to rounding.
-#include "../host/cuda_api.h"
+#include "host/ops/cuda_ops.h"
 #include "common.cuh"
 
 namespace tl {

@@ -4,7 +4,7 @@
 //   backward  dw[k,n] = x^T dy                ->  dw^T = dy^T x
 //             dx[m,k] = dy w^T                ->  dx^T = w dy^T
 //             db[n]   = column sums of dy (one thread per column, rows in order, like the CPU)
-#include "../host/cuda_api.h"
+#include "host/ops/cuda_ops.h"
 #include "common.cuh"
 
 namespace tl {

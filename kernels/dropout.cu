@@ -1,6 +1,6 @@
 // dropout.cu: inverted dropout. The keep mask is the same pure function of (seed, step, index)
-// as on the CPU (host/cpu_ops.h: dropout_keep), so both devices drop the same units.
-#include "../host/cuda_api.h"
+// as on the CPU (host/ops/cpu_ops.h: dropout_keep), so both devices drop the same units.
+#include "host/ops/cuda_ops.h"
 #include "common.cuh"
 
 namespace tl {

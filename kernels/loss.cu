@@ -1,7 +1,7 @@
 // loss.cu: sigmoid + binary cross-entropy from the logit, stable for any z:
 //   prob = sigmoid(z), loss = max(z,0) - z*y + log1p(exp(-|z|)), dz = (prob - y) / n
 // Per-sample losses go back to the host, which sums them in order (as the CPU path does).
-#include "../host/cuda_api.h"
+#include "host/ops/cuda_ops.h"
 #include "common.cuh"
 
 namespace tl {

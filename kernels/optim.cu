@@ -2,7 +2,7 @@
 //   v = rho*v + (1-rho)*g*g;  w = w - lr * (g / (sqrt(v) + eps))
 // Written with explicitly rounded intrinsics (no FMA contraction), so every element is
 // bit-identical to the CPU implementation.
-#include "../host/cuda_api.h"
+#include "host/ops/cuda_ops.h"
 #include "common.cuh"
 
 namespace tl {

@@ -1,6 +1,6 @@
 // pool.cu: 2x2 max-pool, stride 2, NHWC, floor of odd sizes (Keras 'valid').
 // One thread per output element, channels fastest so a warp reads contiguous memory.
-#include "../host/cuda_api.h"
+#include "host/ops/cuda_ops.h"
 #include "common.cuh"
 
 namespace tl {

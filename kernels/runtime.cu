@@ -3,7 +3,7 @@
 
 #include <mutex>
 
-#include "../host/cuda_api.h"
+#include "host/core/device.h"
 #include "common.cuh"
 
 namespace tl {

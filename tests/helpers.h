@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "host/common.h"
-#include "host/npy.h"
-#include "host/tensor.h"
+#include "host/core/common.h"
+#include "host/io/npy.h"
+#include "host/core/tensor.h"
 
 namespace tlt {
 

@@ -10,11 +10,11 @@
 #include <map>
 
 #include "helpers.h"
-#include "host/cache.h"
-#include "host/cpu_ops.h"
-#include "host/image.h"
-#include "host/vgg.h"
-#include "host/zip.h"
+#include "host/stages/cache.h"
+#include "host/ops/cpu_ops.h"
+#include "host/io/image.h"
+#include "host/model/vgg.h"
+#include "host/io/zip.h"
 
 using namespace tl;
 

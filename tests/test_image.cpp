@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "helpers.h"
-#include "host/image.h"
+#include "host/io/image.h"
 
 using namespace tl;
 

@@ -7,8 +7,8 @@
 #include <cstring>
 
 #include "helpers.h"
-#include "host/cuda_api.h"
-#include "host/threads.h"
+#include "host/core/device.h"
+#include "host/core/threads.h"
 
 namespace tlt {
 

@@ -8,10 +8,10 @@
 #include <cstring>
 
 #include "helpers.h"
-#include "host/cpu_kernels.h"
-#include "host/cpu_ops.h"
-#include "host/ops.h"
-#include "host/threads.h"
+#include "host/ops/cpu_kernels.h"
+#include "host/ops/cpu_ops.h"
+#include "host/ops/ops.h"
+#include "host/core/threads.h"
 
 using namespace tl;
 using tlt::Fixture;

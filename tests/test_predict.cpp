@@ -7,12 +7,12 @@
 #include <cstring>
 
 #include "helpers.h"
-#include "host/augment.h"
-#include "host/cache.h"
-#include "host/image_source.h"
-#include "host/predict.h"
-#include "host/train.h"
-#include "host/vgg.h"
+#include "host/model/augment.h"
+#include "host/stages/cache.h"
+#include "host/stages/image_source.h"
+#include "host/stages/predict.h"
+#include "host/stages/train.h"
+#include "host/model/vgg.h"
 
 using namespace tl;
 

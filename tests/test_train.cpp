@@ -11,11 +11,11 @@
 #include <cstring>
 
 #include "helpers.h"
-#include "host/cli.h"
-#include "host/head.h"
-#include "host/npy.h"
-#include "host/threads.h"
-#include "host/train.h"
+#include "host/core/cli.h"
+#include "host/model/head.h"
+#include "host/io/npy.h"
+#include "host/core/threads.h"
+#include "host/stages/train.h"
 
 using namespace tl;
 

@@ -3,9 +3,9 @@
 //
 // Tolerance: max |ours - torch| / max |torch| <= 1e-4 over the 4 x 7 x 7 x 512 outputs.
 #include "helpers.h"
-#include "host/image.h"
-#include "host/ops.h"
-#include "host/vgg.h"
+#include "host/io/image.h"
+#include "host/ops/ops.h"
+#include "host/model/vgg.h"
 
 using namespace tl;
 

@@ -5,8 +5,8 @@
 #include <fstream>
 
 #include "helpers.h"
-#include "host/weights.h"
-#include "tools/convert.h"
+#include "host/io/weights.h"
+#include "tools/convert/convert.h"
 
 using namespace tl;
 

@@ -1,0 +1,202 @@
+#include "host/core/tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "host/core/device.h"
+#include "host/core/threads.h"
+
+namespace tl {
+
+size_t dtype_size(DType t) {
+  switch (t) {
+    case DType::F32: return 4;
+    case DType::F16: return 2;
+    case DType::U8: return 1;
+    case DType::I32: return 4;
+  }
+  return 0;
+}
+
+const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::F32: return "fp32";
+    case DType::F16: return "fp16";
+    case DType::U8: return "uint8";
+    case DType::I32: return "int32";
+  }
+  return "?";
+}
+
+const char* device_name(Device d) { return d == Device::CUDA ? "cuda" : "cpu"; }
+
+Tensor::Tensor(std::initializer_list<int64_t> shp, Device dev, DType dt)
+    : Tensor(std::vector<int64_t>(shp), dev, dt) {}
+
+Tensor::Tensor(const std::vector<int64_t>& shp, Device dev, DType dt) : dtype(dt), device(dev) {
+  TL_ASSERT(shp.size() >= 1 && shp.size() <= 4);
+  ndim = (int)shp.size();
+  for (int i = 0; i < ndim; i++) {
+    TL_ASSERT(shp[i] >= 0);
+    shape[i] = shp[i];
+  }
+  allocate();
+}
+
+Tensor::~Tensor() { release(); }
+
+Tensor::Tensor(Tensor&& o) noexcept { *this = std::move(o); }
+
+Tensor& Tensor::operator=(Tensor&& o) noexcept {
+  if (this != &o) {
+    release();
+    ndim = o.ndim;
+    for (int i = 0; i < 4; i++) shape[i] = o.shape[i];
+    dtype = o.dtype;
+    device = o.device;
+    ptr = o.ptr;
+    owned = o.owned;
+    o.ptr = nullptr;
+    o.owned = false;
+  }
+  return *this;
+}
+
+Tensor Tensor::view(void* p, std::initializer_list<int64_t> shp, Device dev, DType dt) {
+  Tensor t;
+  t.ndim = (int)shp.size();
+  TL_ASSERT(t.ndim >= 1 && t.ndim <= 4);
+  int i = 0;
+  for (int64_t s : shp) t.shape[i++] = s;
+  t.dtype = dt;
+  t.device = dev;
+  t.ptr = p;
+  t.owned = false;
+  return t;
+}
+
+Tensor Tensor::rows(int64_t n) const {
+  TL_ASSERT(n >= 0 && n <= shape[0]);
+  Tensor t;
+  t.ndim = ndim;
+  for (int i = 0; i < 4; i++) t.shape[i] = shape[i];
+  t.shape[0] = n;
+  t.dtype = dtype;
+  t.device = device;
+  t.ptr = ptr;
+  return t;
+}
+
+Tensor Tensor::reshaped(std::initializer_list<int64_t> shp) const {
+  Tensor t = view(ptr, shp, device, dtype);
+  TL_ASSERT(t.numel() == numel());
+  return t;
+}
+
+int64_t Tensor::numel() const {
+  if (ndim == 0) return 0;
+  int64_t n = 1;
+  for (int i = 0; i < ndim; i++) n *= shape[i];
+  return n;
+}
+
+std::string Tensor::shape_str() const {
+  std::string s = "[";
+  for (int i = 0; i < ndim; i++) s += strfmt(i ? ",%lld" : "%lld", (long long)shape[i]);
+  return s + "]";
+}
+
+void Tensor::allocate() {
+  size_t b = bytes();
+  if (b == 0) {
+    ptr = nullptr;
+    owned = false;
+    return;
+  }
+  if (device == Device::CUDA) {
+    ptr = cuda::malloc(b);
+  } else {
+    size_t rounded = (b + 63) / 64 * 64;
+    ptr = aligned_alloc(64, rounded);
+    if (!ptr) fail("out of host memory allocating %s for a tensor %s", human_bytes((double)b).c_str(), shape_str().c_str());
+  }
+  owned = true;
+}
+
+void Tensor::release() {
+  if (owned && ptr) {
+    if (device == Device::CUDA)
+      cuda::free(ptr);
+    else
+      ::free(ptr);
+  }
+  ptr = nullptr;
+  owned = false;
+}
+
+void Tensor::zero() {
+  if (!ptr) return;
+  if (device == Device::CUDA)
+    cuda::memset0(ptr, bytes());
+  else
+    memset(ptr, 0, bytes());
+}
+
+void Tensor::copy_from(const Tensor& src) {
+  TL_ASSERT(src.numel() == numel() && src.dtype == dtype);
+  size_t b = bytes();
+  if (b == 0) return;
+  if (device == Device::CPU && src.device == Device::CPU)
+    memcpy(ptr, src.ptr, b);
+  else if (device == Device::CUDA && src.device == Device::CPU)
+    cuda::memcpy_h2d(ptr, src.ptr, b);
+  else if (device == Device::CPU && src.device == Device::CUDA)
+    cuda::memcpy_d2h(ptr, src.ptr, b);
+  else
+    cuda::memcpy_d2d(ptr, src.ptr, b);
+}
+
+Tensor Tensor::to(Device dev) const {
+  std::vector<int64_t> shp(shape, shape + ndim);
+  Tensor t(shp, dev, dtype);
+  t.copy_from(*this);
+  return t;
+}
+
+std::vector<float> Tensor::to_vector() const {
+  TL_ASSERT(dtype == DType::F32);
+  std::vector<float> v((size_t)numel());
+  if (v.empty()) return v;
+  if (device == Device::CUDA)
+    cuda::memcpy_d2h(v.data(), ptr, bytes());
+  else
+    memcpy(v.data(), ptr, bytes());
+  return v;
+}
+
+void Tensor::from_vector(const std::vector<float>& v) {
+  TL_ASSERT(dtype == DType::F32 && (int64_t)v.size() == numel());
+  if (v.empty()) return;
+  if (device == Device::CUDA)
+    cuda::memcpy_h2d(ptr, v.data(), bytes());
+  else
+    memcpy(ptr, v.data(), bytes());
+}
+
+Device resolve_device(const std::string& flag, const char* prog, bool quiet) {
+  if (flag == "cpu") {
+    if (!quiet) fprintf(stderr, "%s: device: CPU, %d threads\n", prog, num_threads());
+    return Device::CPU;
+  }
+  if (flag != "auto" && flag != "cuda") fail("--device: expected auto, cpu or cuda, got '%s'", flag.c_str());
+  std::string why;
+  if (cuda::available(&why)) {
+    if (!quiet) fprintf(stderr, "%s: device: CUDA, %s\n", prog, cuda::device_description().c_str());
+    return Device::CUDA;
+  }
+  if (flag == "cuda") fail("--device cuda: no usable GPU (%s); use --device cpu or auto", why.c_str());
+  if (!quiet) fprintf(stderr, "%s: no usable GPU (%s); running on the CPU with %d threads\n", prog, why.c_str(), num_threads());
+  return Device::CPU;
+}
+
+}  // namespace tl

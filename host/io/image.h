@@ -1,0 +1,50 @@
+// image.h: decoding (stb_image), resizing exactly as PIL does, and the preprocessing the weights
+// expect. Keras' load_img(path, target_size) opens the file with PIL, converts it to RGB
+// (grayscale replicated, alpha dropped; EXIF orientation ignored) and resizes it with NEAREST
+// unless told otherwise, ignoring the aspect ratio; that is the default here.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "host/io/weights.h"
+
+namespace tl {
+
+struct Image {
+  int w = 0, h = 0;
+  std::vector<uint8_t> rgb;  // h * w * 3, row-major, RGB
+  const uint8_t* px(int x, int y) const { return &rgb[((size_t)y * w + x) * 3]; }
+};
+
+enum class Resize { Nearest = 0, Bilinear = 1 };
+const char* resize_name(Resize r);
+Resize parse_resize(const std::string& s);
+
+// Default ceiling on decoded size: larger images are refused before any pixel memory is taken.
+constexpr int64_t kMaxPixelsDefault = 80'000'000;
+
+// Decodes JPEG (baseline and progressive), PNG, BMP, GIF (first frame), TGA and PNM to RGB.
+// Throws tl::Error with a short reason ("empty file", "truncated JPEG", "WebP is not supported",
+// "image too large: ...") that callers print or count as a skip; `what` names the file.
+Image decode_image(const uint8_t* data, size_t n, const std::string& what, int64_t max_pixels = kMaxPixelsDefault);
+Image load_image(const std::string& path, int64_t max_pixels = kMaxPixelsDefault);
+
+// PIL Image.resize((w, h), NEAREST) and (w, h), BILINEAR), bit for bit (Pillow 9's Resample.c and
+// Geometry.c: nearest picks floor((x + 0.5) * in/out) by accumulated double steps; bilinear is a
+// triangle filter widened by the downscale factor, 22-bit fixed point, horizontal pass first).
+Image resize_image(const Image& src, int w, int h, Resize mode);
+
+// RGB uint8 -> float32 HWC in the weights' convention (see Preprocess in weights.h).
+void preprocess_image(const Image& img, Preprocess p, float* out);
+// The same for float RGB values in [0, 255] (augmented images); in place allowed.
+void preprocess_rgb_float(const float* rgb, int64_t pixels, Preprocess p, float* out);
+
+// Writes an RGB image as PNG (stb_image_write); throws on failure.
+void write_png(const std::string& path, const Image& img);
+void write_jpeg(const std::string& path, const Image& img, int quality);
+
+// Reads the header only: true and the size when the bytes look like a decodable image.
+bool image_info(const uint8_t* data, size_t n, int* w, int* h);
+
+}  // namespace tl

@@ -1,0 +1,187 @@
+#include "host/io/plot.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "host/core/common.h"
+#include "host/io/image.h"
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#include <stb_easy_font.h>
+#pragma GCC diagnostic pop
+
+namespace tl {
+
+namespace {
+
+struct Canvas {
+  Image img;
+  Canvas(int w, int h) {
+    img.w = w;
+    img.h = h;
+    img.rgb.assign((size_t)w * h * 3, 255);
+  }
+  void px(int x, int y, const unsigned char* c, float alpha = 1.0f) {
+    if (x < 0 || y < 0 || x >= img.w || y >= img.h) return;
+    uint8_t* p = &img.rgb[((size_t)y * img.w + x) * 3];
+    for (int k = 0; k < 3; k++) p[k] = (uint8_t)std::lround(p[k] * (1 - alpha) + c[k] * alpha);
+  }
+  void rect(int x0, int y0, int x1, int y1, const unsigned char* c) {
+    for (int y = std::max(0, y0); y < std::min(img.h, y1); y++)
+      for (int x = std::max(0, x0); x < std::min(img.w, x1); x++) px(x, y, c);
+  }
+  // A line of the given width, anti-aliased by distance to the segment.
+  void line(double x0, double y0, double x1, double y1, const unsigned char* c, double width, bool dashed = false) {
+    const double r = width / 2 + 1;
+    const int xa = (int)std::floor(std::min(x0, x1) - r), xb = (int)std::ceil(std::max(x0, x1) + r);
+    const int ya = (int)std::floor(std::min(y0, y1) - r), yb = (int)std::ceil(std::max(y0, y1) + r);
+    const double dx = x1 - x0, dy = y1 - y0, len2 = dx * dx + dy * dy;
+    for (int y = ya; y <= yb; y++)
+      for (int x = xa; x <= xb; x++) {
+        double t = len2 > 0 ? ((x - x0) * dx + (y - y0) * dy) / len2 : 0;
+        t = std::max(0.0, std::min(1.0, t));
+        if (dashed && std::fmod(t * std::sqrt(len2), 12.0) > 7.0) continue;
+        const double ex = x0 + t * dx - x, ey = y0 + t * dy - y;
+        const double d = std::sqrt(ex * ex + ey * ey);
+        const double a = std::max(0.0, std::min(1.0, width / 2 + 0.5 - d));
+        if (a > 0) px(x, y, c, (float)a);
+      }
+  }
+  void dot(double x, double y, double radius, const unsigned char* c) {
+    for (int yy = (int)(y - radius - 1); yy <= (int)(y + radius + 1); yy++)
+      for (int xx = (int)(x - radius - 1); xx <= (int)(x + radius + 1); xx++) {
+        const double d = std::sqrt((xx - x) * (xx - x) + (yy - y) * (yy - y));
+        const double a = std::max(0.0, std::min(1.0, radius + 0.5 - d));
+        if (a > 0) px(xx, yy, c, (float)a);
+      }
+  }
+  // stb_easy_font text, scaled; anchor: 0 left, 1 centre, 2 right; rotated 90 degrees when vertical.
+  int text(double x, double y, const std::string& s, int scale, const unsigned char* c, int anchor = 0,
+           bool vertical = false) {
+    static char buf[60000];
+    std::string t = s;
+    const int w = stb_easy_font_width((char*)t.c_str()) * scale;
+    const int h = 7 * scale;
+    double ox = x - (anchor == 1 ? w / 2.0 : anchor == 2 ? w : 0);
+    double oy = y - h / 2.0;
+    if (vertical) {
+      ox = x - h / 2.0;
+      oy = y + w / 2.0;
+    }
+    const int quads = stb_easy_font_print(0, 0, (char*)t.c_str(), nullptr, buf, sizeof buf);
+    for (int q = 0; q < quads; q++) {
+      const float* v = (const float*)(buf + q * 4 * 16);
+      const float qx0 = v[0], qy0 = v[1], qx1 = v[8], qy1 = v[9];  // corners 0 and 2
+      if (!vertical) {
+        rect((int)std::lround(ox + qx0 * scale), (int)std::lround(oy + qy0 * scale), (int)std::lround(ox + qx1 * scale),
+             (int)std::lround(oy + qy1 * scale), c);
+      } else {  // (x, y) -> (y, -x)
+        rect((int)std::lround(ox + qy0 * scale), (int)std::lround(oy - qx1 * scale), (int)std::lround(ox + qy1 * scale),
+             (int)std::lround(oy - qx0 * scale), c);
+      }
+    }
+    return w;
+  }
+};
+
+// Round tick steps: 1, 2 or 5 times a power of ten.
+double nice_step(double range, int target) {
+  const double raw = range / std::max(1, target);
+  const double p = std::pow(10.0, std::floor(std::log10(raw)));
+  for (double m : {1.0, 2.0, 2.5, 5.0, 10.0})
+    if (m * p >= raw) return m * p;
+  return 10 * p;
+}
+
+std::string tick_label(double v, double step) {
+  int decimals = step >= 1 ? 0 : (int)std::ceil(-std::log10(step) - 1e-9);
+  if (std::fabs(step * std::pow(10.0, decimals) - std::round(step * std::pow(10.0, decimals))) > 1e-6) decimals++;
+  return strfmt("%.*f", std::min(decimals, 6), v);
+}
+
+}  // namespace
+
+void plot_panels(const std::string& path, const std::string& title, const std::vector<Panel>& panels) {
+  const int pw = 620, ph = 470, top = 50;
+  Canvas cv(pw * (int)panels.size(), ph + top);
+  const unsigned char black[3] = {20, 20, 20}, grey[3] = {110, 110, 110}, grid[3] = {228, 228, 228},
+                      best_c[3] = {60, 160, 60};
+  cv.text(cv.img.w / 2.0, 22, title, 2, black, 1);
+  for (size_t pi = 0; pi < panels.size(); pi++) {
+    const Panel& P = panels[pi];
+    const int ox = (int)pi * pw;
+    const int L = ox + 92, R = ox + pw - 24, T = top + 40, B = top + ph - 70;
+    size_t n = 0;
+    double lo = INFINITY, hi = -INFINITY;
+    for (auto& s : P.series) {
+      n = std::max(n, s.y.size());
+      for (double v : s.y)
+        if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
+    }
+    if (!std::isfinite(lo)) lo = 0, hi = 1;
+    if (hi - lo < 1e-9) lo -= 0.5, hi += 0.5;
+    const double pad = (hi - lo) * 0.08;
+    lo -= pad;
+    hi += pad;
+    const double ystep = nice_step(hi - lo, 6);
+    lo = std::floor(lo / ystep) * ystep;
+    hi = std::ceil(hi / ystep) * ystep;
+    const double xmax = std::max<double>(2, (double)n);
+    auto X = [&](double e) { return L + (e - 1) / (xmax - 1) * (R - L); };
+    auto Y = [&](double v) { return B - (v - lo) / (hi - lo) * (B - T); };
+    // grid and ticks
+    for (double v = lo; v <= hi + ystep * 1e-6; v += ystep) {
+      cv.line(L, Y(v), R, Y(v), grid, 1);
+      cv.line(L - 5, Y(v), L, Y(v), black, 1.5);
+      cv.text(L - 9, Y(v), tick_label(std::fabs(v) < ystep * 1e-9 ? 0.0 : v, ystep), 2, black, 2);
+    }
+    const double xstep = std::max(1.0, nice_step(xmax - 1, 8));
+    for (double e = 1; e <= xmax + 1e-9; e += xstep) {
+      cv.line(X(e), T, X(e), B, grid, 1);
+      cv.line(X(e), B, X(e), B + 5, black, 1.5);
+      cv.text(X(e), B + 16, strfmt("%.0f", e), 2, black, 1);
+    }
+    if (P.best_epoch > 0) {
+      cv.line(X(P.best_epoch), T, X(P.best_epoch), B, best_c, 1.5, true);
+      const bool right = X(P.best_epoch) > R - 140;
+      cv.text(X(P.best_epoch) + (right ? -5 : 5), B - 12, strfmt("best (epoch %d)", P.best_epoch), 2, best_c,
+              right ? 2 : 0);
+    }
+    // axes
+    cv.line(L, T, L, B, black, 1.5);
+    cv.line(L, B, R, B, black, 1.5);
+    cv.text((L + R) / 2.0, T - 20, P.title, 2, black, 1);
+    cv.text((L + R) / 2.0, B + 40, "epoch", 2, grey, 1);
+    cv.text(ox + 18, (T + B) / 2.0, P.ylabel, 2, grey, 1, true);
+    // series
+    for (auto& s : P.series) {
+      for (size_t i = 0; i + 1 < s.y.size(); i++)
+        if (std::isfinite(s.y[i]) && std::isfinite(s.y[i + 1]))
+          cv.line(X((double)i + 1), Y(s.y[i]), X((double)i + 2), Y(s.y[i + 1]), s.rgb, 2.5, s.dashed);
+      for (size_t i = 0; i < s.y.size(); i++)
+        if (std::isfinite(s.y[i])) cv.dot(X((double)i + 1), Y(s.y[i]), 3.5, s.rgb);
+    }
+    // legend (top right inside the plot)
+    int lw = 0;
+    for (auto& s : P.series) lw = std::max(lw, stb_easy_font_width((char*)s.name.c_str()) * 2);
+    const int bx1 = R - 10, bx0 = bx1 - lw - 60, by0 = T + 10, by1 = by0 + 14 + 24 * (int)P.series.size();
+    const unsigned char white[3] = {255, 255, 255};
+    cv.rect(bx0, by0, bx1, by1, white);
+    cv.line(bx0, by0, bx1, by0, grey, 1);
+    cv.line(bx0, by1, bx1, by1, grey, 1);
+    cv.line(bx0, by0, bx0, by1, grey, 1);
+    cv.line(bx1, by0, bx1, by1, grey, 1);
+    for (size_t k = 0; k < P.series.size(); k++) {
+      const double yy = by0 + 19 + 24.0 * k;
+      cv.line(bx0 + 10, yy, bx0 + 42, yy, P.series[k].rgb, 2.5, P.series[k].dashed);
+      cv.dot(bx0 + 26, yy, 3.5, P.series[k].rgb);
+      cv.text(bx0 + 50, yy, P.series[k].name, 2, black, 0);
+    }
+  }
+  write_png(path, cv.img);
+}
+
+}  // namespace tl

@@ -1,0 +1,90 @@
+// head.h: the trainable classifier on top of the frozen base, as in the tutorial:
+//   Flatten (h*w*c) -> Dense(400, relu) -> Dropout(0.2) -> Dense(20, relu) -> Dense(1, sigmoid)
+// binary cross-entropy from the logit, RMSprop as tf.keras 2.x computes it. Flatten is free:
+// features are NHWC, Keras' order. Runs on the CPU or the GPU with the ops of ops.h.
+#pragma once
+#include <cstdint>
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "host/core/tensor.h"
+
+namespace tl {
+
+struct HeadSpec {
+  int feat_h = 7, feat_w = 7, feat_c = 512;
+  int hidden1 = 400, hidden2 = 20;
+  float dropout = 0.2f;
+  int in_dim() const { return feat_h * feat_w * feat_c; }
+  int64_t num_params() const;
+};
+
+struct RmsProp {
+  float lr = 1e-3f, rho = 0.9f, eps = 1e-7f;
+};
+
+class Head {
+ public:
+  Head(const HeadSpec& spec, Device d);
+  const HeadSpec& spec() const { return spec_; }
+  Device device() const { return device_; }
+  // glorot_uniform weights (limit sqrt(6 / (fan_in + fan_out))) and zero biases, from seed.
+  void init(uint64_t seed);
+  // One optimiser step on x [n, in_dim] with labels y [n] (both on this device). Dropout's mask
+  // is a function of (dropout_seed, step). Returns the sum of per-sample losses (before the update)
+  // and the number of correct predictions (prob > 0.5) in *correct.
+  double train_step(const Tensor& x, const Tensor& y, int n, uint64_t dropout_seed, uint64_t step, const RmsProp& opt,
+                    int* correct);
+  // Gradients only (no update), for tests: the mean loss over the batch.
+  double compute_gradients(const Tensor& x, const Tensor& y, int n, uint64_t dropout_seed, uint64_t step,
+                           bool dropout_on);
+  // Inference (no dropout): logits [n] to the host.
+  void logits(const Tensor& x, int n, float* out);
+
+  // 6 parameter tensors W1 b1 W2 b2 W3 b3, their gradients and RMSprop accumulators.
+  std::vector<Tensor*> params();
+  std::vector<Tensor*> grads();
+  std::vector<Tensor*> opt_state();
+  static std::vector<std::string> param_names();
+  void summary(FILE* out) const;  // like Keras' model.summary()
+
+ private:
+  HeadSpec spec_;
+  Device device_;
+  Tensor W1_, b1_, W2_, b2_, W3_, b3_;
+  Tensor gW1_, gb1_, gW2_, gb2_, gW3_, gb3_;
+  Tensor vW1_, vb1_, vW2_, vb2_, vW3_, vb3_;
+  // activations of the last batch, sized for the largest batch seen
+  int cap_ = 0;
+  Tensor a1_, d1_, a2_, z_, prob_, loss_, dz_, da2_, dd1_, da1_;
+  void ensure(int n);
+  void forward(const Tensor& x, int n, bool train, uint64_t seed, uint64_t step);
+  // forward + per-sample BCE (leaves dz for backward): the sum of the losses
+  double forward_loss(const Tensor& x, const Tensor& y, int n, bool dropout_on, uint64_t seed, uint64_t step,
+                      int* correct);
+  // dz (from forward_loss) -> every parameter's gradient
+  void backward(const Tensor& x, int n, bool dropout_on, uint64_t seed, uint64_t step);
+};
+
+// The model file (docs/FORMATS.md): the head's spec and weights, optionally the optimiser state
+// (for --resume), and a record of how the features were made (weights checksum, image size,
+// resize, preprocessing), so tl_predict uses exactly the cache's preprocessing.
+struct ModelFile {
+  HeadSpec spec;
+  std::vector<std::vector<float>> params;     // W1 b1 W2 b2 W3 b3
+  std::vector<std::vector<float>> opt_state;  // empty, or v for each param
+  std::map<std::string, std::string> meta;    // provenance and training state
+  uint32_t crc = 0;
+};
+
+void save_model(const std::string& path, const ModelFile& m);
+ModelFile load_model(const std::string& path);
+ModelFile model_from_head(Head& h, bool with_optimizer);
+void head_from_model(const ModelFile& m, Head& h, bool with_optimizer);
+
+constexpr char kModelMagic[8] = {'T', 'L', 'H', 'E', 'A', 'D', '\0', '\0'};
+constexpr uint32_t kModelVersion = 1;
+
+}  // namespace tl

@@ -1,0 +1,73 @@
+#include "host/model/vgg.h"
+
+#include "host/ops/ops.h"
+
+namespace tl {
+
+VggBase::VggBase(const VggWeights& w, Device d) : w_(&w), device_(d) {
+  for (const ConvLayer& l : w.layers) {
+    Layer L;
+    L.w = Tensor({3, 3, l.spec.cin, l.spec.cout}, d);
+    L.b = Tensor({l.spec.cout}, d);
+    L.w.from_vector(l.w);
+    L.b.from_vector(l.b);
+    layers_.push_back(std::move(L));
+  }
+}
+
+double VggBase::flops_per_image(int s) const {
+  double f = 0;
+  for (const ConvLayer& l : w_->layers) {
+    f += 2.0 * s * s * 9.0 * l.spec.cin * l.spec.cout;
+    if (l.spec.pool_after) s /= 2;
+  }
+  return f;
+}
+
+Tensor VggBase::forward(const Tensor& x) {
+  if (x.ndim != 4 || x.dim(3) != w_->layers[0].spec.cin)
+    fail("VGG forward: input %s, want [n, h, w, %d]", x.shape_str().c_str(), w_->layers[0].spec.cin);
+  if (x.device != device_) fail("VGG forward: input on %s, base on %s", device_name(x.device), device_name(device_));
+  const int64_t n = x.dim(0);
+  int h = (int)x.dim(1), wd = (int)x.dim(2);
+  // Two ping-pong buffers sized for the largest activation of this batch.
+  int64_t need = 0;
+  {
+    int hh = h, ww = wd;
+    for (const ConvLayer& l : w_->layers) {
+      need = std::max<int64_t>(need, n * hh * ww * l.spec.cout);
+      if (l.spec.pool_after) hh /= 2, ww /= 2;
+    }
+  }
+  if (need > buf_elems_) {
+    buf_[0] = Tensor({need}, device_);
+    buf_[1] = Tensor({need}, device_);
+    buf_elems_ = need;
+  }
+  ops::Range whole("vgg_forward");
+  const Tensor* cur = &x;
+  Tensor views[2];
+  int which = 0;
+  for (size_t i = 0; i < layers_.size(); i++) {
+    const ConvLayerSpec& s = w_->layers[i].spec;
+    ops::Range r(s.name.c_str());
+    Tensor out = Tensor::view(buf_[which].ptr, {n, h, wd, s.cout}, device_);
+    ops::conv3x3(*cur, layers_[i].w, layers_[i].b, out, true);
+    views[which] = std::move(out);
+    cur = &views[which];
+    which ^= 1;
+    if (s.pool_after) {
+      ops::Range rp("maxpool2x2");
+      Tensor pooled = Tensor::view(buf_[which].ptr, {n, h / 2, wd / 2, s.cout}, device_);
+      ops::maxpool2x2(*cur, pooled);
+      views[which] = std::move(pooled);
+      cur = &views[which];
+      which ^= 1;
+      h /= 2;
+      wd /= 2;
+    }
+  }
+  return Tensor::view(cur->ptr, {n, h, wd, (int64_t)w_->out_channels()}, device_);
+}
+
+}  // namespace tl

@@ -1,0 +1,436 @@
+#include "host/ops/cpu_ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "host/core/common.h"
+#include "host/ops/cpu_kernels.h"
+#include "host/core/threads.h"
+
+namespace tl {
+namespace cpu {
+
+// ---------------------------------------------------------------------------------------------
+// Run-time ISA choice.
+
+namespace {
+alignas(64) float g_zeros[kZeros];
+
+#if defined(TL_HAVE_X86_KERNELS)
+const Kernels k_avx512 = {"avx512", 14, 32, tile_avx512, fma_loop_avx512, 2 * 24 * 16};
+const Kernels k_avx2 = {"avx2", 6, 16, tile_avx2, fma_loop_avx2, 2 * 24 * 8};
+#endif
+const Kernels k_generic = {"generic", 4, 8, tile_generic, fma_loop_generic, 2 * 24 * 8};
+
+bool cpu_has(const char* isa) {
+#if defined(__x86_64__) && defined(TL_HAVE_X86_KERNELS)
+  __builtin_cpu_init();
+  if (!strcmp(isa, "avx512")) return __builtin_cpu_supports("avx512f");
+  if (!strcmp(isa, "avx2")) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+  return !strcmp(isa, "generic");
+}
+}  // namespace
+
+const float* zeros() { return g_zeros; }
+
+const Kernels* kernels_for(const char* isa) {
+  if (!cpu_has(isa)) return nullptr;
+#if defined(TL_HAVE_X86_KERNELS)
+  if (!strcmp(isa, "avx512")) return &k_avx512;
+  if (!strcmp(isa, "avx2")) return &k_avx2;
+#endif
+  if (!strcmp(isa, "generic")) return &k_generic;
+  return nullptr;
+}
+
+namespace {
+const Kernels* g_override = nullptr;
+}
+
+void set_kernels(const Kernels* k) { g_override = k; }
+
+const Kernels& kernels() {
+  if (g_override) return *g_override;
+  static const Kernels* chosen = [] {
+    if (const char* e = getenv("TL_ISA")) {
+      const Kernels* k = kernels_for(e);
+      if (k) return k;
+      fprintf(stderr, "warning: TL_ISA=%s is not available on this CPU; choosing automatically\n", e);
+    }
+    for (const char* isa : {"avx512", "avx2", "generic"})
+      if (const Kernels* k = kernels_for(isa)) return k;
+    return &k_generic;
+  }();
+  return *chosen;
+}
+
+// ---------------------------------------------------------------------------------------------
+// conv3x3 as an implicit GEMM: rows = output pixels, columns = output channels,
+// reduction = (input-channel block, tap, channel). Input rows are read in place (NHWC keeps
+// a pixel's channels contiguous); padding taps point at a zero buffer. Weights are packed per
+// call into [cout/NR][tap][cin][NR] panels (zero padded), a small cost next to the conv.
+
+namespace {
+
+struct Scratch {
+  std::vector<float, std::allocator<float>> buf;
+  float* get(size_t n) {
+    if (buf.size() < n + 16) buf.resize(n + 16);
+    uintptr_t p = (uintptr_t)buf.data();
+    return (float*)((p + 63) & ~(uintptr_t)63);
+  }
+};
+Scratch& packed_weights_scratch() {
+  static thread_local Scratch s;
+  return s;
+}
+
+}  // namespace
+
+namespace {
+ConvAlgo g_conv_algo = ConvAlgo::Auto;
+}
+
+void set_conv_algo(ConvAlgo a) { g_conv_algo = a; }
+
+ConvAlgo conv_algo_for(int cin, int cout) {
+  ConvAlgo a = g_conv_algo;
+  if (a == ConvAlgo::Auto) {
+    static const char* env = getenv("TL_CONV");
+    if (env && !strcmp(env, "direct")) a = ConvAlgo::Direct;
+    if (env && !strcmp(env, "winograd")) a = ConvAlgo::Winograd;
+  }
+  // Winograd's GEMMs need enough channels to beat the transforms' memory traffic; the first
+  // VGG layer (3 input channels) stays direct.
+  if (a == ConvAlgo::Auto) a = cin >= 16 && cout >= 16 ? ConvAlgo::Winograd : ConvAlgo::Direct;
+  return a;
+}
+
+void conv3x3(const float* x, const float* w, const float* b, float* y, int n, int h, int wd, int cin,
+             int cout, bool relu) {
+  if (conv_algo_for(cin, cout) == ConvAlgo::Winograd) return conv3x3_winograd(x, w, b, y, n, h, wd, cin, cout, relu);
+  conv3x3_direct(x, w, b, y, n, h, wd, cin, cout, relu);
+}
+
+void conv3x3_direct(const float* x, const float* w, const float* b, float* y, int n, int h, int wd, int cin,
+                    int cout, bool relu) {
+  const Kernels& K = kernels();
+  const int MR = K.mr, NR = K.nr;
+  const int ncb = (cout + NR - 1) / NR;
+  const size_t panel = (size_t)9 * cin * NR;  // floats per output-channel block
+  float* wp = packed_weights_scratch().get(panel * ncb);
+  parallel_for(ncb, [&](int64_t cb) {
+    float* dst = wp + panel * cb;
+    int c0 = (int)cb * NR, cols = std::min(NR, cout - c0);
+    for (int t = 0; t < 9; t++)
+      for (int ci = 0; ci < cin; ci++) {
+        const float* src = w + ((size_t)t * cin + ci) * cout + c0;
+        float* d = dst + ((size_t)t * cin + ci) * NR;
+        for (int j = 0; j < cols; j++) d[j] = src[j];
+        for (int j = cols; j < NR; j++) d[j] = 0.0f;
+      }
+  });
+
+  // The whole reduction in one pass up to 512 channels (a 9*512*32-float panel fits a 1-2 MB L2;
+  // measured faster than 128/256-channel blocks on the 512-channel layers), blocks of 128 beyond.
+  const int KC = cin <= 512 ? cin : 128;
+  const int64_t M = (int64_t)n * h * wd;
+  const int64_t ntiles = (M + MR - 1) / MR;
+  const int TPC = 8;  // tiles per task
+  const int64_t nchunks = (ntiles + TPC - 1) / TPC;
+  TL_ASSERT(KC <= kZeros);
+  parallel_for(nchunks * ncb, [&](int64_t task) {
+    const int64_t chunk = task / ncb;
+    const int cb = (int)(task % ncb);
+    const int c0 = cb * NR, cols = std::min(NR, cout - c0);
+    const float* ptrs[9 * kMaxMR];
+    int pn[kMaxMR], py[kMaxMR], px[kMaxMR];
+    for (int kb = 0; kb < cin; kb += KC) {
+      const int kc = std::min(KC, cin - kb);
+      for (int64_t tile = chunk * TPC; tile < std::min(ntiles, (chunk + 1) * TPC); tile++) {
+        const int64_t m0 = tile * MR;
+        const int mr = (int)std::min<int64_t>(MR, M - m0);
+        for (int i = 0; i < MR; i++) {
+          int64_t m = m0 + std::min(i, mr - 1);
+          px[i] = (int)(m % wd);
+          int64_t r = m / wd;
+          py[i] = (int)(r % h);
+          pn[i] = (int)(r / h);
+        }
+        for (int t = 0; t < 9; t++) {
+          const int dy = t / 3 - 1, dx = t % 3 - 1;
+          for (int i = 0; i < MR; i++) {
+            int yy = py[i] + dy, xx = px[i] + dx;
+            ptrs[t * MR + i] = (yy < 0 || yy >= h || xx < 0 || xx >= wd)
+                                   ? g_zeros
+                                   : x + (((int64_t)pn[i] * h + yy) * wd + xx) * cin + kb;
+          }
+        }
+        TileArgs a;
+        a.taps = 9;
+        a.kc = kc;
+        a.a = ptrs;
+        a.a_step = 1;
+        a.b = wp + panel * cb + (size_t)kb * NR;
+        a.b_step = NR;
+        a.b_tap_step = (ptrdiff_t)cin * NR;
+        a.b_padded = true;
+        a.c = y + m0 * cout + c0;
+        a.ldc = cout;
+        a.mr = mr;
+        a.nr = cols;
+        a.bias = b ? b + c0 : nullptr;
+        a.load_c = kb > 0;
+        a.relu = relu && kb + kc >= cin;
+        K.tile(a);
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// GEMM for the dense layers, with the same micro-kernel (taps = 1).
+
+void gemm(int m, int n, int k, const float* A, int lda, bool ta, const float* B, int ldb, bool tb, float* C,
+          int ldc, const float* bias, bool accumulate, bool relu) {
+  if (m <= 0 || n <= 0) return;
+  const Kernels& K = kernels();
+  const int MR = K.mr, NR = K.nr;
+  if (k <= 0) {  // empty reduction: C = bias (or unchanged)
+    for (int i = 0; i < m; i++)
+      for (int j = 0; j < n; j++) {
+        float v = accumulate ? C[(size_t)i * ldc + j] : (bias ? bias[j] : 0.0f);
+        C[(size_t)i * ldc + j] = relu && !(v > 0.0f) ? 0.0f : v;
+      }
+    return;
+  }
+  const int KC = 256;
+  const int ncb = (n + NR - 1) / NR;
+  const int64_t ntiles = (m + MR - 1) / MR;
+  const int TPC = 16;
+  const int64_t nchunks = (ntiles + TPC - 1) / TPC;
+  const int nt = num_threads();
+  std::vector<std::vector<float>> packs(tb ? nt : 0);
+  for (auto& p : packs) p.resize((size_t)KC * NR);
+  parallel_for_t(nchunks * ncb, [&](int64_t task, int thread) {
+    const int cb = (int)(task % ncb);
+    const int64_t chunk = task / ncb;
+    const int c0 = cb * NR, cols = std::min(NR, n - c0);
+    const float* ptrs[kMaxMR];
+    for (int kb = 0; kb < k; kb += KC) {
+      const int kc = std::min(KC, k - kb);
+      const float* bp;
+      ptrdiff_t b_step;
+      bool padded;
+      if (tb) {  // B(kk, j) = B[j*ldb + kk]: gather into [kc][NR]
+        float* pk = packs[thread].data();
+        for (int j = 0; j < NR; j++) {
+          if (j < cols) {
+            const float* src = B + (size_t)(c0 + j) * ldb + kb;
+            for (int kk = 0; kk < kc; kk++) pk[(size_t)kk * NR + j] = src[kk];
+          } else {
+            for (int kk = 0; kk < kc; kk++) pk[(size_t)kk * NR + j] = 0.0f;
+          }
+        }
+        bp = pk;
+        b_step = NR;
+        padded = true;
+      } else {
+        bp = B + (size_t)kb * ldb + c0;
+        b_step = ldb;
+        padded = false;
+      }
+      for (int64_t tile = chunk * TPC; tile < std::min(ntiles, (chunk + 1) * TPC); tile++) {
+        const int64_t m0 = tile * MR;
+        const int mr = (int)std::min<int64_t>(MR, m - m0);
+        for (int i = 0; i < MR; i++) {
+          int64_t row = m0 + std::min(i, mr - 1);  // rows past the end repeat a valid row
+          ptrs[i] = ta ? A + (size_t)kb * lda + row : A + (size_t)row * lda + kb;
+        }
+        TileArgs a;
+        a.taps = 1;
+        a.kc = kc;
+        a.a = ptrs;
+        a.a_step = ta ? lda : 1;
+        a.b = bp;
+        a.b_step = b_step;
+        a.b_tap_step = 0;
+        a.b_padded = padded;
+        a.c = C + m0 * ldc + c0;
+        a.ldc = ldc;
+        a.mr = mr;
+        a.nr = cols;
+        a.bias = bias ? bias + c0 : nullptr;
+        a.load_c = accumulate || kb > 0;
+        a.relu = relu && kb + kc >= k;
+        K.tile(a);
+      }
+    }
+  });
+}
+
+void dense(const float* x, const float* w, const float* b, float* y, int m, int k, int n, bool relu) {
+  gemm(m, n, k, x, k, false, w, n, false, y, n, b, false, relu);
+}
+
+void dense_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db, int m,
+                    int k, int n) {
+  // dw[k,n] = x^T[k,m] dy[m,n]
+  gemm(k, n, m, x, k, true, dy, n, false, dw, n, nullptr, false, false);
+  // db[n] = sum over rows of dy, in row order
+  if (db) {
+    for (int j = 0; j < n; j++) db[j] = 0.0f;
+    for (int i = 0; i < m; i++)
+      for (int j = 0; j < n; j++) db[j] += dy[(size_t)i * n + j];
+  }
+  // dx[m,k] = dy[m,n] w^T[n,k]
+  if (dx) gemm(m, k, n, dy, n, false, w, n, true, dx, k, nullptr, false, false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Element-wise ops: split into fixed chunks, each a simple loop the compiler vectorises.
+
+namespace {
+template <typename F>
+void chunked(int64_t n, F f) {
+  const int64_t chunk = 1 << 16;
+  int64_t tasks = (n + chunk - 1) / chunk;
+  parallel_for(tasks, [&](int64_t t) {
+    int64_t s = t * chunk, e = std::min(n, s + chunk);
+    f(s, e);
+  });
+}
+}  // namespace
+
+void relu(const float* x, float* y, int64_t n) {
+  chunked(n, [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  });
+}
+
+void relu_backward(const float* y, const float* dy, float* dx, int64_t n) {
+  chunked(n, [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  });
+}
+
+void maxpool2x2(const float* x, float* y, int n, int h, int w, int c) {
+  const int oh = h / 2, ow = w / 2;
+  parallel_for((int64_t)n * oh, [&](int64_t r) {
+    const int64_t img = r / oh;
+    const int oy = (int)(r % oh);
+    const float* r0 = x + ((img * h + 2 * oy) * (int64_t)w) * c;
+    const float* r1 = r0 + (int64_t)w * c;
+    float* out = y + ((img * oh + oy) * (int64_t)ow) * c;
+    for (int ox = 0; ox < ow; ox++) {
+      const float* a = r0 + (int64_t)2 * ox * c;
+      const float* b = r1 + (int64_t)2 * ox * c;
+      float* o = out + (int64_t)ox * c;
+      for (int ch = 0; ch < c; ch++) {
+        float m0 = a[ch] > a[ch + c] ? a[ch] : a[ch + c];
+        float m1 = b[ch] > b[ch + c] ? b[ch] : b[ch + c];
+        o[ch] = m0 > m1 ? m0 : m1;
+      }
+    }
+  });
+}
+
+void dropout(const float* x, float* y, int64_t n, float rate, uint64_t seed, uint64_t step) {
+  if (rate <= 0.0f) {
+    if (x != y) memcpy(y, x, (size_t)n * sizeof(float));
+    return;
+  }
+  const float scale = 1.0f / (1.0f - rate);
+  chunked(n, [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; i++) y[i] = dropout_keep(seed, step, (uint64_t)i, rate) ? x[i] * scale : 0.0f;
+  });
+}
+
+void sigmoid_bce(const float* z, const float* y, float* prob, float* loss, float* dz, int n) {
+  for (int i = 0; i < n; i++) {
+    const float zi = z[i], yi = y[i];
+    const float e = expf(-fabsf(zi));  // in (0, 1]: never overflows
+    const float p = zi >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
+    if (prob) prob[i] = p;
+    if (loss) loss[i] = (zi > 0.0f ? zi : 0.0f) - zi * yi + log1pf(e);
+    if (dz) dz[i] = (p - yi) / (float)n;
+  }
+}
+
+void rmsprop(float* w, const float* g, float* v, int64_t n, float lr, float rho, float eps) {
+  const float one_minus_rho = 1.0f - rho;
+  chunked(n, [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; i++) {
+      const float gi = g[i];
+      const float vi = v[i] * rho + one_minus_rho * (gi * gi);
+      v[i] = vi;
+      w[i] = w[i] - lr * (gi / (sqrtf(vi) + eps));
+    }
+  });
+}
+
+uint16_t half_from_float(float f) {
+  uint32_t x;
+  memcpy(&x, &f, 4);
+  const uint32_t sign = (x >> 16) & 0x8000u;
+  const uint32_t absx = x & 0x7FFFFFFFu;
+  if (absx >= 0x7F800000u) return (uint16_t)(sign | 0x7C00u | (absx > 0x7F800000u ? 0x200u : 0u));  // inf/nan
+  if (absx >= 0x477FF000u) return (uint16_t)(sign | 0x7C00u);  // rounds to >= 65520: overflow to inf
+  if (absx < 0x38800000u) {  // below the smallest normal half (2^-14): subnormal or zero
+    if (absx < 0x33000000u) return (uint16_t)sign;  // < 2^-25: rounds to zero
+    const uint32_t e = absx >> 23;
+    const uint32_t mant = (absx & 0x7FFFFFu) | 0x800000u;
+    const uint32_t shift = 126 - e;  // 14 + (127 - e) - 1 ... puts the value in units of 2^-24
+    uint32_t q = mant >> shift, rem = mant & ((1u << shift) - 1), halfway = 1u << (shift - 1);
+    if (rem > halfway || (rem == halfway && (q & 1))) q++;
+    return (uint16_t)(sign | q);
+  }
+  uint32_t h = ((absx - 0x38000000u) >> 13);  // rebias exponent 127 -> 15
+  uint32_t rem = absx & 0x1FFFu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++;
+  return (uint16_t)(sign | h);
+}
+
+float float_from_half(uint16_t hv) {
+  const uint32_t sign = (uint32_t)(hv & 0x8000u) << 16;
+  uint32_t e = (hv >> 10) & 0x1Fu, m = hv & 0x3FFu, x;
+  if (e == 0) {
+    if (m == 0) {
+      x = sign;
+    } else {  // subnormal: normalise
+      e = 1;
+      while (!(m & 0x400u)) {
+        m <<= 1;
+        e--;
+      }
+      m &= 0x3FFu;
+      x = sign | ((e + 112) << 23) | (m << 13);
+    }
+  } else if (e == 31) {
+    x = sign | 0x7F800000u | (m << 13);
+  } else {
+    x = sign | ((e + 112) << 23) | (m << 13);
+  }
+  float f;
+  memcpy(&f, &x, 4);
+  return f;
+}
+
+void f32_to_f16(const float* x, uint16_t* y, int64_t n) {
+  chunked(n, [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; i++) y[i] = half_from_float(x[i]);
+  });
+}
+
+void f16_to_f32(const uint16_t* x, float* y, int64_t n) {
+  chunked(n, [&](int64_t s, int64_t e) {
+    for (int64_t i = s; i < e; i++) y[i] = float_from_half(x[i]);
+  });
+}
+
+}  // namespace cpu
+}  // namespace tl

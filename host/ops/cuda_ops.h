@@ -1,0 +1,29 @@
+// cuda_ops.h: the op kernels of kernels/*.cu seen from host C++ (the device runtime is in
+// host/core/device.h). With `make CUDA=0` they come from host/ops/cuda_stub.cpp.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "host/core/device.h"
+
+namespace tl {
+namespace cuda {
+
+// Op kernels: pointers are device pointers; layouts as in host/ops/ops.h.
+void conv3x3(const float* x, const float* w, const float* b, float* y, int n, int h, int wd, int cin,
+             int cout, bool relu);
+void relu(const float* x, float* y, int64_t n);
+void relu_backward(const float* y, const float* dy, float* dx, int64_t n);
+void maxpool2x2(const float* x, float* y, int n, int h, int w, int c);
+void dense(const float* x, const float* w, const float* b, float* y, int m, int k, int n, bool relu);
+void dense_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                    int m, int k, int n);
+void dropout(const float* x, float* y, int64_t n, float rate, uint64_t seed, uint64_t step);
+void sigmoid_bce(const float* z, const float* y, float* prob, float* loss, float* dz, int n);
+void rmsprop(float* w, const float* g, float* v, int64_t n, float lr, float rho, float eps);
+void f32_to_f16(const float* x, uint16_t* y, int64_t n);
+// dst[i][:] = src[idx[i]][:] as float32 (src fp32 or fp16); idx is a host array of n rows.
+void gather_rows(const void* src, bool src_f16, const int64_t* idx, int n, int64_t d, float* dst);
+
+}  // namespace cuda
+}  // namespace tl

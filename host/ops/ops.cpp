@@ -1,0 +1,172 @@
+#include "host/ops/ops.h"
+
+#include "host/ops/cpu_ops.h"
+#include "host/ops/cuda_ops.h"
+#include "host/core/threads.h"
+
+#include <cstring>
+
+namespace tl {
+namespace ops {
+
+namespace {
+
+void same_device(const char* op, std::initializer_list<const Tensor*> ts) {
+  const Tensor* first = *ts.begin();
+  for (const Tensor* t : ts) {
+    if (!t) continue;
+    if (t->device != first->device)
+      fail("%s: tensors on different devices (%s and %s)", op, device_name(first->device), device_name(t->device));
+    if (t->dtype != DType::F32 && t != first) fail("%s: expected fp32 tensors", op);
+  }
+}
+
+void expect(bool ok, const char* op, const char* what, const Tensor& t) {
+  if (!ok) fail("%s: bad shape %s for %s", op, t.shape_str().c_str(), what);
+}
+
+}  // namespace
+
+void conv3x3(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool relu) {
+  same_device("conv3x3", {&x, &w, &b, &y});
+  expect(x.ndim == 4, "conv3x3", "x (want [n,h,w,cin])", x);
+  const int n = (int)x.dim(0), h = (int)x.dim(1), wd = (int)x.dim(2), cin = (int)x.dim(3);
+  expect(w.ndim == 4 && w.dim(0) == 3 && w.dim(1) == 3 && w.dim(2) == cin, "conv3x3", "w (want [3,3,cin,cout])", w);
+  const int cout = (int)w.dim(3);
+  expect(b.numel() == cout, "conv3x3", "b (want [cout])", b);
+  expect(y.ndim == 4 && y.dim(0) == n && y.dim(1) == h && y.dim(2) == wd && y.dim(3) == cout, "conv3x3",
+         "y (want [n,h,w,cout])", y);
+  if (x.on_cuda())
+    cuda::conv3x3(x.f32(), w.f32(), b.f32(), y.f32(), n, h, wd, cin, cout, relu);
+  else
+    cpu::conv3x3(x.f32(), w.f32(), b.f32(), y.f32(), n, h, wd, cin, cout, relu);
+}
+
+void relu(const Tensor& x, Tensor& y) {
+  same_device("relu", {&x, &y});
+  expect(x.numel() == y.numel(), "relu", "y (want x's size)", y);
+  if (x.on_cuda())
+    cuda::relu(x.f32(), y.f32(), x.numel());
+  else
+    cpu::relu(x.f32(), y.f32(), x.numel());
+}
+
+void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
+  same_device("relu_backward", {&y, &dy, &dx});
+  expect(dy.numel() == y.numel() && dx.numel() == y.numel(), "relu_backward", "dy/dx (want y's size)", dy);
+  if (y.on_cuda())
+    cuda::relu_backward(y.f32(), dy.f32(), dx.f32(), y.numel());
+  else
+    cpu::relu_backward(y.f32(), dy.f32(), dx.f32(), y.numel());
+}
+
+void maxpool2x2(const Tensor& x, Tensor& y) {
+  same_device("maxpool2x2", {&x, &y});
+  expect(x.ndim == 4, "maxpool2x2", "x (want [n,h,w,c])", x);
+  const int n = (int)x.dim(0), h = (int)x.dim(1), w = (int)x.dim(2), c = (int)x.dim(3);
+  expect(y.ndim == 4 && y.dim(0) == n && y.dim(1) == h / 2 && y.dim(2) == w / 2 && y.dim(3) == c, "maxpool2x2",
+         "y (want [n,h/2,w/2,c])", y);
+  if (x.on_cuda())
+    cuda::maxpool2x2(x.f32(), y.f32(), n, h, w, c);
+  else
+    cpu::maxpool2x2(x.f32(), y.f32(), n, h, w, c);
+}
+
+void dense(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool relu) {
+  same_device("dense", {&x, &w, &b, &y});
+  expect(x.ndim == 2, "dense", "x (want [m,k])", x);
+  const int m = (int)x.dim(0), k = (int)x.dim(1);
+  expect(w.ndim == 2 && w.dim(0) == k, "dense", "w (want [k,n])", w);
+  const int n = (int)w.dim(1);
+  expect(b.numel() == n, "dense", "b (want [n])", b);
+  expect(y.ndim == 2 && y.dim(0) == m && y.dim(1) == n, "dense", "y (want [m,n])", y);
+  if (x.on_cuda())
+    cuda::dense(x.f32(), w.f32(), b.f32(), y.f32(), m, k, n, relu);
+  else
+    cpu::dense(x.f32(), w.f32(), b.f32(), y.f32(), m, k, n, relu);
+}
+
+void dense_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw, Tensor& db) {
+  same_device("dense_backward", {&x, &w, &dy, dx, &dw, &db});
+  const int m = (int)x.dim(0), k = (int)x.dim(1), n = (int)w.dim(1);
+  expect(x.ndim == 2, "dense_backward", "x (want [m,k])", x);
+  expect(w.ndim == 2 && w.dim(0) == k, "dense_backward", "w (want [k,n])", w);
+  expect(dy.ndim == 2 && dy.dim(0) == m && dy.dim(1) == n, "dense_backward", "dy (want [m,n])", dy);
+  expect(dw.numel() == (int64_t)k * n, "dense_backward", "dw (want [k,n])", dw);
+  expect(db.numel() == n, "dense_backward", "db (want [n])", db);
+  if (dx) expect(dx->numel() == (int64_t)m * k, "dense_backward", "dx (want [m,k])", *dx);
+  float* dxp = dx ? dx->f32() : nullptr;
+  if (x.on_cuda())
+    cuda::dense_backward(x.f32(), w.f32(), dy.f32(), dxp, dw.f32(), db.f32(), m, k, n);
+  else
+    cpu::dense_backward(x.f32(), w.f32(), dy.f32(), dxp, dw.f32(), db.f32(), m, k, n);
+}
+
+void dropout(const Tensor& x, Tensor& y, float rate, uint64_t seed, uint64_t step) {
+  same_device("dropout", {&x, &y});
+  expect(x.numel() == y.numel(), "dropout", "y (want x's size)", y);
+  if (!(rate >= 0.0f && rate < 1.0f)) fail("dropout: rate must be in [0, 1), got %g", rate);
+  if (x.on_cuda())
+    cuda::dropout(x.f32(), y.f32(), x.numel(), rate, seed, step);
+  else
+    cpu::dropout(x.f32(), y.f32(), x.numel(), rate, seed, step);
+}
+
+void sigmoid_bce(const Tensor& z, const Tensor& y, Tensor& prob, Tensor& loss, Tensor* dz) {
+  same_device("sigmoid_bce", {&z, &y, &prob, &loss, dz});
+  const int m = (int)z.numel();
+  expect(y.numel() == m && prob.numel() == m && loss.numel() == m && (!dz || dz->numel() == m), "sigmoid_bce",
+         "y/prob/loss/dz (want z's size)", y);
+  float* dzp = dz ? dz->f32() : nullptr;
+  if (z.on_cuda())
+    cuda::sigmoid_bce(z.f32(), y.f32(), prob.f32(), loss.f32(), dzp, m);
+  else
+    cpu::sigmoid_bce(z.f32(), y.f32(), prob.f32(), loss.f32(), dzp, m);
+}
+
+void rmsprop(Tensor& w, const Tensor& g, Tensor& v, float lr, float rho, float eps) {
+  same_device("rmsprop", {&w, &g, &v});
+  expect(g.numel() == w.numel() && v.numel() == w.numel(), "rmsprop", "g/v (want w's size)", g);
+  if (w.on_cuda())
+    cuda::rmsprop(w.f32(), g.f32(), v.f32(), w.numel(), lr, rho, eps);
+  else
+    cpu::rmsprop(w.f32(), g.f32(), v.f32(), w.numel(), lr, rho, eps);
+}
+
+void to_f16(const Tensor& x, Tensor& y) {
+  if (x.device != y.device) fail("to_f16: tensors on different devices");
+  if (x.dtype != DType::F32 || y.dtype != DType::F16 || x.numel() != y.numel())
+    fail("to_f16: want fp32 %s -> fp16 of the same size, got %s %s", x.shape_str().c_str(), dtype_name(y.dtype),
+         y.shape_str().c_str());
+  if (x.on_cuda())
+    cuda::f32_to_f16(x.f32(), (uint16_t*)y.ptr, x.numel());
+  else
+    cpu::f32_to_f16(x.f32(), (uint16_t*)y.ptr, x.numel());
+}
+
+void gather_rows(const Tensor& src, const std::vector<int64_t>& idx, Tensor& dst) {
+  if (src.device != dst.device) fail("gather_rows: tensors on different devices");
+  if (src.ndim != 2 || dst.ndim != 2 || dst.dim(1) != src.dim(1) || dst.dim(0) < (int64_t)idx.size() ||
+      dst.dtype != DType::F32 || (src.dtype != DType::F32 && src.dtype != DType::F16))
+    fail("gather_rows: bad shapes %s -> %s", src.shape_str().c_str(), dst.shape_str().c_str());
+  const int64_t d = src.dim(1);
+  for (int64_t i : idx)
+    if (i < 0 || i >= src.dim(0)) fail("gather_rows: row %lld out of range", (long long)i);
+  if (src.on_cuda()) {
+    cuda::gather_rows(src.ptr, src.dtype == DType::F16, idx.data(), (int)idx.size(), d, dst.f32());
+    return;
+  }
+  parallel_for((int64_t)idx.size(), [&](int64_t r) {
+    float* o = dst.f32() + r * d;
+    if (src.dtype == DType::F32)
+      memcpy(o, src.f32() + idx[r] * d, (size_t)d * sizeof(float));
+    else
+      cpu::f16_to_f32((const uint16_t*)src.ptr + idx[r] * d, o, d);
+  });
+}
+
+Range::Range(const char* name) { cuda::range_push(name); }
+Range::~Range() { cuda::range_pop(); }
+
+}  // namespace ops
+}  // namespace tl

@@ -1,0 +1,44 @@
+// ops.h: every op behind one interface; the tensors' device picks the CPU implementation
+// (cpu_ops.h) or the CUDA kernel (kernels/*.cu via cuda_ops.h). All tensors of one call must be
+// on the same device. Shapes are checked here, once, for both implementations.
+//
+// Layouts: activations NHWC; conv weights HWIO [3][3][cin][cout]; dense weights [in][out].
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "host/core/tensor.h"
+
+namespace tl {
+namespace ops {
+
+// x [n,h,w,cin], w [3,3,cin,cout], b [cout] -> y [n,h,w,cout]; stride 1, zero padding 1.
+void conv3x3(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool relu);
+void relu(const Tensor& x, Tensor& y);  // y may be x
+void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx);
+// x [n,h,w,c] -> y [n,h/2,w/2,c] (floor, as Keras MaxPooling2D with 'valid' padding)
+void maxpool2x2(const Tensor& x, Tensor& y);
+// x [m,k], w [k,n], b [n] -> y [m,n] = x w + b, optional ReLU
+void dense(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool relu);
+// dw = x^T dy, db = sum_rows dy, dx = dy w^T (dx may be null: the first layer needs none)
+void dense_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw, Tensor& db);
+// Inverted dropout with the mask dropout_keep(seed, step, i); the backward pass is the same call on dy.
+void dropout(const Tensor& x, Tensor& y, float rate, uint64_t seed, uint64_t step);
+// z [m] logits, y [m] labels -> prob [m], loss [m] per sample, dz [m] = (prob - y)/m (dz may be null)
+void sigmoid_bce(const Tensor& z, const Tensor& y, Tensor& prob, Tensor& loss, Tensor* dz);
+// RMSprop as tf.keras 2.x computes it (epsilon outside the square root).
+void rmsprop(Tensor& w, const Tensor& g, Tensor& v, float lr, float rho, float eps);
+// fp32 -> fp16 (round to nearest even)
+void to_f16(const Tensor& x, Tensor& y);
+
+// dst [n, d] float32 = rows idx[0..n) of src [N, d] (fp32 or fp16), on src's device.
+void gather_rows(const Tensor& src, const std::vector<int64_t>& idx, Tensor& dst);
+
+// A named profiler range (NVTX on the CUDA path) for the lifetime of the object.
+struct Range {
+  explicit Range(const char* name);
+  ~Range();
+};
+
+}  // namespace ops
+}  // namespace tl

@@ -1,0 +1,83 @@
+// tl_predict: classifies photos with a trained head, using the preprocessing recorded in the model.
+#include <algorithm>
+#include <cstdio>
+#include <map>
+
+#include "host/core/cli.h"
+#include "host/core/common.h"
+#include "host/stages/predict.h"
+#include "host/core/threads.h"
+
+using namespace tl;
+
+int main(int argc, char** argv) {
+  return guarded_main("tl_predict", [&] {
+    std::vector<std::string> paths;
+    std::string model, weights, device = "auto", csv, kaggle;
+    double clip = 0;
+    int batch = 16, threads = 0;
+    bool tta = false, quiet = false;
+    Cli cli("tl_predict", "tl_predict [--model FILE] [--weights FILE] [--csv FILE] [--kaggle FILE] PATH...",
+            "Prints path<TAB>p_dog<TAB>label for every image in PATH (files, folders, zip archives), batched. The\n"
+            "image size, resize mode and preprocessing are the ones recorded in the model (those of its cache);\n"
+            "the weights must be the ones its features were made with (checked by checksum). A file that cannot\n"
+            "be read gets a line saying why (p_dog '-'), and the rest still run; the exit status is then 1.");
+    cli.positional(&paths, "PATH...", "images, folders of images, or .zip archives");
+    cli.opt("--model", &model, "FILE", "trained head (default: model/best.bin, else model/model.bin)");
+    cli.opt("--weights", &weights, "FILE", "converted VGG weights (default: the file the model's cache used)");
+    cli.opt("--device", &device, "D", "auto, cpu or cuda");
+    cli.opt("--batch", &batch, "N", "images per forward pass");
+    cli.opt("--threads", &threads, "N", "CPU threads");
+    cli.opt("--csv", &csv, "FILE", "also write the table as CSV (path,p_dog,label,error)");
+    cli.opt("--kaggle", &kaggle, "FILE",
+            "write a Kaggle submission: id,label with label = probability of dog, ids from N.jpg names, sorted");
+    cli.opt("--clip", &clip, "F", "clip the submission's probabilities to [F, 1-F] (e.g. 0.005; default 0: none)");
+    cli.flag("--tta", &tta, "test-time augmentation: average over the image and its horizontal flip");
+    cli.flag("--quiet", &quiet, "no progress or summary on stderr");
+    if (!cli.parse(argc, argv)) return 0;
+    if (paths.empty()) fail("no images given; see tl_predict --help");
+    if (!(clip >= 0 && clip < 0.5)) fail("--clip must be in [0, 0.5), got %g", clip);
+    if (threads > 0) set_num_threads(threads);
+    if (model.empty()) model = file_exists("model/best.bin") ? "model/best.bin" : "model/model.bin";
+    const Device d = resolve_device(device, "tl_predict", quiet);
+    Predictor pred(model, weights, d, batch, tta);
+    if (!quiet) fprintf(stderr, "tl_predict: %s\n", pred.describe().c_str());
+    std::vector<PredictInput> inputs = expand_inputs(paths);
+    std::vector<Prediction> res = pred.run(inputs, !quiet && inputs.size() > (size_t)batch);
+    const auto& cls = pred.classes();
+    std::string csv_text = "path,p_" + cls[1] + ",label,error\n";
+    int bad = 0;
+    for (const Prediction& r : res) {
+      if (r.ok) {
+        printf("%s\t%.6f\t%s\n", r.name.c_str(), r.p, cls[r.p > 0.5 ? 1 : 0].c_str());
+        csv_text += strfmt("\"%s\",%.6f,%s,\n", r.name.c_str(), r.p, cls[r.p > 0.5 ? 1 : 0].c_str());
+      } else {
+        printf("%s\t-\terror: %s\n", r.name.c_str(), r.error.c_str());
+        csv_text += strfmt("\"%s\",,,\"%s\"\n", r.name.c_str(), r.error.c_str());
+        bad++;
+      }
+    }
+    fflush(stdout);
+    if (!csv.empty()) write_file_atomic(csv, csv_text.data(), csv_text.size());
+    if (!kaggle.empty()) {
+      std::map<long, double> rows;
+      int no_id = 0;
+      for (const Prediction& r : res) {
+        if (!r.ok) continue;
+        const long id = kaggle_id(r.name);
+        if (id < 0) {
+          if (no_id++ < 3) fprintf(stderr, "tl_predict: %s: not named N.jpg: left out of the submission\n", r.name.c_str());
+          continue;
+        }
+        if (rows.count(id)) fail("--kaggle: id %ld appears twice (%s)", id, r.name.c_str());
+        rows[id] = std::min(std::max(r.p, clip), 1.0 - clip);
+      }
+      std::string s = "id,label\n";
+      for (auto& [id, p] : rows) s += strfmt("%ld,%.6f\n", id, p);
+      write_file_atomic(kaggle, s.data(), s.size());
+      if (!quiet) fprintf(stderr, "tl_predict: wrote %s (%zu rows)\n", kaggle.c_str(), rows.size());
+    }
+    if (!quiet) fprintf(stderr, "tl_predict: %zu images, %d could not be read\n", res.size(), bad);
+    return bad ? 1 : 0;
+  });
+}

@@ -1,0 +1,85 @@
+// tl_train: trains the tutorial's dense head on cached VGG16 activations (or on the tutorial's own
+// .npy files), printing Keras-like epoch lines and writing the model, history, curves and a report.
+#include <algorithm>
+#include <cstdio>
+
+#include "host/core/cli.h"
+#include "host/core/common.h"
+#include "host/core/threads.h"
+#include "host/stages/image_source.h"
+#include "host/stages/train.h"
+
+using namespace tl;
+
+int main(int argc, char** argv) {
+  return guarded_main("tl_train", [&] {
+    TrainOptions o;
+    std::string cache = "cache", npy, device = "auto";
+    int threads = 0, save_augmented = 0;
+    bool no_plots = false;
+    ImageSourceOptions io;
+    Cli cli("tl_train", "tl_train [--cache DIR | --npy DIR] [--out DIR] [--epochs N] [options]",
+            "Trains Flatten -> Dense(400, relu) -> Dropout(0.2) -> Dense(20, relu) -> Dense(1, sigmoid) with binary\n"
+            "cross-entropy and RMSprop (tf.keras 2.x: lr 0.001, rho 0.9, epsilon 1e-7 outside the square root) on\n"
+            "the cached features. Writes to --out: model.bin (last epoch, with optimiser state), best.bin (lowest\n"
+            "validation loss), history.csv, curves.png and report.txt (confusion matrix, log loss).\n"
+            "With --images, features are computed by the frozen base for every batch instead (the tutorial's\n"
+            "uncached path, which allows --augment); the loop, outputs and guards are the same.");
+    cli.opt("--cache", &cache, "DIR", "cache made by tl_cache");
+    cli.opt("--npy", &npy, "DIR",
+            "train on the tutorial's numpy files instead: DIR/train_activations.npy, train_labels.npy, "
+            "validation_activations.npy, validation_labels.npy (float32 N x 7 x 7 x 512)");
+    cli.opt("--images", &io.images, "DIR|ZIP", "train without a cache: images (same layouts as tl_cache --data)");
+    cli.opt("--valid-data", &io.valid_data, "DIR|ZIP", "with --images: an explicit validation set");
+    cli.opt("--weights", &io.weights, "FILE", "with --images: converted VGG weights");
+    cli.opt("--image-size", &io.image_size, "N", "with --images: input size");
+    cli.opt("--resize", &io.resize, "MODE", "with --images: nearest or bilinear");
+    cli.opt("--valid-fraction", &io.valid_fraction, "F", "with --images: validation fraction (as tl_cache)");
+    cli.opt("--limit", &io.limit, "N", "with --images: a deterministic sample of N files");
+    cli.flag("--augment", &io.augment,
+             "with --images: Keras ImageDataGenerator augmentation of the training batches (rotation 40, shifts 0.2, "
+             "shear 0.2, zoom 0.2, horizontal flip, nearest fill); validation is never augmented");
+    cli.opt("--save-augmented", &save_augmented, "N",
+            "with --images: write N augmented training samples as PNG strips to --out/augmented/");
+    cli.opt("--out", &o.out, "DIR", "output folder");
+    cli.opt("--dropout", &o.dropout, "F", "dropout rate after the first dense layer");
+    cli.opt("--epochs", &o.epochs, "N", "epochs (default 10: the validation loss of this head bottoms out within a few)");
+    cli.opt("--batch", &o.batch, "N", "batch size");
+    cli.opt("--lr", &o.lr, "F", "RMSprop learning rate");
+    cli.opt("--seed", &o.seed, "N", "seed of the initial weights, the shuffling and the dropout masks");
+    cli.opt("--device", &device, "D", "auto, cpu or cuda");
+    cli.opt("--threads", &threads, "N", "CPU threads (results are identical for any count)");
+    cli.flag("--resume", &o.resume, "continue from --out/model.bin (weights, optimiser state, epoch) to --epochs");
+    cli.opt("--patience", &o.patience, "N", "stop after N epochs without a lower validation loss (0: never)");
+    cli.opt("--clip", &o.clip, "F", "the report's clipped log loss clips probabilities to [F, 1-F]");
+    cli.flag("--no-plots", &no_plots, "do not draw curves.png");
+    cli.flag("--quiet", &o.quiet, "only errors");
+    if (!cli.parse(argc, argv)) return 0;
+    if (threads > 0) set_num_threads(threads);
+    if (!(o.clip >= 0 && o.clip < 0.5)) fail("--clip must be in [0, 0.5), got %g", o.clip);
+    o.plots = !no_plots;
+    install_interrupt_handler();
+    o.device = resolve_device(device, "tl_train", o.quiet);
+    std::unique_ptr<FeatureSource> src;
+    if (!io.images.empty()) {
+      if (cli.given("--cache") || !npy.empty()) fail("give one of --cache, --npy or --images");
+      io.seed = o.seed;
+      io.base_batch = o.device == Device::CUDA ? 32 : 8;
+      io.device = o.device;
+      io.quiet = o.quiet;
+      if (save_augmented > 0) save_augmented_samples(io, save_augmented, path_join(o.out, "augmented"));
+      src = open_image_source(io);
+    } else if (io.augment || save_augmented > 0 || cli.given("--valid-data")) {
+      fail("--augment, --save-augmented and --valid-data need --images (training without a cache)");
+    } else if (!npy.empty()) {
+      if (cli.given("--cache")) fail("give --cache or --npy, not both");
+      src = open_npy_source(npy, o.device);
+    } else {
+      src = open_cached_source(cache, o.device);
+    }
+    TrainResult r = train_head(*src, o);
+    if (r.nan_stop) return 2;
+    if (r.interrupted) return 130;
+    return 0;
+  });
+}

@@ -1,0 +1,611 @@
+#include "host/stages/cache.h"
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "host/core/cli.h"
+#include "host/core/common.h"
+#include "host/model/features.h"
+#include "host/io/loader.h"
+#include "host/core/progress.h"
+#include "host/core/threads.h"
+
+namespace tl {
+
+// ------------------------------------------------------------------------------------------------
+// Settings and manifest
+
+uint64_t CacheSettings::hash() const {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (auto& [k, v] : kv) {
+    if (starts_with(k, "info.")) continue;  // recorded, but not part of the cache's identity
+    for (char c : k + "=" + v + "\n") {
+      h ^= (unsigned char)c;
+      h *= 0x100000001b3ull;
+    }
+  }
+  return h;
+}
+
+std::string CacheSettings::get(const std::string& key) const {
+  auto it = kv.find(key);
+  return it == kv.end() ? "" : it->second;
+}
+
+int CacheSettings::get_int(const std::string& key) const { return atoi(get(key).c_str()); }
+
+std::string CacheSettings::diff(const CacheSettings& n) const {
+  std::string out;
+  std::vector<std::string> keys;
+  for (auto& [k, v] : kv) keys.push_back(k);
+  for (auto& [k, v] : n.kv)
+    if (!kv.count(k)) keys.push_back(k);
+  for (auto& k : keys) {
+    if (starts_with(k, "info.") || get(k) == n.get(k)) continue;
+    if (!out.empty()) out += "; ";
+    if (k == "listing_hash")
+      out += "the dataset's files changed";
+    else
+      out += k + ": " + (get(k).empty() ? "(none)" : get(k)) + " -> " + (n.get(k).empty() ? "(none)" : n.get(k));
+  }
+  return out;
+}
+
+namespace {
+std::string clean_field(std::string s) {
+  for (char& c : s)
+    if (c == '\t' || c == '\n' || c == '\r') c = ' ';
+  return s;
+}
+}  // namespace
+
+void write_manifest(const std::string& dir, const Manifest& m) {
+  std::string out = "# tl-cache-manifest 1\n";
+  out += "# The settings that produced this cache, then one line per file (read with pandas: comment='#').\n";
+  for (auto& [k, v] : m.settings.kv) out += "# setting\t" + k + "\t" + clean_field(v) + "\n";
+  out += "# setting\tsettings_hash\t" + strfmt("%016llx", (unsigned long long)m.settings.hash()) + "\n";
+  for (size_t i = 0; i < m.classes.size(); i++) out += strfmt("# class\t%zu\t%s\n", i, clean_field(m.classes[i]).c_str());
+  for (size_t i = 0; i < m.sources.size(); i++) out += strfmt("# source\t%zu\t%s\n", i, clean_field(m.sources[i]).c_str());
+  out += "id\tsplit\tlabel\tclass\tbytes\tsource\tpath\tstatus\n";
+  for (const ManifestEntry& e : m.entries)
+    out += strfmt("%u\t%s\t%d\t%s\t%llu\t%d\t%s\t%s\n", e.id, split_name(e.split), e.label,
+                  m.classes.at((size_t)e.label).c_str(), (unsigned long long)e.bytes, e.source, clean_field(e.rel).c_str(),
+                  clean_field(e.status).c_str());
+  write_file_atomic(path_join(dir, "manifest.tsv"), out.data(), out.size());
+}
+
+Manifest read_manifest(const std::string& dir) {
+  const std::string path = path_join(dir, "manifest.tsv");
+  if (!file_exists(path)) {
+    if (!dir_exists(dir)) fail("%s: no such cache folder; run ./tl_cache first (--out %s)", dir.c_str(), dir.c_str());
+    fail("%s: missing: %s is not a finished cache; run ./tl_cache --out %s", path.c_str(), dir.c_str(), dir.c_str());
+  }
+  std::vector<uint8_t> bytes = read_file(path);
+  std::string text(bytes.begin(), bytes.end());
+  Manifest m;
+  bool header_seen = false, magic = false;
+  std::string stored_hash;
+  size_t line_no = 0;
+  for (const std::string& line : split(text, '\n')) {
+    line_no++;
+    if (line.empty()) continue;
+    if (line_no == 1) {
+      if (!starts_with(line, "# tl-cache-manifest ")) fail("%s: not a tl cache manifest", path.c_str());
+      if (atoi(line.c_str() + 20) > 1) fail("%s: manifest format is newer than this build", path.c_str());
+      magic = true;
+      continue;
+    }
+    std::vector<std::string> f = split(line, '\t');
+    if (line[0] == '#') {
+      if (f.size() == 3 && f[0] == "# setting") {
+        if (f[1] == "settings_hash")
+          stored_hash = f[2];
+        else
+          m.settings.kv[f[1]] = f[2];
+      } else if (f.size() == 3 && f[0] == "# class") {
+        m.classes.push_back(f[2]);
+      } else if (f.size() == 3 && f[0] == "# source") {
+        m.sources.push_back(f[2]);
+      }
+      continue;
+    }
+    if (!header_seen) {
+      header_seen = true;
+      continue;
+    }
+    if (f.size() != 8) fail("%s:%zu: malformed line (%zu fields, expected 8)", path.c_str(), line_no, f.size());
+    ManifestEntry e;
+    e.id = (uint32_t)strtoul(f[0].c_str(), nullptr, 10);
+    e.split = f[1] == "valid" ? Split::Valid : Split::Train;
+    e.label = atoi(f[2].c_str());
+    e.bytes = strtoull(f[4].c_str(), nullptr, 10);
+    e.source = atoi(f[5].c_str());
+    e.rel = f[6];
+    e.status = f[7];
+    if (e.id != m.entries.size()) fail("%s:%zu: ids out of order", path.c_str(), line_no);
+    if (e.label < 0 || e.label >= (int)m.classes.size()) fail("%s:%zu: label out of range", path.c_str(), line_no);
+    m.entries.push_back(e);
+  }
+  if (!magic) fail("%s: empty manifest", path.c_str());
+  if (stored_hash != strfmt("%016llx", (unsigned long long)m.settings.hash()))
+    fail("%s: the settings were edited by hand (their hash does not match); re-create the cache with tl_cache --force",
+         path.c_str());
+  return m;
+}
+
+int64_t Cache::count(Split s) const {
+  int64_t n = 0;
+  for (auto& sh : shards[(int)s]) n += sh.info().count;
+  return n;
+}
+
+namespace {
+
+// Shards of one split: ranges of `shard_size` files of the split, in manifest order.
+std::vector<uint32_t> split_ids(const Manifest& m, Split s) {
+  std::vector<uint32_t> ids;
+  for (auto& e : m.entries)
+    if (e.split == s) ids.push_back(e.id);
+  return ids;
+}
+
+void remove_cache_files(const std::string& dir, bool shards_too) {
+  DIR* d = opendir(dir.c_str());
+  if (!d) return;
+  std::vector<std::string> names;
+  while (struct dirent* e = readdir(d)) names.push_back(e->d_name);
+  closedir(d);
+  for (auto& n : names) {
+    bool shard = (starts_with(n, "train-") || starts_with(n, "valid-")) && (ends_with(n, ".bin") || ends_with(n, ".tmp"));
+    if (ends_with(n, ".tmp") || (shards_too && (shard || n == "manifest.tsv")))
+      unlink(path_join(dir, n).c_str());
+  }
+}
+
+}  // namespace
+
+Cache open_cache(const std::string& dir, bool verify) {
+  Cache c;
+  c.dir = dir;
+  c.manifest = read_manifest(dir);
+  const CacheSettings& st = c.manifest.settings;
+  const uint64_t hash = st.hash();
+  const int shard_size = st.get_int("shard_size");
+  if (shard_size <= 0) fail("%s: manifest has no shard_size setting", dir.c_str());
+  std::vector<std::string> fs = split(st.get("feature_shape"), 'x');
+  if (fs.size() != 3) fail("%s: manifest has no feature_shape", dir.c_str());
+  c.feat_h = atoi(fs[0].c_str());
+  c.feat_w = atoi(fs[1].c_str());
+  c.feat_c = atoi(fs[2].c_str());
+  c.dtype = st.get("dtype") == "fp16" ? DType::F16 : DType::F32;
+  for (Split s : {Split::Train, Split::Valid}) {
+    const std::vector<uint32_t> ids = split_ids(c.manifest, s);
+    const uint32_t n_shards = (uint32_t)((ids.size() + shard_size - 1) / shard_size);
+    for (uint32_t k = 0; k < n_shards; k++) {
+      const std::string p = path_join(dir, shard_file_name(s, k));
+      if (!file_exists(p))
+        fail("%s: missing: the cache is incomplete (%u of %u %s shards); rerun the same tl_cache command to finish it",
+             p.c_str(), k, n_shards, split_name(s));
+      MappedShard sh(p, verify);
+      const ShardInfo& in = sh.info();
+      if (in.settings_hash != hash)
+        fail("%s: belongs to another cache (settings differ from %s/manifest.tsv); rebuild with tl_cache --force",
+             p.c_str(), dir.c_str());
+      if (in.split != s || in.index != k || in.first_pos != (uint64_t)k * shard_size)
+        fail("%s: shard header does not match its name/position; rebuild with tl_cache --force", p.c_str());
+      if ((int)in.feat_h != c.feat_h || (int)in.feat_w != c.feat_w || (int)in.feat_c != c.feat_c || in.dtype != c.dtype)
+        fail("%s: feature shape/dtype differ from the manifest", p.c_str());
+      for (uint32_t i = 0; i < in.count; i++) {
+        const uint32_t id = sh.ids()[i];
+        if (id >= c.manifest.entries.size() || c.manifest.entries[id].split != s ||
+            c.manifest.entries[id].label != (int)sh.labels()[i])
+          fail("%s: sample %u (id %u) disagrees with the manifest; rebuild with tl_cache --force", p.c_str(), i, id);
+      }
+      c.shards[(int)s].push_back(std::move(sh));
+    }
+  }
+  return c;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Building
+
+namespace {
+
+std::string missing_data_hint(const std::string& data) {
+  return strfmt(
+      "%s is missing. Download the Kaggle 'Dogs vs. Cats' train.zip (https://www.kaggle.com/c/dogs-vs-cats/data, "
+      "25,000 photos cat.N.jpg / dog.N.jpg) or Microsoft's PetImages (kagglecatsanddogs_5340.zip from "
+      "https://www.microsoft.com/en-us/download/details.aspx?id=54765) and pass the zip itself (no unpacking "
+      "needed): ./tl_cache --data train.zip; a folder works too (Kaggle layout, or cat/ and dog/ sub-folders)",
+      data.c_str());
+}
+
+// The shard being filled.
+struct OpenShard {
+  ShardData d;
+  uint32_t processed = 0;  // files of the range handled so far (cached or skipped)
+};
+
+// Writes finished shards on a thread of its own (at most two waiting), so the forward pass
+// does not wait for the disk.
+class ShardWriter {
+ public:
+  explicit ShardWriter(std::string dir) : dir_(std::move(dir)), t_([this] { loop(); }) {}
+  ~ShardWriter() { close(); }
+  void push(ShardData&& d) {
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait(lk, [&] { return q_.size() < 2 || error_; });
+    if (error_) std::rethrow_exception(error_);
+    q_.push_back(std::move(d));
+    cv_.notify_all();
+  }
+  // Waits for the queue to drain; rethrows a write error.
+  void close() {
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      done_ = true;
+      cv_.notify_all();
+    }
+    if (t_.joinable()) t_.join();
+  }
+  void check() {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (error_) std::rethrow_exception(error_);
+  }
+  int written() const { return written_; }
+
+ private:
+  std::string dir_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<ShardData> q_;
+  bool done_ = false;
+  std::exception_ptr error_;
+  std::atomic<int> written_{0};
+  std::thread t_;
+  void loop() {
+    for (;;) {
+      ShardData d;
+      {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [&] { return !q_.empty() || done_; });
+        if (q_.empty()) return;
+        d = std::move(q_.front());
+        q_.pop_front();
+        cv_.notify_all();
+      }
+      try {
+        write_shard(path_join(dir_, shard_file_name(d.info.split, d.info.index)), d);
+        written_++;
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(mu_);
+        error_ = std::current_exception();
+        cv_.notify_all();
+        return;
+      }
+    }
+  }
+};
+
+std::string strip_prefix(const std::string& msg, const std::string& prefix) {
+  return starts_with(msg, prefix + ": ") ? msg.substr(prefix.size() + 2) : msg;
+}
+
+}  // namespace
+
+CacheSummary build_cache(const CacheOptions& opt) {
+  const double t_start = now_s();
+  if (opt.image_size < 1 || opt.image_size > 4096) fail("--image-size must be between 1 and 4096, got %d", opt.image_size);
+  if (opt.shard_size < 1 || opt.shard_size > 1 << 20) fail("--shard-size must be between 1 and 1048576");
+  if (!(opt.max_bad >= 0 && opt.max_bad <= 1)) fail("--max-bad must be a fraction in [0, 1], got %g", opt.max_bad);
+  if (opt.batch < 0 || opt.batch > 4096) fail("--batch must be between 1 and 4096, got %d", opt.batch);
+  if (opt.limit < 0) fail("--limit must be positive");
+  if (opt.dtype != "fp32" && opt.dtype != "fp16") fail("--dtype: expected fp32 or fp16, got '%s'", opt.dtype.c_str());
+  const Resize resize = parse_resize(opt.resize);
+  // What is missing, all at once, with what to do about it.
+  {
+    std::vector<std::string> missing;
+    if (!file_exists(opt.weights)) missing.push_back(opt.weights + " is missing. " + missing_weights_hint());
+    if (!file_exists(opt.data) && !dir_exists(opt.data)) missing.push_back(missing_data_hint(opt.data));
+    if (!opt.valid_data.empty() && !file_exists(opt.valid_data) && !dir_exists(opt.valid_data))
+      missing.push_back(opt.valid_data + " (--valid-data) is missing");
+    if (missing.size() == 1) fail("%s", missing[0].c_str());
+    if (missing.size() > 1) {
+      std::string all = "nothing to cache yet:";
+      for (auto& m : missing) all += "\n  - " + m;
+      fail("%s", all.c_str());
+    }
+  }
+  const DType dtype = opt.dtype == "fp16" ? DType::F16 : DType::F32;
+  if (opt.threads > 0) set_num_threads(opt.threads);
+  const Device device = resolve_device(opt.device, "tl_cache", opt.quiet);
+
+  VggWeights weights = load_weights(opt.weights);
+  const int fh = weights.out_size(opt.image_size);
+  if (fh < 1)
+    fail("--image-size %d is too small for %s: its %d pools need at least %d pixels", opt.image_size,
+         weights.arch.c_str(), weights.num_pools(), 1 << weights.num_pools());
+  ScanOptions so;
+  so.valid_fraction = opt.valid_fraction;
+  so.seed = opt.seed;
+  so.limit = opt.limit;
+  Dataset ds = scan_dataset(opt.data, opt.valid_data, so);
+  if (ds.files.size() > 0xFFFFFFF0u) fail("%s: too many files", opt.data.c_str());
+
+  Manifest m;
+  CacheSettings& st = m.settings;
+  st.kv["format"] = "1";
+  st.kv["weights_crc32"] = strfmt("%08x", weights.crc);
+  st.kv["weights_arch"] = weights.arch;
+  st.kv["weights_synthetic"] = weights.synthetic ? strfmt("yes (seed %llu)", (unsigned long long)weights.seed) : "no";
+  st.kv["preprocess"] = preprocess_name(weights.preprocess);
+  st.kv["image_size"] = std::to_string(opt.image_size);
+  st.kv["resize"] = resize_name(resize);
+  st.kv["dtype"] = opt.dtype;
+  st.kv["feature_shape"] = strfmt("%dx%dx%d", fh, fh, weights.out_channels());
+  st.kv["valid_fraction"] = !opt.valid_data.empty() ? "explicit --valid-data"
+                            : ds.folder_split     ? "from train/valid folders"
+                                                  : strfmt("%.10g", opt.valid_fraction);
+  st.kv["seed"] = std::to_string(opt.seed);
+  st.kv["limit"] = std::to_string(opt.limit);
+  st.kv["shard_size"] = std::to_string(opt.shard_size);
+  st.kv["max_pixels"] = std::to_string(opt.max_pixels);
+  st.kv["layout"] = ds.layout;
+  st.kv["classes"] = ds.classes[0] + "," + ds.classes[1];
+  st.kv["files"] = std::to_string(ds.files.size());
+  st.kv["listing_hash"] = strfmt("%016llx", (unsigned long long)ds.listing_hash());
+  st.kv["info.weights_file"] = opt.weights;
+  st.kv["info.data"] = opt.data;
+  const uint64_t settings_hash = st.hash();
+  m.classes = ds.classes;
+  for (auto& s : ds.sources) m.sources.push_back(s->path());
+  for (size_t i = 0; i < ds.files.size(); i++) {
+    ManifestEntry e;
+    e.id = (uint32_t)i;
+    e.split = ds.files[i].split;
+    e.label = ds.files[i].label;
+    e.bytes = ds.files[i].bytes;
+    e.source = ds.files[i].source;
+    e.rel = ds.files[i].rel;
+    m.entries.push_back(e);
+  }
+
+  // An existing cache in --out: reuse it only when it was made with these settings.
+  make_dirs(opt.out);
+  const std::string mpath = path_join(opt.out, "manifest.tsv");
+  if (file_exists(mpath)) {
+    std::string why;
+    try {
+      Manifest old = read_manifest(opt.out);
+      if (old.settings.hash() != settings_hash) why = old.settings.diff(st);
+    } catch (const Error& e) {
+      why = e.what();
+    }
+    if (!why.empty()) {
+      if (!opt.force)
+        fail("%s holds a cache made with other settings (%s); pass --force to rebuild it, or choose another --out",
+             opt.out.c_str(), why.c_str());
+      if (!opt.quiet) fprintf(stderr, "tl_cache: --force: removing the old cache in %s (%s)\n", opt.out.c_str(), why.c_str());
+      remove_cache_files(opt.out, true);
+    }
+  } else if (opt.force) {
+    remove_cache_files(opt.out, true);
+  }
+  remove_cache_files(opt.out, false);  // stale temporaries of an interrupted run
+  write_manifest(opt.out, m);
+
+  // Plan the shards; keep the complete ones already on disk.
+  struct Plan {
+    Split split;
+    uint32_t index;
+    std::vector<uint32_t> ids;
+  };
+  std::vector<Plan> todo;
+  CacheSummary sum;
+  sum.files = (int64_t)ds.files.size();
+  std::vector<std::pair<uint32_t, std::string>> skips;  // (id, reason) of every skipped file
+  int64_t done_files = 0;
+  for (Split s : {Split::Train, Split::Valid}) {
+    std::vector<uint32_t> ids = split_ids(m, s);
+    sum.per_split[(int)s] = (int64_t)ids.size();
+    for (uint32_t k = 0; (size_t)k * opt.shard_size < ids.size(); k++) {
+      Plan p{s, k, std::vector<uint32_t>(ids.begin() + (size_t)k * opt.shard_size,
+                                         ids.begin() + std::min(ids.size(), (size_t)(k + 1) * opt.shard_size))};
+      const std::string path = path_join(opt.out, shard_file_name(s, k));
+      bool reuse = false;
+      if (file_exists(path)) {
+        try {
+          MappedShard sh(path, true);
+          const ShardInfo& in = sh.info();
+          reuse = in.settings_hash == settings_hash && in.split == s && in.index == k &&
+                  in.first_pos == (uint64_t)k * opt.shard_size && in.range_count == p.ids.size();
+          if (reuse) {
+            std::vector<uint32_t> sk = sh.skipped();
+            std::vector<std::string> rs = sh.reasons();
+            for (size_t i = 0; i < sk.size(); i++) skips.push_back({sk[i], rs[i]});
+            sum.cached += in.count;
+          }
+        } catch (const Error& e) {
+          if (!opt.quiet) fprintf(stderr, "tl_cache: %s: rebuilding it\n", e.what());
+        }
+      }
+      if (reuse) {
+        sum.reused_shards++;
+        done_files += (int64_t)p.ids.size();
+      } else {
+        todo.push_back(std::move(p));
+      }
+    }
+  }
+
+  if (!opt.quiet) {
+    fprintf(stderr, "tl_cache: %s: %zu images (%lld train, %lld valid; classes %s=0, %s=1; layout %s)%s\n",
+            opt.data.c_str(), ds.files.size(), (long long)sum.per_split[0], (long long)sum.per_split[1],
+            ds.classes[0].c_str(), ds.classes[1].c_str(), ds.layout.c_str(),
+            ds.ignored ? strfmt("; %lld non-image files ignored", (long long)ds.ignored).c_str() : "");
+    fprintf(stderr, "tl_cache: weights %s: %s\n", opt.weights.c_str(), weights.describe().c_str());
+    fprintf(stderr, "tl_cache: features %dx%dx%d %s per image, %d images per shard%s\n", fh, fh,
+            weights.out_channels(), opt.dtype.c_str(), opt.shard_size,
+            sum.reused_shards ? strfmt("; resuming: %lld complete shards kept", (long long)sum.reused_shards).c_str() : "");
+    if (weights.synthetic)
+      fprintf(stderr, "tl_cache: NOTE: synthetic weights: these features are not ImageNet features\n");
+  }
+
+  // The pipeline: decoding threads -> batches -> forward pass -> shards -> writer thread.
+  std::vector<std::pair<int, uint32_t>> seq;  // (plan index, id) in processing order
+  for (size_t p = 0; p < todo.size(); p++)
+    for (uint32_t id : todo[p].ids) seq.push_back({(int)p, id});
+  const int batch = opt.batch > 0 ? opt.batch : (device == Device::CUDA ? 32 : 8);
+  const int S = opt.image_size;
+  const int64_t in_elems = (int64_t)S * S * 3;
+  double t_compute0 = now_s();
+  int64_t newly_cached = 0;
+  if (!seq.empty()) {
+    FeatureExtractor fx(weights, device, batch, S, dtype);
+    const int64_t fe = fx.feat_elems();
+    const size_t fbytes = (size_t)fe * dtype_size(dtype);
+    const int decoders = opt.decode_threads > 0 ? opt.decode_threads : default_decode_threads();
+    const Preprocess pre = weights.preprocess;
+    OrderedLoader loader((int64_t)seq.size(), (size_t)in_elems, decoders, 2 * batch + 2 * decoders,
+                         [&](int64_t i, float* out) {
+                           const DataFile& f = ds.files[seq[(size_t)i].second];
+                           std::vector<uint8_t> bytes = ds.read(f, (uint64_t)1 << 30);
+                           Image img = decode_image(bytes.data(), bytes.size(), f.rel, opt.max_pixels);
+                           Image r = resize_image(img, S, S, resize);
+                           preprocess_image(r, pre, out);
+                         });
+    ShardWriter writer(opt.out);
+    std::vector<OpenShard> open(todo.size());
+    for (size_t p = 0; p < todo.size(); p++) {
+      ShardInfo& in = open[p].d.info;
+      in.dtype = dtype;
+      in.feat_h = in.feat_w = (uint32_t)fh;
+      in.feat_c = (uint32_t)weights.out_channels();
+      in.split = todo[p].split;
+      in.index = todo[p].index;
+      in.range_count = (uint32_t)todo[p].ids.size();
+      in.first_pos = (uint64_t)todo[p].index * opt.shard_size;
+      in.settings_hash = settings_hash;
+    }
+    int shards_finished = 0;
+    auto maybe_finish = [&](int p) {
+      OpenShard& o = open[p];
+      if (o.processed != o.d.info.range_count) return;
+      o.d.info.count = (uint32_t)o.d.ids.size();
+      writer.push(std::move(o.d));
+      o.d = ShardData();
+      shards_finished++;
+    };
+    Progress prog("tl_cache", sum.files, "images", opt.quiet);
+    auto bad_limit_check = [&]() {
+      if ((double)skips.size() > opt.max_bad * (double)sum.files)
+        fail("%zu of %lld files could not be used, over --max-bad %g (%.1f%%); the last: %s: %s. Is --data the right "
+             "folder? Raise --max-bad to accept more",
+             skips.size(), (long long)sum.files, opt.max_bad, 100.0 * opt.max_bad,
+             ds.display_path(ds.files[skips.back().first]).c_str(), skips.back().second.c_str());
+    };
+    std::vector<int64_t> in_batch;  // positions in seq
+    float* xin = fx.next_input();
+    auto run_batch = [&]() {
+      if (in_batch.empty()) return;
+      std::vector<int64_t> items = in_batch;
+      in_batch.clear();
+      fx.submit((int)items.size(), [&, items](const uint8_t* feats, int n) {
+        for (int j = 0; j < n; j++) {
+          const auto [p, id] = seq[(size_t)items[j]];
+          OpenShard& o = open[p];
+          if (o.d.features.capacity() == 0) o.d.features.reserve((size_t)o.d.info.range_count * fbytes);
+          o.d.ids.push_back(id);
+          o.d.labels.push_back((uint8_t)ds.files[id].label);
+          o.d.features.insert(o.d.features.end(), feats + (size_t)j * fbytes, feats + (size_t)(j + 1) * fbytes);
+          o.processed++;
+          newly_cached++;
+          maybe_finish(p);
+        }
+      });
+      xin = fx.next_input();
+    };
+    int64_t idx;
+    const float* data;
+    std::string err;
+    bool stopped = false;
+    while (loader.next(&idx, &data, &err)) {
+      const auto [p, id] = seq[(size_t)idx];
+      if (!err.empty()) {
+        const std::string reason = strip_prefix(err, ds.files[id].rel);
+        skips.push_back({id, reason});
+        open[p].d.skipped.push_back(id);
+        open[p].d.reasons.push_back(reason);
+        open[p].processed++;
+        maybe_finish(p);
+      } else {
+        memcpy(xin + (size_t)in_batch.size() * in_elems, data, (size_t)in_elems * sizeof(float));
+        in_batch.push_back(idx);
+      }
+      loader.release();
+      if ((int)in_batch.size() == batch) run_batch();
+      writer.check();
+      bad_limit_check();
+      prog.update(done_files + idx + 1, strfmt("skipped %zu", skips.size()));
+      if (interrupted() || (opt.stop_after_shards > 0 && shards_finished >= opt.stop_after_shards)) {
+        stopped = true;
+        break;
+      }
+    }
+    if (!stopped) run_batch();
+    fx.flush();
+    loader.stop();
+    writer.close();
+    writer.check();
+    sum.written_shards = writer.written();
+    if (stopped) {
+      sum.interrupted = true;
+      if (Progress::is_tty() && !opt.quiet) fprintf(stderr, "\n");
+      if (!opt.quiet)
+        fprintf(stderr,
+              "tl_cache: interrupted: %lld complete shards are on disk in %s; run the same command again to resume\n",
+              (long long)(sum.reused_shards + sum.written_shards), opt.out.c_str());
+      sum.seconds = now_s() - t_start;
+      return sum;
+    }
+    prog.finish(strfmt("skipped %zu", skips.size()));
+  }
+  const double compute_s = now_s() - t_compute0;
+  sum.cached += newly_cached;
+  sum.skipped = (int64_t)skips.size();
+  sum.seconds = now_s() - t_start;
+  sum.images_per_s = compute_s > 0 ? (double)newly_cached / compute_s : 0.0;
+  // Final manifest: every file's status.
+  for (auto& e : m.entries) e.status = "ok";
+  for (auto& [id, reason] : skips) m.entries[id].status = "skipped: " + reason;
+  write_manifest(opt.out, m);
+  if (!opt.quiet) {
+    uint64_t bytes = 0;
+    for (Split s : {Split::Train, Split::Valid})
+      for (uint32_t k = 0; (size_t)k * opt.shard_size < (size_t)sum.per_split[(int)s]; k++)
+        bytes += (uint64_t)std::max<int64_t>(0, file_size(path_join(opt.out, shard_file_name(s, k))));
+    fprintf(stderr, "tl_cache: cached %lld of %lld images in %s (%.1f images/s this run); skipped %lld%s\n",
+            (long long)sum.cached, (long long)sum.files, human_time(sum.seconds).c_str(), sum.images_per_s,
+            (long long)sum.skipped, sum.skipped ? " (reasons in manifest.tsv, status column)" : "");
+    for (size_t i = 0; i < skips.size() && i < 5; i++)
+      fprintf(stderr, "  skipped %s: %s\n", ds.display_path(ds.files[skips[i].first]).c_str(), skips[i].second.c_str());
+    if (skips.size() > 5) fprintf(stderr, "  ... and %zu more\n", skips.size() - 5);
+    fprintf(stderr, "tl_cache: %s: %s in shards (%lld reused, %lld written), manifest.tsv; next: ./tl_train --cache %s\n",
+            opt.out.c_str(), human_bytes((double)bytes).c_str(), (long long)sum.reused_shards,
+            (long long)sum.written_shards, opt.out.c_str());
+  }
+  if ((double)sum.skipped > opt.max_bad * (double)sum.files)
+    fail("%lld of %lld files could not be used, over --max-bad %g", (long long)sum.skipped, (long long)sum.files,
+         opt.max_bad);
+  return sum;
+}
+
+}  // namespace tl

@@ -1,0 +1,93 @@
+// cache.h: the activation cache: a folder with manifest.tsv and shards (docs/FORMATS.md).
+//
+// build_cache() streams a dataset through the frozen VGG base into shards (tl_cache);
+// open_cache() maps a finished cache for training and export (tl_train, tl_inspect).
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "host/io/dataset.h"
+#include "host/io/image.h"
+#include "host/io/shard.h"
+#include "host/core/tensor.h"
+#include "host/io/weights.h"
+
+namespace tl {
+
+// The settings that determine a cache's bytes. Two runs with equal settings produce identical
+// shards, so a cache is reused only when they match; anything else is refused (or rebuilt with
+// --force), never silently mixed.
+struct CacheSettings {
+  std::map<std::string, std::string> kv;  // canonical key -> value
+  uint64_t hash() const;
+  std::string get(const std::string& key) const;  // "" when absent
+  int get_int(const std::string& key) const;
+  // The differences from another settings set, as "key: old -> new" (for the refusal message).
+  std::string diff(const CacheSettings& newer) const;
+};
+
+struct ManifestEntry {
+  uint32_t id = 0;
+  Split split = Split::Train;
+  int label = 0;
+  uint64_t bytes = 0;
+  int source = 0;
+  std::string rel;
+  std::string status = "pending";  // "ok", "skipped: <reason>" or "pending"
+};
+
+struct Manifest {
+  CacheSettings settings;
+  std::vector<std::string> classes;
+  std::vector<std::string> sources;
+  std::vector<ManifestEntry> entries;
+};
+
+void write_manifest(const std::string& dir, const Manifest& m);
+Manifest read_manifest(const std::string& dir);  // dir/manifest.tsv
+
+struct CacheOptions {
+  std::string data = "data/train", valid_data, weights = "weights/vgg16_notop.bin", out = "cache";
+  int image_size = 224;
+  std::string resize = "nearest", dtype = "fp32", device = "auto";
+  double valid_fraction = 1924.0 / 25000.0, max_bad = 0.05;
+  int batch = 0;          // 0: 8 on the CPU, 32 on the GPU
+  int threads = 0;        // CPU compute threads (0: all cores)
+  int decode_threads = 0; // 0: automatic
+  int shard_size = 512;
+  int64_t limit = 0, max_pixels = kMaxPixelsDefault;
+  uint64_t seed = 0;
+  bool force = false, quiet = false;
+  // Tests: stop (as if interrupted) after this many shards have been written (0: never).
+  int stop_after_shards = 0;
+};
+
+struct CacheSummary {
+  int64_t files = 0, cached = 0, skipped = 0, reused_shards = 0, written_shards = 0;
+  int64_t per_split[2] = {0, 0};
+  double seconds = 0, images_per_s = 0;
+  bool interrupted = false;
+};
+
+// Runs the caching pass; returns its summary (interrupted when Ctrl-C or stop_after_shards).
+CacheSummary build_cache(const CacheOptions& opt);
+
+// A finished cache, mapped.
+struct Cache {
+  std::string dir;
+  Manifest manifest;
+  std::vector<MappedShard> shards[2];  // per split, in order
+  int64_t count(Split s) const;
+  int feat_h = 0, feat_w = 0, feat_c = 0;
+  DType dtype = DType::F32;
+  int64_t feature_elems() const { return (int64_t)feat_h * feat_w * feat_c; }
+};
+
+// Opens dir (checks every shard's header, crc and that they all belong to this manifest and
+// cover it completely). Errors say what is wrong and what to run.
+Cache open_cache(const std::string& dir, bool verify = true);
+
+}  // namespace tl

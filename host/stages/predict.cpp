@@ -1,0 +1,161 @@
+#include "host/stages/predict.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "host/core/common.h"
+#include "host/io/dataset.h"
+#include "host/core/progress.h"
+#include "host/core/threads.h"
+#include "host/io/zip.h"
+
+namespace tl {
+
+std::vector<PredictInput> expand_inputs(const std::vector<std::string>& paths) {
+  std::vector<PredictInput> out;
+  for (const std::string& p : paths) {
+    if (dir_exists(p) || (file_exists(p) && ends_with(lower(p), ".zip"))) {
+      auto src = std::make_shared<DataSource>(p);
+      size_t before = out.size();
+      for (auto& [rel, size] : src->list()) {
+        if (!has_image_extension(rel)) continue;
+        const std::string name = src->is_zip() ? p + ":" + rel : path_join(p, rel);
+        std::string r = rel;
+        out.push_back({name, [src, r]() { return src->read(r, (uint64_t)1 << 30); }});
+      }
+      if (out.size() == before) fail("%s: no images inside", p.c_str());
+    } else if (file_exists(p)) {
+      out.push_back({p, [p]() { return read_file(p); }});
+    } else {
+      // A missing file is a line of output, not the end of the run.
+      out.push_back({p, [p]() -> std::vector<uint8_t> { fail("not found"); }});
+    }
+  }
+  return out;
+}
+
+long kaggle_id(const std::string& name) {
+  std::string b = basename_of(name);
+  size_t dot = b.find('.');
+  if (dot == 0 || dot == std::string::npos) return -1;
+  for (size_t i = 0; i < dot; i++)
+    if (!isdigit((unsigned char)b[i])) return -1;
+  return atol(b.substr(0, dot).c_str());
+}
+
+Predictor::Predictor(const std::string& model_path, const std::string& weights_path, Device d, int batch, bool tta)
+    : batch_(batch), tta_(tta) {
+  if (batch < 1 || batch > 4096) fail("--batch must be between 1 and 4096");
+  model_ = load_model(model_path);
+  auto meta = [&](const char* k) {
+    auto it = model_.meta.find(k);
+    return it == model_.meta.end() ? std::string() : it->second;
+  };
+  std::string wpath = weights_path;
+  if (wpath.empty()) wpath = meta("weights_file");
+  if (wpath.empty() || !file_exists(wpath)) {
+    if (weights_path.empty() && file_exists("weights/vgg16_notop.bin"))
+      wpath = "weights/vgg16_notop.bin";
+    else if (weights_path.empty())
+      fail("%s was trained on features of %s, which is not here; pass --weights FILE (the same converted weights)",
+           model_path.c_str(), meta("weights_file").empty() ? "unrecorded weights" : meta("weights_file").c_str());
+  }
+  weights_ = load_weights(wpath);
+  const std::string want_crc = meta("weights_crc32"), have_crc = strfmt("%08x", weights_.crc);
+  if (want_crc == "unknown" || want_crc.empty()) {
+    fprintf(stderr, "tl_predict: note: %s was trained on imported features; assuming they came from %s with %s\n",
+            model_path.c_str(), wpath.c_str(), meta("preprocess").c_str());
+  } else if (want_crc != have_crc) {
+    fail("%s (crc32 %s) are not the weights %s's features were made with (crc32 %s%s); pass --weights with those",
+         wpath.c_str(), have_crc.c_str(), model_path.c_str(), want_crc.c_str(),
+         meta("weights_file").empty() ? "" : (", " + meta("weights_file")).c_str());
+  }
+  size_ = atoi(meta("image_size").c_str());
+  if (size_ <= 0) fail("%s records no image size", model_path.c_str());
+  resize_ = parse_resize(meta("resize").empty() ? "nearest" : meta("resize"));
+  if (!meta("preprocess").empty() && parse_preprocess(meta("preprocess")) != weights_.preprocess)
+    fail("%s was trained with '%s' preprocessing but %s expects '%s'", model_path.c_str(), meta("preprocess").c_str(),
+         wpath.c_str(), preprocess_name(weights_.preprocess));
+  const int per = tta ? 2 : 1;
+  fx_ = std::make_unique<FeatureExtractor>(weights_, d, batch * per, size_);
+  if (fx_->feat_h() != model_.spec.feat_h || fx_->feat_w() != model_.spec.feat_w || fx_->feat_c() != model_.spec.feat_c)
+    fail("%s expects %dx%dx%d features, but %s at %dx%d gives %dx%dx%d", model_path.c_str(), model_.spec.feat_h,
+         model_.spec.feat_w, model_.spec.feat_c, wpath.c_str(), size_, size_, fx_->feat_h(), fx_->feat_w(), fx_->feat_c());
+  head_ = std::make_unique<Head>(model_.spec, d);
+  head_from_model(model_, *head_, false);
+  std::vector<std::string> cls = split(meta("classes"), ',');
+  if (cls.size() == 2) classes_ = cls;
+  desc_ = strfmt("%s (epoch %s) on %s features of %s; images %dx%d %s, preprocessing %s%s", model_path.c_str(),
+                 meta("epoch").c_str(), meta("feature_shape").c_str(), wpath.c_str(), size_, size_, resize_name(resize_),
+                 preprocess_name(weights_.preprocess), tta ? ", test-time augmentation (flip)" : "");
+}
+
+Predictor::~Predictor() = default;
+
+std::vector<Prediction> Predictor::run(const std::vector<PredictInput>& inputs, bool progress) {
+  std::vector<Prediction> out(inputs.size());
+  const int per = tta_ ? 2 : 1;
+  const int64_t in_elems = (int64_t)size_ * size_ * 3;
+  Progress prog("tl_predict", (int64_t)inputs.size(), "images", !progress);
+  std::vector<float> z((size_t)batch_ * per);
+  Tensor x({(int64_t)batch_ * per, fx_->feat_elems()}, head_->device());
+  for (size_t b0 = 0; b0 < inputs.size(); b0 += (size_t)batch_) {
+    const size_t nb = std::min(inputs.size() - b0, (size_t)batch_);
+    std::vector<char> ok(nb, 0);
+    std::vector<std::string> err(nb);
+    float* in = fx_->next_input();
+    // Decode in parallel; good images are packed to the front of the batch in order.
+    std::vector<std::vector<float>> pre(nb);
+    parallel_for((int64_t)nb, [&](int64_t i) {
+      const PredictInput& it = inputs[b0 + (size_t)i];
+      try {
+        std::vector<uint8_t> bytes = it.read();
+        Image img = resize_image(decode_image(bytes.data(), bytes.size(), it.name), size_, size_, resize_);
+        pre[(size_t)i].resize((size_t)in_elems * per);
+        preprocess_image(img, weights_.preprocess, pre[(size_t)i].data());
+        if (tta_) {  // the horizontal flip of the resized image
+          Image fl = img;
+          for (int y = 0; y < img.h; y++)
+            for (int xx = 0; xx < img.w; xx++) memcpy(&fl.rgb[((size_t)y * img.w + xx) * 3], img.px(img.w - 1 - xx, y), 3);
+          preprocess_image(fl, weights_.preprocess, pre[(size_t)i].data() + in_elems);
+        }
+        ok[(size_t)i] = 1;
+      } catch (const Error& e) {
+        std::string m = e.what();
+        err[(size_t)i] = starts_with(m, it.name + ": ") ? m.substr(it.name.size() + 2) : m;
+      }
+    });
+    int n = 0;
+    std::vector<size_t> slot(nb);
+    for (size_t i = 0; i < nb; i++) {
+      out[b0 + i].name = inputs[b0 + i].name;
+      if (!ok[i]) {
+        out[b0 + i].error = err[i];
+        continue;
+      }
+      slot[i] = (size_t)n;
+      memcpy(in + (size_t)n * per * in_elems, pre[i].data(), sizeof(float) * (size_t)in_elems * per);
+      n++;
+    }
+    if (n > 0) {
+      Tensor f = fx_->run(n * per);
+      Tensor flat = Tensor::view(f.ptr, {(int64_t)n * per, fx_->feat_elems()}, f.device);
+      Tensor dst = x.rows((int64_t)n * per);
+      dst.copy_from(flat);
+      head_->logits(x, n * per, z.data());
+      for (size_t i = 0; i < nb; i++) {
+        if (!ok[i]) continue;
+        double p = 0;
+        for (int k = 0; k < per; k++) p += 1.0 / (1.0 + std::exp(-(double)z[slot[i] * per + k]));
+        out[b0 + i].ok = true;
+        out[b0 + i].p = p / per;
+      }
+    }
+    prog.update((int64_t)(b0 + nb));
+  }
+  if (progress) prog.finish();
+  return out;
+}
+
+}  // namespace tl

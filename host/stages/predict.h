@@ -1,0 +1,55 @@
+// predict.h: classifies images with a trained head on top of the frozen base, using exactly the
+// preprocessing recorded in the model (image size, resize mode, input convention), never one
+// specified by hand (tl_predict).
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "host/model/features.h"
+#include "host/model/head.h"
+#include "host/io/image.h"
+
+namespace tl {
+
+struct PredictInput {
+  std::string name;                               // what the output calls it
+  std::function<std::vector<uint8_t>()> read;     // its bytes
+};
+
+// Files, folders (recursively, sorted) and zip archives -> inputs. Unknown paths throw.
+std::vector<PredictInput> expand_inputs(const std::vector<std::string>& paths);
+
+struct Prediction {
+  std::string name;
+  bool ok = false;
+  double p = 0;        // probability of class 1 (dog)
+  std::string error;   // why not, when !ok
+};
+
+class Predictor {
+ public:
+  // weights may be empty: the file the model's features were made with.
+  Predictor(const std::string& model_path, const std::string& weights_path, Device d, int batch, bool tta);
+  ~Predictor();
+  std::vector<Prediction> run(const std::vector<PredictInput>& inputs, bool progress = false);
+  const std::vector<std::string>& classes() const { return classes_; }
+  std::string describe() const { return desc_; }
+
+ private:
+  ModelFile model_;
+  VggWeights weights_;
+  std::unique_ptr<FeatureExtractor> fx_;
+  std::unique_ptr<Head> head_;
+  int batch_, size_;
+  bool tta_;
+  Resize resize_ = Resize::Nearest;
+  std::vector<std::string> classes_ = {"cat", "dog"};
+  std::string desc_;
+};
+
+// The Kaggle submission id of a file named N.jpg (its basename's number), or -1.
+long kaggle_id(const std::string& name);
+
+}  // namespace tl
