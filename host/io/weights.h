@@ -40,6 +40,8 @@ struct VggWeights {
   uint64_t seed = 0;  // for synthetic weights
   std::vector<ConvLayer> layers;
   uint32_t crc = 0;   // checksum of the file it was loaded from (0 when built in memory)
+  uint64_t fingerprint = 0;  // weights_fingerprint(); recorded in the file (0 in files from before it existed)
+  std::string known;         // key of a known release ("keras-vgg16-imagenet"), "" when unknown
 
   int out_channels() const { return layers.empty() ? 0 : layers.back().spec.cout; }
   int num_pools() const;
@@ -48,6 +50,28 @@ struct VggWeights {
   int out_size(int s) const;
   std::string describe() const;  // one line: "vgg16 (13 conv, 5 pool, 14,714,688 params, caffe)"
 };
+
+// A hash of the weights themselves: the layer table (channels, pools) and every array in the engine's
+// layout (FNV-1a over 64-bit little-endian words; weights/FORMAT.md). The same tensors read from an
+// .h5, .onnx, .npz or .pth give the same value; it does not depend on names or the input convention.
+uint64_t weights_fingerprint(const VggWeights& w);
+
+// Published releases this engine recognises, with the input convention each expects.
+struct KnownWeights {
+  const char* key;          // "keras-vgg16-imagenet"
+  const char* description;  // one provenance line
+  Preprocess preprocess;
+  uint64_t fingerprint;     // 0: recognised by published values instead (anchor below)
+};
+// The known release these weights are, or nullptr: by fingerprint, or (torchvision's, whose file
+// cannot be had here) by the values published in shared/weights/REFERENCE_VALUES.md.
+const KnownWeights* identify_weights(const VggWeights& w);
+const KnownWeights* known_weights_by_key(const std::string& key);
+// Checks Keras/Caffe VGG16 weights against every value published in shared/weights/
+// REFERENCE_VALUES.md (bias[0] and kernel[out 0, in 0, 0, 0] of all 13 layers, block1_conv1's
+// bias[0:10] and its first kernel values in both orders given there). Returns "" when all match
+// (within 1e-7 relative), else the first mismatch.
+std::string check_keras_published_values(const VggWeights& w);
 
 // Known architectures: vgg11, vgg13, vgg16, vgg19 (conv part only). Throws on an unknown name.
 std::vector<ConvLayerSpec> vgg_arch(const std::string& name);

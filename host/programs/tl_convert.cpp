@@ -75,6 +75,16 @@ int main(int argc, char** argv) {
     printf("read %s as %s in %.2f s\n", in.c_str(), weights_format_name(fmt), now_s() - t0);
     printf("wrote %s: %s, crc32 %08x\n", out.c_str(), back.describe().c_str(), back.crc);
     printf("input convention: %s\n", preprocess_formula(back.preprocess).c_str());
+    if (back.known == "keras-vgg16-imagenet") {
+      const std::string bad = check_keras_published_values(back);
+      if (!bad.empty()) fail("%s: %s; these are not the genuine Keras weights", in.c_str(), bad.c_str());
+      printf("checked against every value in shared/weights/REFERENCE_VALUES.md: all 13 layers match\n");
+    }
+    if (const KnownWeights* k = known_weights_by_key(back.known))
+      printf("known weights: %s (fingerprint %016llx)%s\n", k->description, (unsigned long long)back.fingerprint,
+             have_pre && pre_override != k->preprocess ? "; NOTE: --preprocess overrides the convention they expect" : "");
+    else
+      printf("fingerprint %016llx: not a release this engine knows\n", (unsigned long long)back.fingerprint);
     const ConvLayer& l0 = back.layers[0];
     printf("check against ../shared/weights/REFERENCE_VALUES.md: %s bias[0:4] =", l0.spec.name.c_str());
     for (int i = 0; i < 4 && i < (int)l0.b.size(); i++) printf(" %.8g", l0.b[i]);

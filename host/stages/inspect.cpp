@@ -22,6 +22,10 @@ void inspect_weights(const std::string& path, FILE* out) {
   fprintf(out, "  origin         %s\n",
           w.synthetic ? strfmt("SYNTHETIC (seed %llu): not ImageNet weights", (unsigned long long)w.seed).c_str()
                       : "converted from published weights");
+  const uint64_t fp = w.fingerprint ? w.fingerprint : weights_fingerprint(w);
+  const KnownWeights* k = w.known.empty() ? identify_weights(w) : known_weights_by_key(w.known);
+  fprintf(out, "  fingerprint    %016llx%s\n", (unsigned long long)fp, w.fingerprint ? "" : " (computed; not recorded in this older file)");
+  fprintf(out, "  known as       %s\n", k ? strfmt("%s: %s", k->key, k->description).c_str() : "(not a release this engine knows)");
   fprintf(out, "  parameters     %lld\n", (long long)w.num_params());
   fprintf(out, "  output         %dx%dx%d for a 224x224 input\n", w.out_size(224), w.out_size(224), w.out_channels());
   fprintf(out, "  crc32          %08x (verified)\n", w.crc);

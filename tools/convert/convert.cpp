@@ -8,6 +8,7 @@
 #include "host/io/npy.h"
 #include "host/io/zip.h"
 #include "tools/convert/hdf5.h"
+#include "tools/convert/onnx.h"
 #include "tools/convert/torch_file.h"
 
 namespace tl {
@@ -17,6 +18,7 @@ const char* weights_format_name(WeightsFormat f) {
     case WeightsFormat::KerasH5: return "Keras HDF5 (.h5)";
     case WeightsFormat::Torch: return "PyTorch checkpoint (.pth)";
     case WeightsFormat::Npz: return "numpy archive (.npz)";
+    case WeightsFormat::Onnx: return "ONNX model (.onnx)";
     case WeightsFormat::Raw: return "tl raw weights";
     case WeightsFormat::Unknown: return "unknown";
   }
@@ -47,6 +49,7 @@ WeightsFormat detect_weights_format(const std::string& path) {
     fail("%s: a zip archive that is neither a PyTorch checkpoint nor an .npz", path.c_str());
   }
   if (head.size() > 262 && memcmp(head.data() + 257, "ustar", 5) == 0) return WeightsFormat::Torch;
+  if (looks_like_onnx(head.data(), head.size())) return WeightsFormat::Onnx;
   return WeightsFormat::Unknown;
 }
 
@@ -106,6 +109,15 @@ void name_layers(std::vector<ConvLayer>& layers) {
       idx = 0;
     }
   }
+}
+
+// PyTorch's and ONNX's [out][in][3][3] -> the engine's HWIO [3][3][in][out].
+std::vector<float> oihw_to_hwio(const std::vector<float>& src, int cin, int cout) {
+  std::vector<float> dst((size_t)9 * cin * cout);
+  for (int co = 0; co < cout; co++)
+    for (int ci = 0; ci < cin; ci++)
+      for (int t9 = 0; t9 < 9; t9++) dst[((size_t)t9 * cin + ci) * cout + co] = src[((size_t)co * cin + ci) * 9 + t9];
+  return dst;
 }
 
 // ---------------------------------------------------------------- Keras HDF5
@@ -227,12 +239,7 @@ VggWeights from_torch(const std::string& path) {
     ConvLayer l;
     l.spec.cout = (int)tw.shape[0];
     l.spec.cin = (int)tw.shape[1];
-    // OIHW -> HWIO
-    l.w.resize((size_t)9 * l.spec.cin * l.spec.cout);
-    for (int co = 0; co < l.spec.cout; co++)
-      for (int ci = 0; ci < l.spec.cin; ci++)
-        for (int t9 = 0; t9 < 9; t9++)
-          l.w[((size_t)t9 * l.spec.cin + ci) * l.spec.cout + co] = tw.data[((size_t)co * l.spec.cin + ci) * 9 + t9];
+    l.w = oihw_to_hwio(tw.data, l.spec.cin, l.spec.cout);
     l.b = bi->second->data;
     check_layer(path, l);
     w.layers.push_back(std::move(l));
@@ -284,6 +291,32 @@ VggWeights from_npz(const std::string& path) {
   return w;
 }
 
+// ---------------------------------------------------------------- ONNX
+
+VggWeights from_onnx(const std::string& path) {
+  std::vector<OnnxConv> convs = read_onnx_conv_stack(path);
+  VggWeights w;
+  std::vector<bool> guess;
+  for (OnnxConv& c : convs) {
+    ConvLayer l;
+    l.spec.cin = c.cin;
+    l.spec.cout = c.cout;
+    l.w = oihw_to_hwio(c.w_oihw, c.cin, c.cout);
+    l.b = std::move(c.b);
+    check_layer(path, l);
+    guess.push_back(c.pool_after);
+    w.layers.push_back(std::move(l));
+  }
+  // The walk saw the pools: a known architecture must agree with them, else it is custom.
+  std::vector<ConvLayer> probe = w.layers;
+  assign_pools(probe, guess, &w.arch);
+  for (size_t i = 0; i < probe.size(); i++)
+    if (probe[i].spec.pool_after != guess[i]) w.arch = "custom";
+  for (size_t i = 0; i < w.layers.size(); i++) w.layers[i].spec.pool_after = guess[i];
+  name_layers(w.layers);
+  return w;
+}
+
 }  // namespace
 
 VggWeights convert_weights(const std::string& in, const Preprocess* override_pre, WeightsFormat* detected) {
@@ -294,9 +327,11 @@ VggWeights convert_weights(const std::string& in, const Preprocess* override_pre
     case WeightsFormat::KerasH5: w = from_keras_h5(in); break;
     case WeightsFormat::Torch: w = from_torch(in); break;
     case WeightsFormat::Npz: w = from_npz(in); break;
+    case WeightsFormat::Onnx: w = from_onnx(in); break;
     case WeightsFormat::Raw: w = load_weights(in); break;
     case WeightsFormat::Unknown:
-      fail("%s: unrecognised weights format; expected a Keras .h5, a PyTorch .pth or a numpy .npz", in.c_str());
+      fail("%s: unrecognised weights format; expected a Keras .h5, a PyTorch .pth, a numpy .npz or an ONNX model",
+           in.c_str());
   }
   int prev = 3;
   for (auto& l : w.layers) {
@@ -304,11 +339,21 @@ VggWeights convert_weights(const std::string& in, const Preprocess* override_pre
       fail("%s: layer %s takes %d channels but the previous layer gives %d", in.c_str(), l.spec.name.c_str(), l.spec.cin, prev);
     prev = l.spec.cout;
   }
-  if (override_pre) w.preprocess = *override_pre;
   if (fmt != WeightsFormat::Raw) {
     w.synthetic = false;
     w.seed = 0;
+    // A known release brings its own convention (and its key is recorded); otherwise the format's.
+    w.fingerprint = weights_fingerprint(w);
+    const KnownWeights* k = identify_weights(w);
+    w.known = k ? k->key : "";
+    if (k) w.preprocess = k->preprocess;
+    if (!k && !override_pre && fmt == WeightsFormat::Onnx)
+      fail("%s: an ONNX file records no input convention, and these weights (fingerprint %016llx) are not a release "
+           "this engine knows; say which they expect: --preprocess caffe (Keras/Caffe: BGR minus the ImageNet mean), "
+           "torch (torchvision: RGB/255, mean/std) or caffe-rgb",
+           in.c_str(), (unsigned long long)w.fingerprint);
   }
+  if (override_pre) w.preprocess = *override_pre;
   return w;
 }
 

@@ -5,6 +5,9 @@
 //   torchvision .pth, legacy or zip serialisation (features.N.weight [out,in,3,3]; input RGB/255, mean/std)
 //   numpy .npz, plain or compressed (conv1_1_W [3,3,in,out], conv1_1_b; Frossard's vgg16_weights.npz:
 //   input RGB - mean)
+//   ONNX (.onnx; the conv stack found by walking the graph, OIHW kernels; no input convention)
+// Weights recognised as a known release (weights_fingerprint, identify_weights) get that release's
+// input convention and its key recorded; an unknown ONNX file needs --preprocess.
 // Everything is reordered to HWIO kernels; the classifier/top layers are ignored.
 #pragma once
 #include <string>
@@ -13,7 +16,7 @@
 
 namespace tl {
 
-enum class WeightsFormat { KerasH5, Torch, Npz, Raw, Unknown };
+enum class WeightsFormat { KerasH5, Torch, Npz, Onnx, Raw, Unknown };
 const char* weights_format_name(WeightsFormat f);
 WeightsFormat detect_weights_format(const std::string& path);
 

@@ -1,0 +1,207 @@
+// image_decode.cpp: JPEG and PNG decoding with the reference decoders PIL itself uses
+// (libjpeg-turbo, libpng), with PIL's settings, so that decoded pixels equal Keras' load_img bit
+// for bit: JPEG with libjpeg's defaults (islow DCT, fancy upsampling), grayscale replicated, CMYK
+// converted as Pillow does (Adobe-inverted data un-inverted first); PNG to 8-bit RGB with palettes
+// expanded, alpha and transparency dropped (no compositing), 16-bit samples cut to their high byte
+// (gray: clipped at 255, as PIL's I -> L), gamma ignored.
+#include <csetjmp>
+#include <cstdio>
+#include <cstring>
+
+#include <jpeglib.h>
+#include <png.h>
+
+#include "host/core/common.h"
+#include "host/io/image.h"
+
+namespace tl {
+
+namespace {
+
+// ---------------------------------------------------------------- JPEG
+
+struct JpegErr {
+  jpeg_error_mgr mgr;
+  jmp_buf jump;
+  char msg[JMSG_LENGTH_MAX];
+};
+
+void jpeg_error_exit(j_common_ptr c) {
+  JpegErr* e = (JpegErr*)c->err;
+  (*c->err->format_message)(c, e->msg);
+  longjmp(e->jump, 1);
+}
+void jpeg_quiet(j_common_ptr, int) {}  // warnings (e.g. extraneous bytes): PIL decodes on, so do we
+
+inline uint8_t clip8(int v) { return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v); }
+inline int muldiv255(int a, int b) {
+  const int t = a * b + 128;
+  return ((t >> 8) + t) >> 8;
+}
+
+// Returns false with *err set on a libjpeg error; no C++ object with a destructor lives in this
+// frame across setjmp, so longjmp is safe.
+bool jpeg_decode_raw(const uint8_t* data, size_t n, int64_t max_pixels, Image* img, std::string* err,
+                     bool* too_large) {
+  jpeg_decompress_struct cinfo;
+  JpegErr jerr;
+  cinfo.err = jpeg_std_error(&jerr.mgr);
+  jerr.mgr.error_exit = jpeg_error_exit;
+  jerr.mgr.emit_message = jpeg_quiet;
+  JSAMPROW row = nullptr;
+  if (setjmp(jerr.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    err->assign(jerr.msg);
+    return false;
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, data, (unsigned long)n);
+  jpeg_read_header(&cinfo, TRUE);
+  if ((int64_t)cinfo.image_width * cinfo.image_height > max_pixels) {
+    img->w = (int)cinfo.image_width;
+    img->h = (int)cinfo.image_height;
+    *too_large = true;
+    jpeg_destroy_decompress(&cinfo);
+    return false;
+  }
+  const bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+  const bool gray = cinfo.jpeg_color_space == JCS_GRAYSCALE;
+  cinfo.out_color_space = cmyk ? JCS_CMYK : gray ? JCS_GRAYSCALE : JCS_RGB;
+  jpeg_start_decompress(&cinfo);
+  const int w = (int)cinfo.output_width, h = (int)cinfo.output_height, comps = cinfo.output_components;
+  img->w = w;
+  img->h = h;
+  img->rgb.resize((size_t)w * h * 3);
+  // One row buffer from libjpeg's own pool (freed by jpeg_destroy_decompress, also on error).
+  row = (JSAMPROW)(*cinfo.mem->alloc_large)((j_common_ptr)&cinfo, JPOOL_IMAGE, (size_t)w * comps);
+  const bool adobe_inverted = cmyk && cinfo.saw_Adobe_marker;
+  while (cinfo.output_scanline < cinfo.output_height) {
+    const int y = (int)cinfo.output_scanline;
+    jpeg_read_scanlines(&cinfo, &row, 1);
+    uint8_t* out = &img->rgb[(size_t)y * w * 3];
+    if (comps == 3) {
+      memcpy(out, row, (size_t)w * 3);
+    } else if (comps == 1) {
+      for (int x = 0; x < w; x++) out[3 * x] = out[3 * x + 1] = out[3 * x + 2] = row[x];
+    } else {  // CMYK: Pillow's rawmode CMYK;I for Adobe files, then its cmyk2rgb
+      for (int x = 0; x < w; x++) {
+        int c[4];
+        for (int k = 0; k < 4; k++) c[k] = adobe_inverted ? 255 - row[4 * x + k] : row[4 * x + k];
+        const int nk = 255 - c[3];
+        for (int k = 0; k < 3; k++) out[3 * x + k] = clip8(nk - muldiv255(c[k], nk));
+      }
+    }
+  }
+  jpeg_finish_decompress(&cinfo);
+  jpeg_destroy_decompress(&cinfo);
+  return true;
+}
+
+// ---------------------------------------------------------------- PNG
+
+struct PngSrc {
+  const uint8_t* p;
+  size_t n, pos;
+  char msg[200];
+};
+
+void png_read_mem(png_structp png, png_bytep out, png_size_t len) {
+  PngSrc* s = (PngSrc*)png_get_io_ptr(png);
+  if (len > s->n - s->pos) png_error(png, "truncated PNG");
+  memcpy(out, s->p + s->pos, len);
+  s->pos += len;
+}
+void png_err(png_structp png, png_const_charp msg) {
+  PngSrc* s = (PngSrc*)png_get_io_ptr(png);
+  snprintf(s->msg, sizeof s->msg, "%s", msg);
+  png_longjmp(png, 1);
+}
+void png_warn(png_structp, png_const_charp) {}
+
+bool png_decode_raw(const uint8_t* data, size_t n, int64_t max_pixels, Image* img, std::string* err, bool* too_large) {
+  PngSrc src{data, n, 0, {0}};
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_err, png_warn);
+  if (!png) {
+    err->assign("out of memory");
+    return false;
+  }
+  png_infop info = png_create_info_struct(png);
+  png_bytep* rows = nullptr;
+  if (!info || setjmp(png_jmpbuf(png))) {
+    free(rows);
+    png_destroy_read_struct(&png, info ? &info : nullptr, nullptr);
+    err->assign(src.msg[0] ? src.msg : "corrupt PNG");
+    return false;
+  }
+  png_set_read_fn(png, &src, png_read_mem);
+  png_set_user_limits(png, 1 << 16, 1 << 16);
+  png_set_chunk_malloc_max(png, 64u << 20);
+  png_read_info(png, info);
+  const png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
+  if ((int64_t)w * h > max_pixels) {
+    img->w = (int)w;
+    img->h = (int)h;
+    *too_large = true;
+    png_destroy_read_struct(&png, &info, nullptr);
+    return false;
+  }
+  const int color = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
+  const bool gray16 = depth == 16 && !(color & PNG_COLOR_MASK_COLOR) && color != PNG_COLOR_TYPE_PALETTE;
+  if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+  if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+  if (depth == 16 && !gray16) png_set_strip_16(png);  // high byte, as PIL's RGB;16B unpacker
+  if (color & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
+  if (gray16) png_set_swap(png);  // native little-endian 16-bit samples, clipped below
+  png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  const size_t rowbytes = png_get_rowbytes(png, info);
+  const int channels = png_get_channels(png, info);
+  std::vector<uint8_t>& buf = img->rgb;  // decoded rows first, then converted in place or below
+  img->w = (int)w;
+  img->h = (int)h;
+  buf.resize((size_t)h * rowbytes);
+  rows = (png_bytep*)malloc(sizeof(png_bytep) * h);
+  if (!rows) png_error(png, "out of memory");
+  for (png_uint_32 y = 0; y < h; y++) rows[y] = buf.data() + (size_t)y * rowbytes;
+  png_read_image(png, rows);
+  png_read_end(png, nullptr);
+  free(rows);
+  rows = nullptr;
+  png_destroy_read_struct(&png, &info, nullptr);
+  if (channels == 3 && !gray16) return true;
+  // Other layouts (gray, or an alpha channel that palette expansion added from tRNS): keep colour.
+  std::vector<uint8_t> rgb((size_t)w * h * 3);
+  const int step = gray16 ? 2 : channels;
+  for (size_t i = 0, px = (size_t)w * h; i < px; i++) {
+    const uint8_t* s = &buf[i * step];
+    if (gray16) {
+      uint16_t v;
+      memcpy(&v, s, 2);
+      rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = v > 255 ? 255 : (uint8_t)v;  // PIL: I;16 -> I -> L clips
+    } else if (channels >= 3) {
+      memcpy(&rgb[3 * i], s, 3);
+    } else {
+      rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = s[0];
+    }
+  }
+  buf.swap(rgb);
+  return true;
+}
+
+}  // namespace
+
+// Called by decode_image for JPEG and PNG bytes; throws tl::Error with a short reason.
+Image decode_jpeg_or_png(const uint8_t* data, size_t n, bool jpeg, const std::string& what, int64_t max_pixels) {
+  Image img;
+  std::string err;
+  bool too_large = false;
+  const bool ok = jpeg ? jpeg_decode_raw(data, n, max_pixels, &img, &err, &too_large)
+                       : png_decode_raw(data, n, max_pixels, &img, &err, &too_large);
+  if (too_large)
+    fail("%s: image too large (%dx%d = %.0f megapixels; the limit is %.0f)", what.c_str(), img.w, img.h,
+         (double)img.w * img.h / 1e6, (double)max_pixels / 1e6);
+  if (!ok) fail("%s: corrupt %s (%s)", what.c_str(), jpeg ? "JPEG" : "PNG", err.c_str());
+  return img;
+}
+
+}  // namespace tl
