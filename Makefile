@@ -44,7 +44,7 @@ ISA_OBJS += $(BUILD)/host/ops/cpu_kernel_generic.o
 
 ifeq ($(CUDA),1)
   NVCCFLAGS ?= -O3 -lineinfo
-  NVCCFLAGS += -std=c++17 -Xcompiler -Wall,-Wno-unused-parameter -I. \
+  NVCCFLAGS += -std=c++17 -ftz=true -Xcompiler -Wall,-Wno-unused-parameter -I. \
     -gencode arch=compute_$(CUDA_ARCH),code=sm_$(CUDA_ARCH) -gencode arch=compute_$(CUDA_ARCH),code=compute_$(CUDA_ARCH) \
     -DTL_CUDA_MIN_SM=$(CUDA_ARCH)
   BACKEND_OBJS := $(patsubst %.cu,$(BUILD)/%.o,$(KERNEL_SRCS))

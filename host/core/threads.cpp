@@ -7,8 +7,17 @@
 #include <mutex>
 #include <thread>
 #include <vector>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
 
 namespace tl {
+
+void flush_denormals_here() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_setcsr(_mm_getcsr() | 0x8040);  // FTZ (bit 15) and DAZ (bit 6)
+#endif
+}
 
 namespace {
 
@@ -28,6 +37,7 @@ struct Pool {
   std::mutex run_mu;  // one parallel_for at a time from outside the pool
 
   void worker_loop(int id) {
+    flush_denormals_here();
     int seen = 0;
     for (;;) {
       {
@@ -112,6 +122,7 @@ void set_num_threads(int n) {
 
 void parallel_for_t(int64_t n_tasks, const std::function<void(int64_t, int)>& fn) {
   if (n_tasks <= 0) return;
+  flush_denormals_here();
   int nt = num_threads();
   if (nt == 1 || n_tasks == 1 || t_in_pool_task) {
     for (int64_t t = 0; t < n_tasks; t++) fn(t, 0);
