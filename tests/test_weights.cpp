@@ -110,6 +110,7 @@ TEST_CASE("fingerprints: the same tensors from any format give one value; known 
   std::vector<uint64_t> fps;
   for (const char* name : kFormats) fps.push_back(convert_weights(fx(name), &kCaffe, nullptr).fingerprint);
   for (uint64_t f : fps) CHECK(f == fps[0]);
+  CHECK(fps[0] == tlt::Fixture("weights_fingerprint.npz").u64("fp"));  // numpy's restatement of FORMAT.md
   VggWeights w = convert_weights(fx("weights_plain.npz"), nullptr, nullptr);
   const uint64_t before = weights_fingerprint(w);
   w.layers[1].b[2] = std::nextafter(w.layers[1].b[2], 1.0f);  // one ulp of one value changes it

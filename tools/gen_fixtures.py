@@ -354,9 +354,32 @@ def onnx_model(tensors, variant=""):
     return model
 
 
+def fingerprint(layers):
+    """weights/FORMAT.md's fingerprint: FNV-1a 64 over the layer table and the HWIO float32 arrays."""
+    import struct
+    mask, h = (1 << 64) - 1, 0xcbf29ce484222325
+
+    def mix(v):
+        nonlocal h
+        h = ((h ^ v) * 0x100000001b3) & mask
+
+    mix(len(layers))
+    for (k, b), (cin, cout, pool) in layers:
+        mix(cin << 32 | cout)
+        mix(int(pool))
+        for arr in (k, b):
+            raw = np.ascontiguousarray(arr, dtype="<f4").tobytes()
+            for x in np.frombuffer(raw[:len(raw) // 8 * 8], dtype="<u8").tolist():
+                mix(x)
+            if len(raw) % 8:
+                mix(struct.unpack("<I", raw[-4:])[0])
+    return h
+
+
 def gen_onnx():
     rng = np.random.default_rng(7)
     tensors = mini_tensors(rng)  # the same tensors as weights_expected.npz
+    save("weights_fingerprint.npz", fp=np.array(fingerprint(list(zip(tensors, MINI))), dtype=np.uint64))
     for variant, fname in (("", "weights_onnx.onnx"), ("same", "weights_onnx_same.onnx"),
                            ("grouped", "onnx_bad_grouped.onnx"), ("strided", "onnx_bad_strided.onnx"),
                            ("float64", "onnx_bad_float64.onnx"), ("batchnorm", "onnx_bad_batchnorm.onnx"),
