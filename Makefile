@@ -56,15 +56,25 @@ else
 endif
 
 LIB_OBJS := $(patsubst %.cpp,$(BUILD)/%.o,$(HOST_SRCS) $(TOOL_SRCS)) $(ISA_OBJS) $(BACKEND_OBJS)
+
+# The CUDA kernels compiled by g++ against the tests' CPU emulation of CUDA (tests/cuda_emu): the
+# same kernels/*.cu, run on every `make test`, with or without nvcc. Never linked into the programs.
+EMU_KERNEL_OBJS := $(patsubst kernels/%.cu,$(BUILD)/emu/kernels/%.o,$(KERNEL_SRCS)) $(BUILD)/emu/emu.o
+EMU_LIB_OBJS := $(patsubst %.cpp,$(BUILD)/%.o,$(HOST_SRCS) $(TOOL_SRCS)) $(ISA_OBJS) $(EMU_KERNEL_OBJS)
+EMU_FLAGS := -Itests/cuda_emu/include -DTL_CUDA_EMULATION -DTL_CUDA_MIN_SM=$(CUDA_ARCH) -Wno-unknown-pragmas
+# fmaf() as one instruction (as on the GPU) instead of a libm call, where the building CPU has FMA
+# (the emulation runs where it is built).
+EMU_FLAGS += $(shell grep -qw fma /proc/cpuinfo 2>/dev/null && echo -mfma)
 LIB := $(BUILD)/libtl.a
 PROGRAMS := tl_cache tl_train tl_predict tl_inspect tl_convert
 TEST_SRCS := $(wildcard tests/*.cpp)
 TEST_BIN := $(BUILD)/test_tl
+EMU_TEST_BIN := $(BUILD)/test_tl_emu
 BENCH_BIN := $(BUILD)/bench_ops $(BUILD)/bench_train
 
 .SECONDARY:
 .PHONY: all test test-unit test-e2e bench demo run clean fixtures weights
-all: $(PROGRAMS) $(TEST_BIN) $(BENCH_BIN)
+all: $(PROGRAMS) $(TEST_BIN) $(EMU_TEST_BIN) $(BENCH_BIN)
 	@echo "built: $(PROGRAMS) (CUDA=$(CUDA), cpu kernels: $(ARCH))"
 
 $(BUILD)/%.o: %.cpp
@@ -83,6 +93,21 @@ $(BUILD)/kernels/%.o: kernels/%.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
 
+$(BUILD)/emu/kernels/%.o: kernels/%.cu
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) $(EMU_FLAGS) $(CXXFLAGS) -x c++ -c $< -o $@
+
+$(BUILD)/emu/emu.o: tests/cuda_emu/emu.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) $(EMU_FLAGS) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/emu/test_emu.o: tests/cuda_emu/test_emu.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) $(EMU_FLAGS) $(CXXFLAGS) -c $< -o $@
+
+$(EMU_TEST_BIN): $(patsubst %.cpp,$(BUILD)/%.o,$(TEST_SRCS)) $(BUILD)/emu/test_emu.o $(EMU_LIB_OBJS)
+	$(CXX) $(CXXFLAGS) $(LDFLAGS) $^ $(filter-out -lcublas -lcudart_static,$(LDLIBS)) -o $@
+
 $(LIB): $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
@@ -97,12 +122,15 @@ $(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(LIB)
 	$(CXX) $(CXXFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 # The unit suites, then the end-to-end scripts (which use the programs and ../shared/data).
+# The unit suites (CPU), the [cuda] cases through the CUDA emulator, then the end-to-end scripts.
 test: all
 	./$(TEST_BIN)
+	./$(EMU_TEST_BIN) --test-case='[cuda]*'
 	bash tests/e2e.sh
 
-test-unit: $(TEST_BIN)
+test-unit: $(TEST_BIN) $(EMU_TEST_BIN)
 	./$(TEST_BIN)
+	./$(EMU_TEST_BIN) --test-case='[cuda]*'
 
 test-e2e: all
 	bash tests/e2e.sh

@@ -126,9 +126,9 @@ void conv3x3(const float* x, const float* w, const float* b, float* y, int n, in
   dim3 grid((unsigned)((M + BM - 1) / BM), (unsigned)((cout + BN - 1) / BN));
   // float4 loads need cin % 4 == 0 and a 16-byte aligned x (cudaMalloc gives 256 bytes).
   if (cin % 4 == 0 && ((uintptr_t)x & 15) == 0)
-    conv3x3_kernel<true><<<grid, THREADS, 0, compute_stream()>>>(x, w, b, y, n, h, wd, cin, cout, relu ? 1 : 0);
+    TL_LAUNCH(conv3x3_kernel<true>, grid, THREADS, 0, compute_stream())(x, w, b, y, n, h, wd, cin, cout, relu ? 1 : 0);
   else
-    conv3x3_kernel<false><<<grid, THREADS, 0, compute_stream()>>>(x, w, b, y, n, h, wd, cin, cout, relu ? 1 : 0);
+    TL_LAUNCH(conv3x3_kernel<false>, grid, THREADS, 0, compute_stream())(x, w, b, y, n, h, wd, cin, cout, relu ? 1 : 0);
   CUDA_CHECK_LAUNCH();
 }
 

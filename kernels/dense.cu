@@ -12,13 +12,10 @@ namespace cuda {
 
 namespace {
 __global__ void broadcast_rows_kernel(const float* __restrict__ b, float* __restrict__ y, int m, int n) {
-  const int64_t total = (int64_t)m * n;
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x)
-    y[i] = b[i % n];
+  GRID_STRIDE(i, (int64_t)m * n) { y[i] = b[i % n]; }
 }
-__global__ void relu_inplace_kernel(float* __restrict__ y, int64_t total) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x)
-    y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+__global__ void relu_inplace_kernel(float* y, int64_t total) {
+  GRID_STRIDE(i, total) { y[i] = y[i] > 0.0f ? y[i] : 0.0f; }
 }
 __global__ void column_sums_kernel(const float* __restrict__ dy, float* __restrict__ db, int m, int n) {
   const int j = blockIdx.x * blockDim.x + threadIdx.x;
@@ -27,20 +24,16 @@ __global__ void column_sums_kernel(const float* __restrict__ dy, float* __restri
   for (int i = 0; i < m; i++) s += dy[(int64_t)i * n + j];
   db[j] = s;
 }
-inline unsigned grid_for(int64_t n) {
-  unsigned b = blocks_for(n, 256);
-  return b > 65535u * 16u ? 65535u * 16u : b;
-}
 }  // namespace
 
 void dense(const float* x, const float* w, const float* b, float* y, int m, int k, int n, bool relu) {
   if (m == 0 || n == 0) return;
-  broadcast_rows_kernel<<<grid_for((int64_t)m * n), 256, 0, compute_stream()>>>(b, y, m, n);
+  TL_LAUNCH(broadcast_rows_kernel, element_grid((int64_t)m * n), kElementThreads, 0, compute_stream())(b, y, m, n);
   CUDA_CHECK_LAUNCH();
   const float one = 1.0f;
   if (k > 0) CUBLAS_CHECK(cublasSgemm(cublas(), CUBLAS_OP_N, CUBLAS_OP_N, n, m, k, &one, w, n, x, k, &one, y, n));
   if (relu) {
-    relu_inplace_kernel<<<grid_for((int64_t)m * n), 256, 0, compute_stream()>>>(y, (int64_t)m * n);
+    TL_LAUNCH(relu_inplace_kernel, element_grid((int64_t)m * n), kElementThreads, 0, compute_stream())(y, (int64_t)m * n);
     CUDA_CHECK_LAUNCH();
   }
 }
@@ -55,7 +48,7 @@ void dense_backward(const float* x, const float* w, const float* dy, float* dx, 
       CUDA_CHECK(cudaMemsetAsync(dw, 0, sizeof(float) * (size_t)k * n, compute_stream()));
   }
   if (db && n > 0) {
-    column_sums_kernel<<<blocks_for(n, 128), 128, 0, compute_stream()>>>(dy, db, m, n);
+    TL_LAUNCH(column_sums_kernel, blocks_for(n, 128), 128, 0, compute_stream())(dy, db, m, n);
     CUDA_CHECK_LAUNCH();
   }
   if (dx && m > 0 && k > 0) {

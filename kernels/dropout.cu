@@ -14,7 +14,7 @@ __device__ __forceinline__ uint64_t mix(uint64_t z) {
 }
 __global__ void dropout_kernel(const float* __restrict__ x, float* __restrict__ y, int64_t n, float rate, float scale,
                                uint64_t seed_mix) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+  GRID_STRIDE(i, n) {
     const uint64_t hsh = mix(seed_mix ^ ((uint64_t)i * 0xD1B54A32D192ED03ull));
     const float u = (float)(hsh >> 40) * (1.0f / 16777216.0f);
     y[i] = u >= rate ? __fmul_rn(x[i], scale) : 0.0f;
@@ -32,9 +32,7 @@ void dropout(const float* x, float* y, int64_t n, float rate, uint64_t seed, uin
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   z = z ^ (z >> 31);
-  unsigned blocks = blocks_for(n, 256);
-  if (blocks > 65535u * 16u) blocks = 65535u * 16u;
-  dropout_kernel<<<blocks, 256, 0, compute_stream()>>>(x, y, n, rate, 1.0f / (1.0f - rate), z);
+  TL_LAUNCH(dropout_kernel, element_grid(n), kElementThreads, 0, compute_stream())(x, y, n, rate, 1.0f / (1.0f - rate), z);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -23,7 +23,7 @@ __global__ void sigmoid_bce_kernel(const float* __restrict__ z, const float* __r
 
 void sigmoid_bce(const float* z, const float* y, float* prob, float* loss, float* dz, int n) {
   if (n <= 0) return;
-  sigmoid_bce_kernel<<<blocks_for(n, 256), 256, 0, compute_stream()>>>(z, y, prob, loss, dz, n);
+  TL_LAUNCH(sigmoid_bce_kernel, blocks_for(n, 256), 256, 0, compute_stream())(z, y, prob, loss, dz, n);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -11,7 +11,7 @@ namespace cuda {
 namespace {
 __global__ void rmsprop_kernel(float* __restrict__ w, const float* __restrict__ g, float* __restrict__ v, int64_t n,
                                float lr, float rho, float one_minus_rho, float eps) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+  GRID_STRIDE(i, n) {
     const float gi = g[i];
     const float vi = __fadd_rn(__fmul_rn(v[i], rho), __fmul_rn(one_minus_rho, __fmul_rn(gi, gi)));
     v[i] = vi;
@@ -22,9 +22,7 @@ __global__ void rmsprop_kernel(float* __restrict__ w, const float* __restrict__ 
 
 void rmsprop(float* w, const float* g, float* v, int64_t n, float lr, float rho, float eps) {
   if (n <= 0) return;
-  unsigned blocks = blocks_for(n, 256);
-  if (blocks > 65535u * 16u) blocks = 65535u * 16u;
-  rmsprop_kernel<<<blocks, 256, 0, compute_stream()>>>(w, g, v, n, lr, rho, 1.0f - rho, eps);
+  TL_LAUNCH(rmsprop_kernel, element_grid(n), kElementThreads, 0, compute_stream())(w, g, v, n, lr, rho, 1.0f - rho, eps);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -10,7 +10,7 @@ namespace {
 __global__ void maxpool2x2_kernel(const float* __restrict__ x, float* __restrict__ y, int n, int h, int w, int c) {
   const int oh = h / 2, ow = w / 2;
   const int64_t total = (int64_t)n * oh * ow * c;
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+  GRID_STRIDE(i, total) {
     const int ch = (int)(i % c);
     int64_t r = i / c;
     const int ox = (int)(r % ow);
@@ -30,9 +30,7 @@ __global__ void maxpool2x2_kernel(const float* __restrict__ x, float* __restrict
 void maxpool2x2(const float* x, float* y, int n, int h, int w, int c) {
   const int64_t total = (int64_t)n * (h / 2) * (w / 2) * c;
   if (total == 0) return;
-  unsigned blocks = blocks_for(total, 256);
-  if (blocks > 65535u * 16u) blocks = 65535u * 16u;
-  maxpool2x2_kernel<<<blocks, 256, 0, compute_stream()>>>(x, y, n, h, w, c);
+  TL_LAUNCH(maxpool2x2_kernel, element_grid(total), kElementThreads, 0, compute_stream())(x, y, n, h, w, c);
   CUDA_CHECK_LAUNCH();
 }
 

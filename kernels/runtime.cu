@@ -33,6 +33,33 @@ State& state() {
 }  // namespace
 
 cudaStream_t compute_stream() { return state().compute; }
+
+namespace {
+unsigned g_element_grid_cap = 65535u * 16u;
+}
+unsigned element_grid_cap() { return g_element_grid_cap; }
+void set_element_grid_cap(unsigned blocks) { g_element_grid_cap = blocks ? blocks : 65535u * 16u; }
+
+void check_launch(const char* file, int line) {
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) ::tl::fail("CUDA launch error at %s:%d: %s", file, line, cudaGetErrorString(e));
+  static const bool sync_each = [] {
+    const char* v = getenv("TL_CUDA_SYNC");
+    return v && *v && *v != '0';
+  }();
+  if (sync_each) {
+    e = cudaDeviceSynchronize();
+    if (e != cudaSuccess) ::tl::fail("CUDA error in the kernel launched at %s:%d (TL_CUDA_SYNC=1): %s", file, line, cudaGetErrorString(e));
+  }
+}
+
+bool emulated() {
+#ifdef TL_CUDA_EMULATION
+  return true;
+#else
+  return false;
+#endif
+}
 cudaStream_t copy_stream() { return state().copy; }
 cublasHandle_t cublas() { return state().blas; }
 
@@ -175,7 +202,12 @@ void device_peaks(double* flops, double* bytes_per_s) {
   if (cudaDeviceGetAttribute(&mem_khz, cudaDevAttrMemoryClockRate, 0) != cudaSuccess) mem_khz = 0;
   if (cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, 0) != cudaSuccess) bus_bits = 0;
   cudaGetLastError();
-  const int fp32_lanes = major >= 8 ? 128 : 64;  // FP32 FMA units per SM (Ampere and newer: 128)
+  int minor = 0;
+  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0);
+  cudaGetLastError();
+  // FP32 lanes per SM: 64 on sm_60, sm_70/72/75 and sm_80 (A100); 128 on sm_61, sm_86/87/89, sm_90 and later.
+  const int cc = major * 10 + minor;
+  const int fp32_lanes = (cc == 60 || (cc >= 70 && cc < 80) || cc == 80) ? 64 : 128;
   *flops = 2.0 * sms * fp32_lanes * (clock_khz * 1e3);
   *bytes_per_s = 2.0 * (mem_khz * 1e3) * (bus_bits / 8.0);  // double data rate
 }

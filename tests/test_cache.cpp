@@ -433,3 +433,42 @@ TEST_CASE("a cache made with other settings is refused (never reused silently), 
   put(path_join(out, "manifest.tsv"), std::vector<uint8_t>(mt.begin(), mt.end()));
   CHECK(tlt::error_of([&] { open_cache(out); }).find("edited by hand") != std::string::npos);
 }
+
+CUDA_CASE("caching on the GPU (double-buffered copies, on-device fp16 cast) writes the CPU's cache") {
+  const std::string data = fresh_dir("gdata");
+  for (int i = 0; i < 3; i++) {
+    put(path_join(data, strfmt("cat/c%d.jpg", i)), test_image(i, i % 2 == 0));
+    put(path_join(data, strfmt("dog/d%d.jpg", i)), test_image(60 + i));
+  }
+  for (const char* dtype : {"fp32", "fp16"}) {
+    CAPTURE(dtype);
+    CacheOptions oc = small_options(data, fresh_dir(std::string("gc_cpu_") + dtype));
+    oc.dtype = dtype;
+    oc.batch = 1;  // 6 images in 6 batches: both slots of the double buffer are reused twice
+    CacheOptions og = oc;
+    og.out = fresh_dir(std::string("gc_gpu_") + dtype);
+    og.device = "cuda";
+    build_cache(oc);
+    build_cache(og);
+    Cache c = open_cache(oc.out), g = open_cache(og.out);
+    int compared = 0;
+    for (int sp = 0; sp < 2; sp++) {
+      REQUIRE(c.shards[sp].size() == g.shards[sp].size());
+      for (size_t k = 0; k < c.shards[sp].size(); k++) {
+        const MappedShard &a = c.shards[sp][k], &b = g.shards[sp][k];
+        REQUIRE(a.info().count == b.info().count);
+        for (uint32_t i = 0; i < a.info().count; i++) {
+          CHECK(a.ids()[i] == b.ids()[i]);
+          CHECK(a.labels()[i] == b.labels()[i]);
+          std::vector<float> fa(512), fb(512);
+          a.feature_f32(i, fa.data());
+          b.feature_f32(i, fb.data());
+          // GPU direct conv vs CPU Winograd: fp32 rounding; fp16: at most one half-precision step.
+          CHECK(tlt::rel_err(fb, fa) <= (std::string(dtype) == "fp16" ? 1e-3 : 1e-5));
+          compared++;
+        }
+      }
+    }
+    CHECK(compared == 6);
+  }
+}

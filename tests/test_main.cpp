@@ -115,6 +115,10 @@ int main(int argc, char** argv) {
     ctx.addFilter("test-case-exclude", (std::string(tag) + "*").c_str());
     skipped.push_back(std::string(tag) + " " + why);
   };
+  if (!tlt::g_gpu && getenv("TL_REQUIRE_GPU") && *getenv("TL_REQUIRE_GPU") && *getenv("TL_REQUIRE_GPU") != '0') {
+    fprintf(stderr, "TL_REQUIRE_GPU is set but the [cuda] cases would be skipped: %s\n", why.c_str());
+    return 1;
+  }
   if (!tlt::g_gpu)
     skip("[cuda]", "no GPU (" + why + "); CUDA " +
                        (tl::cuda::compiled() ? "kernels compiled but not run" : "not compiled in"));

@@ -11,6 +11,7 @@
 #include "host/ops/cpu_kernels.h"
 #include "host/ops/cpu_ops.h"
 #include "host/ops/ops.h"
+#include "host/ops/cuda_ops.h"
 #include "host/core/threads.h"
 
 using namespace tl;
@@ -428,4 +429,78 @@ CUDA_CASE("sigmoid_bce and rmsprop match the CPU op") {
   }
   CHECK(wg.to_vector() == wc.to_vector());  // explicitly rounded on both: bit-identical
   CHECK(vg.to_vector() == vc.to_vector());
+}
+
+CUDA_CASE("the float4 conv path with cin % 8 != 0, and the scalar fallback for a misaligned input") {
+  for (int cin : {4, 12, 20}) {  // float4 loads (cin % 4 == 0) whose 8-wide K steps straddle taps
+    CAPTURE(cin);
+    auto x = tlt::random_vec((size_t)2 * 6 * 5 * cin, 71), w = tlt::random_vec((size_t)9 * cin * 10, 72, 0.2f),
+         b = tlt::random_vec(10, 73);
+    CHECK(tlt::rel_err(run_conv(x, w, b, 2, 6, 5, cin, 10, true, Device::CUDA), run_conv(x, w, b, 2, 6, 5, cin, 10, true)) <
+          4e-6);
+  }
+  // The same input one float past a 16-byte boundary: the kernel must take its scalar path.
+  const int n = 1, h = 5, wd = 4, cin = 8, cout = 6;
+  auto x = tlt::random_vec((size_t)n * h * wd * cin, 74), w = tlt::random_vec((size_t)9 * cin * cout, 75, 0.2f),
+       b = tlt::random_vec(cout, 76);
+  std::vector<float> shifted(x.size() + 1, 0.0f);
+  std::copy(x.begin(), x.end(), shifted.begin() + 1);
+  Tensor xs = tlt::tensor(shifted, {(int64_t)shifted.size()}, Device::CUDA), tw = tlt::tensor(w, {3, 3, cin, cout}, Device::CUDA),
+         tb = tlt::tensor(b, {cout}, Device::CUDA), y({n, h, wd, cout}, Device::CUDA);
+  cuda::conv3x3(xs.f32() + 1, tw.f32(), tb.f32(), y.f32(), n, h, wd, cin, cout, false);
+  CHECK(tlt::rel_err(y.to_vector(), run_conv(x, w, b, n, h, wd, cin, cout, false)) < 4e-6);
+}
+
+CUDA_CASE("grid-stride loops past their grid cap, and gather_rows from fp32 and fp16 rows") {
+  cuda::set_element_grid_cap(3);  // 3 blocks of 256 threads for 5,000 elements: 7 rounds each
+  auto xv = tlt::random_vec(5000, 81);
+  Tensor xc = tlt::tensor(xv, {5000}), xg = xc.to(Device::CUDA), yc({5000}), yg({5000}, Device::CUDA);
+  ops::relu(xc, yc);
+  ops::relu(xg, yg);
+  CHECK(yg.to_vector() == yc.to_vector());
+  ops::dropout(xc, yc, 0.3f, 9, 4);
+  ops::dropout(xg, yg, 0.3f, 9, 4);
+  CHECK(yg.to_vector() == yc.to_vector());
+  Tensor hc({5000}, Device::CPU, DType::F16), hg({5000}, Device::CUDA, DType::F16);
+  ops::to_f16(xc, hc);
+  ops::to_f16(xg, hg);
+  CHECK(memcmp(hg.to(Device::CPU).ptr, hc.ptr, hc.bytes()) == 0);
+  // gather_rows: fp32 and fp16 sources, repeated and reversed indices, reused host index arrays.
+  Tensor src = tlt::tensor(xv, {250, 20}), src16({250, 20}, Device::CPU, DType::F16);
+  ops::to_f16(src.reshaped({5000}), src16);
+  Tensor srcg = src.to(Device::CUDA), src16g = src16.to(Device::CUDA);
+  std::vector<int64_t> idx = {249, 0, 7, 7, 100, 3};
+  for (int round = 0; round < 2; round++) {
+    Tensor dc({6, 20}), dg({6, 20}, Device::CUDA), ec({6, 20}), eg({6, 20}, Device::CUDA);
+    ops::gather_rows(src, idx, dc);
+    ops::gather_rows(srcg, idx, dg);
+    ops::gather_rows(src16, idx, ec);
+    ops::gather_rows(src16g, idx, eg);
+    std::reverse(idx.begin(), idx.end());  // the host array changes before the device work runs
+    CHECK(dg.to_vector() == dc.to_vector());
+    CHECK(eg.to_vector() == ec.to_vector());
+  }
+  cuda::set_element_grid_cap(0);
+}
+
+CUDA_CASE("fp16 edge values: subnormals, 65504/65520, infinities and NaN encode as on the CPU and as IEEE says") {
+  const float sub = std::ldexp(1.0f, -24);  // the smallest half subnormal
+  const std::vector<std::pair<float, uint16_t>> cases = {
+      {0.0f, 0x0000},         {-0.0f, 0x8000},           {1.0f, 0x3c00},         {65504.0f, 0x7bff},
+      {65519.99f, 0x7bff},    {65520.0f, 0x7c00},        {-65520.0f, 0xfc00},    {1e9f, 0x7c00},
+      {sub, 0x0001},          {sub * 0.5f, 0x0000},      {sub * 1.5f, 0x0002},   {sub * 0.51f, 0x0001},
+      {std::ldexp(1.0f, -14), 0x0400}, {std::ldexp(1023.0f, -24), 0x03ff},
+      {INFINITY, 0x7c00},     {-INFINITY, 0xfc00},       {NAN, 0x7fff},          {-NAN, 0x7fff}};
+  std::vector<float> xv;
+  for (auto& c : cases) xv.push_back(c.first);
+  const int64_t n = (int64_t)xv.size();
+  Tensor xc = tlt::tensor(xv, {n}), hc({n}, Device::CPU, DType::F16), hg({n}, Device::CUDA, DType::F16);
+  ops::to_f16(xc, hc);
+  ops::to_f16(xc.to(Device::CUDA), hg);
+  Tensor back = hg.to(Device::CPU);
+  for (int64_t i = 0; i < n; i++) {
+    CAPTURE(xv[i]);
+    CHECK(((const uint16_t*)hc.ptr)[i] == cases[i].second);
+    CHECK(((const uint16_t*)back.ptr)[i] == cases[i].second);
+  }
 }

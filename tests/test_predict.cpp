@@ -249,3 +249,50 @@ TEST_CASE("without augmentation and dropout, the uncached path trains to the cac
   Image strip = load_image(path_join(ad, "00_cat.0.png"));
   CHECK(strip.w == 32 * 5 + 6 * 4);
 }
+
+CUDA_CASE("prediction and the uncached training path on the GPU follow the CPU") {
+  const std::string dir = fresh("gpimg");
+  make_images(dir, 3);
+  VggWeights w = load_weights(synth_weights());
+  HeadSpec spec;
+  spec.feat_h = spec.feat_w = 1;
+  Head head(spec, Device::CPU);
+  head.init(6);
+  for (Tensor* b : {head.params()[1], head.params()[3], head.params()[5]}) b->from_vector(tlt::random_vec(b->numel(), 10, 0.3f));
+  ModelFile m = model_from_head(head, false);
+  m.meta = {{"image_size", "32"}, {"resize", "nearest"}, {"preprocess", "caffe"}, {"feature_shape", "1x1x512"},
+            {"weights_crc32", strfmt("%08x", w.crc)}, {"weights_file", synth_weights()}, {"classes", "cat,dog"}};
+  const std::string mp = path_join(dir, "m.bin");
+  save_model(mp, m);
+  std::vector<PredictInput> inputs = expand_inputs({dir});
+  std::vector<Prediction> pc = Predictor(mp, "", Device::CPU, 4, true).run(inputs);
+  std::vector<Prediction> pg = Predictor(mp, "", Device::CUDA, 4, true).run(inputs);
+  REQUIRE(pc.size() == pg.size());
+  for (size_t i = 0; i < pc.size(); i++) {
+    CAPTURE(i);
+    CHECK(pg[i].ok == pc[i].ok);
+    CHECK(std::fabs(pg[i].p - pc[i].p) <= 1e-5);
+  }
+  // Uncached training: the base in the loop on the GPU, the head on the GPU.
+  ImageSourceOptions io;
+  io.images = dir;
+  io.weights = synth_weights();
+  io.image_size = 32;
+  io.valid_fraction = 0.34;
+  io.seed = 3;
+  io.quiet = true;
+  io.base_batch = 2;
+  TrainOptions to;
+  to.epochs = 2;
+  to.batch = 2;
+  to.quiet = true;
+  to.plots = false;
+  to.seed = 3;
+  to.out = fresh("guA");
+  TrainResult rc = train_head(*open_image_source(io), to);
+  io.device = Device::CUDA;
+  to.device = Device::CUDA;
+  to.out = fresh("guB");
+  TrainResult rg = train_head(*open_image_source(io), to);
+  for (int e = 0; e < 2; e++) CHECK(rg.history[e].loss == doctest::Approx(rc.history[e].loss).epsilon(1e-3));
+}

@@ -9,11 +9,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 namespace tl {
 namespace cuda {
 
 bool compiled();                          // built with nvcc
+bool emulated();                          // the tests' CPU emulation of CUDA (tests/cuda_emu), not a GPU
 bool available(std::string* why = nullptr);  // a usable GPU is present
 std::string device_description();        // "NVIDIA H100 80GB HBM3 (sm_90, 79.1 GiB)"
 
@@ -45,6 +47,25 @@ void timer_start();
 float timer_stop_ms();
 // Peak fp32 FLOP/s and memory bytes/s of device 0 from its attributes (0 when unknown).
 void device_peaks(double* flops, double* bytes_per_s);
+
+// Page-locked host memory owned by the object (freed with it, also when a constructor throws).
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  explicit PinnedBuffer(size_t bytes) : p_(malloc_host(bytes)) {}
+  ~PinnedBuffer() { free_host(p_); }
+  PinnedBuffer(PinnedBuffer&& o) noexcept : p_(o.p_) { o.p_ = nullptr; }
+  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept {
+    std::swap(p_, o.p_);
+    return *this;
+  }
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  void* get() const { return p_; }
+
+ private:
+  void* p_ = nullptr;
+};
 
 // NVTX ranges (named in Nsight Systems / Compute); no-ops without CUDA.
 void range_push(const char* name);

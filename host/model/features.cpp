@@ -18,8 +18,10 @@ FeatureExtractor::FeatureExtractor(const VggWeights& w, Device d, int max_batch,
   const size_t out_bytes = (size_t)max_batch * feat_elems() * dtype_size(out_dtype);
   if (d == Device::CUDA) {
     for (int s = 0; s < 2; s++) {
-      host_in_[s] = (float*)cuda::malloc_host(in_bytes);
-      host_out_[s] = (uint8_t*)cuda::malloc_host(out_bytes);
+      pinned_in_[s] = cuda::PinnedBuffer(in_bytes);
+      pinned_out_[s] = cuda::PinnedBuffer(out_bytes);
+      host_in_[s] = (float*)pinned_in_[s].get();
+      host_out_[s] = (uint8_t*)pinned_out_[s].get();
       dev_in_[s] = Tensor({max_batch, image_size, image_size, 3}, d);
       events_[s] = cuda::event_create();
     }
@@ -36,11 +38,7 @@ FeatureExtractor::~FeatureExtractor() {
       cuda::sync_compute_stream();
     } catch (...) {
     }
-    for (int s = 0; s < 2; s++) {
-      cuda::free_host(host_in_[s]);
-      cuda::free_host(host_out_[s]);
-      cuda::event_destroy(events_[s]);
-    }
+    for (int s = 0; s < 2; s++) cuda::event_destroy(events_[s]);
   }
 }
 

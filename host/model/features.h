@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 
+#include "host/core/device.h"
 #include "host/core/tensor.h"
 #include "host/model/vgg.h"
 
@@ -43,8 +44,9 @@ class FeatureExtractor {
   int max_batch_, size_, fh_;
   DType out_dtype_;
   int slot_ = 0;
-  float* host_in_[2] = {nullptr, nullptr};     // pinned on the GPU
-  uint8_t* host_out_[2] = {nullptr, nullptr};  // pinned on the GPU
+  cuda::PinnedBuffer pinned_in_[2], pinned_out_[2];  // on the GPU
+  float* host_in_[2] = {nullptr, nullptr};           // = pinned_in_, pinned_out_
+  uint8_t* host_out_[2] = {nullptr, nullptr};
   Tensor dev_in_[2], dev_half_;
   void* events_[2] = {nullptr, nullptr};
   struct Pending {

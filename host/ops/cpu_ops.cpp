@@ -378,7 +378,8 @@ uint16_t half_from_float(float f) {
   memcpy(&x, &f, 4);
   const uint32_t sign = (x >> 16) & 0x8000u;
   const uint32_t absx = x & 0x7FFFFFFFu;
-  if (absx >= 0x7F800000u) return (uint16_t)(sign | 0x7C00u | (absx > 0x7F800000u ? 0x200u : 0u));  // inf/nan
+  if (absx > 0x7F800000u) return 0x7FFFu;  // NaN: the canonical quiet NaN, as CUDA's __float2half_rn gives
+  if (absx == 0x7F800000u) return (uint16_t)(sign | 0x7C00u);  // inf
   if (absx >= 0x477FF000u) return (uint16_t)(sign | 0x7C00u);  // rounds to >= 65520: overflow to inf
   if (absx < 0x38800000u) {  // below the smallest normal half (2^-14): subnormal or zero
     if (absx < 0x33000000u) return (uint16_t)sign;  // < 2^-25: rounds to zero

@@ -9,6 +9,10 @@
 namespace tl {
 namespace cuda {
 
+// Tests: caps the grid of the element-wise kernels at `blocks` (0: the default 65535 * 16), so their
+// grid-stride loops take several rounds on small inputs.
+void set_element_grid_cap(unsigned blocks);
+
 // Op kernels: pointers are device pointers; layouts as in host/ops/ops.h.
 void conv3x3(const float* x, const float* w, const float* b, float* y, int n, int h, int wd, int cin,
              int cout, bool relu);
@@ -22,8 +26,9 @@ void dropout(const float* x, float* y, int64_t n, float rate, uint64_t seed, uin
 void sigmoid_bce(const float* z, const float* y, float* prob, float* loss, float* dz, int n);
 void rmsprop(float* w, const float* g, float* v, int64_t n, float lr, float rho, float eps);
 void f32_to_f16(const float* x, uint16_t* y, int64_t n);
-// dst[i][:] = src[idx[i]][:] as float32 (src fp32 or fp16); idx is a host array of n rows.
-void gather_rows(const void* src, bool src_f16, const int64_t* idx, int n, int64_t d, float* dst);
+// dst[i][:] = src[idx[i]][:] as float32 (src fp32 or fp16); idx is a host array of n rows (free to
+// reuse on return), uploaded through idx_dev, a device buffer of n int64 owned by the caller.
+void gather_rows(const void* src, bool src_f16, const int64_t* idx, int64_t* idx_dev, int n, int64_t d, float* dst);
 
 }  // namespace cuda
 }  // namespace tl

@@ -10,6 +10,8 @@ namespace {
 [[noreturn]] void no_cuda() { fail("this binary was built without CUDA (make CUDA=0); rebuild with nvcc on the PATH"); }
 }  // namespace
 
+bool emulated() { return false; }
+void set_element_grid_cap(unsigned) {}
 bool compiled() { return false; }
 bool available(std::string* why) {
   if (why) *why = "built without CUDA";
@@ -49,7 +51,7 @@ void dropout(const float*, float*, int64_t, float, uint64_t, uint64_t) { no_cuda
 void sigmoid_bce(const float*, const float*, float*, float*, float*, int) { no_cuda(); }
 void rmsprop(float*, const float*, float*, int64_t, float, float, float) { no_cuda(); }
 void f32_to_f16(const float*, uint16_t*, int64_t) { no_cuda(); }
-void gather_rows(const void*, bool, const int64_t*, int, int64_t, float*) { no_cuda(); }
+void gather_rows(const void*, bool, const int64_t*, int64_t*, int, int64_t, float*) { no_cuda(); }
 
 }  // namespace cuda
 }  // namespace tl

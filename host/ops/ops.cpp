@@ -153,7 +153,10 @@ void gather_rows(const Tensor& src, const std::vector<int64_t>& idx, Tensor& dst
   for (int64_t i : idx)
     if (i < 0 || i >= src.dim(0)) fail("gather_rows: row %lld out of range", (long long)i);
   if (src.on_cuda()) {
-    cuda::gather_rows(src.ptr, src.dtype == DType::F16, idx.data(), (int)idx.size(), d, dst.f32());
+    // The device copy of the index list: one buffer per thread, grown as needed, freed with it.
+    thread_local Tensor idx_dev;
+    if (idx_dev.numel() < 2 * (int64_t)idx.size()) idx_dev = Tensor({2 * (int64_t)idx.size()}, Device::CUDA);
+    cuda::gather_rows(src.ptr, src.dtype == DType::F16, idx.data(), (int64_t*)idx_dev.ptr, (int)idx.size(), d, dst.f32());
     return;
   }
   parallel_for((int64_t)idx.size(), [&](int64_t r) {
