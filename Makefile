@@ -28,7 +28,13 @@ ARCH := $(shell uname -m)
 CXXFLAGS ?= -O3 -g
 CXXFLAGS += -std=c++17 -Wall -Wextra -Wno-unused-parameter -pthread -ffp-contract=off -MMD -MP
 CPPFLAGS += -I. -I/usr/include/stb
-LDLIBS   += -ljpeg -lpng -lz -lpthread -ldl
+# STATIC_IMAGE_LIBS=1: libjpeg, libpng and zlib linked statically (binaries for machines without them,
+# e.g. the GPU machines of bench/gpu_check.sh).
+ifeq ($(STATIC_IMAGE_LIBS),1)
+  LDLIBS += -Wl,-Bstatic -ljpeg -lpng16 -lz -Wl,-Bdynamic -lm -lpthread -ldl
+else
+  LDLIBS += -ljpeg -lpng -lz -lpthread -ldl
+endif
 
 # host/<layer>/*.cpp is the engine (host/programs/ holds the mains); tools/convert/ the converter's readers.
 HOST_SRCS := $(filter-out host/ops/cuda_stub.cpp host/ops/cpu_kernel_%.cpp,$(wildcard host/core/*.cpp host/ops/*.cpp host/io/*.cpp host/model/*.cpp host/stages/*.cpp))
