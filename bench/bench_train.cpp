@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "host/core/cli.h"
+#include "host/core/log.h"
 #include "host/ops/cpu_ops.h"
 #include "host/ops/ops.h"
 #include "host/core/threads.h"
@@ -60,14 +61,14 @@ int main(int argc, char** argv) {
     cli.opt("--threads", &threads, "N", "CPU threads");
     if (!cli.parse(argc, argv)) return 0;
     if (threads > 0) set_num_threads(threads);
-    const Device d = resolve_device(device, "bench_train", true);
+    set_quiet(true);
+    const Device d = resolve_device(device);
     RandomSource src(samples, d);
     for (const std::string& b : split(batches, ',')) {
       TrainOptions o;
       o.out = "/tmp/tl_bench_train";
       o.epochs = 1;
       o.batch = atoi(b.c_str());
-      o.quiet = true;
       o.plots = false;
       o.device = d;
       TrainResult r = train_head(src, o);

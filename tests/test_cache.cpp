@@ -112,7 +112,6 @@ CacheOptions small_options(const std::string& data, const std::string& out) {
   o.image_size = 32;
   o.shard_size = 5;
   o.device = "cpu";
-  o.quiet = true;
   o.batch = 3;
   return o;
 }

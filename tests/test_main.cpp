@@ -8,6 +8,7 @@
 
 #include "helpers.h"
 #include "host/core/device.h"
+#include "host/core/log.h"
 #include "host/core/threads.h"
 
 namespace tlt {
@@ -105,6 +106,8 @@ std::vector<float> random_vec(size_t n, uint64_t seed, float scale) {
 }  // namespace tlt
 
 int main(int argc, char** argv) {
+  tl::set_quiet(true);  // the library's notes, alerts and progress lines stay out of the test output
+  tl::set_silent(true);
   std::string why;
   tlt::g_gpu = tl::cuda::available(&why);
   doctest::Context ctx;

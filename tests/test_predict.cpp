@@ -201,7 +201,6 @@ TEST_CASE("without augmentation and dropout, the uncached path trains to the cac
   co.weights = synth_weights();
   co.image_size = 32;
   co.device = "cpu";
-  co.quiet = true;
   co.shard_size = 7;
   co.valid_fraction = 0.25;
   co.seed = 4;  // tl_train --images uses its --seed for the split too
@@ -210,7 +209,6 @@ TEST_CASE("without augmentation and dropout, the uncached path trains to the cac
   to.epochs = 3;
   to.batch = 5;
   to.dropout = 0;
-  to.quiet = true;
   to.plots = false;
   to.seed = 4;
   to.out = fresh("uA");
@@ -222,7 +220,6 @@ TEST_CASE("without augmentation and dropout, the uncached path trains to the cac
   io.image_size = 32;
   io.valid_fraction = 0.25;
   io.seed = to.seed;
-  io.quiet = true;
   io.base_batch = 3;  // training batches of 5 span several forward passes
   auto uncached = open_image_source(io);
   CHECK(uncached->size(Split::Train) == cached->size(Split::Train));
@@ -280,12 +277,10 @@ CUDA_CASE("prediction and the uncached training path on the GPU follow the CPU")
   io.image_size = 32;
   io.valid_fraction = 0.34;
   io.seed = 3;
-  io.quiet = true;
   io.base_batch = 2;
   TrainOptions to;
   to.epochs = 2;
   to.batch = 2;
-  to.quiet = true;
   to.plots = false;
   to.seed = 3;
   to.out = fresh("guA");

@@ -102,7 +102,6 @@ TrainOptions quick(const std::string& out, int epochs) {
   o.out = out;
   o.epochs = epochs;
   o.batch = 16;
-  o.quiet = true;
   o.plots = false;
   o.seed = 3;
   return o;

@@ -1,5 +1,7 @@
 #include "host/core/cli.h"
 
+#include "host/core/log.h"
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -157,6 +159,7 @@ bool Cli::parse(int argc, char** argv) {
 }
 
 int guarded_main(const char* prog, const std::function<int()>& body) {
+  set_program_name(prog);
   try {
     return body();
   } catch (const Error& e) {

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "host/core/device.h"
+#include "host/core/log.h"
 #include "host/core/threads.h"
 
 namespace tl {
@@ -183,19 +184,19 @@ void Tensor::from_vector(const std::vector<float>& v) {
     memcpy(ptr, v.data(), bytes());
 }
 
-Device resolve_device(const std::string& flag, const char* prog, bool quiet) {
+Device resolve_device(const std::string& flag) {
   if (flag == "cpu") {
-    if (!quiet) fprintf(stderr, "%s: device: CPU, %d threads\n", prog, num_threads());
+    note("device: CPU, %d threads", num_threads());
     return Device::CPU;
   }
   if (flag != "auto" && flag != "cuda") fail("--device: expected auto, cpu or cuda, got '%s'", flag.c_str());
   std::string why;
   if (cuda::available(&why)) {
-    if (!quiet) fprintf(stderr, "%s: device: CUDA, %s\n", prog, cuda::device_description().c_str());
+    note("device: CUDA, %s", cuda::device_description().c_str());
     return Device::CUDA;
   }
   if (flag == "cuda") fail("--device cuda: no usable GPU (%s); use --device cpu or auto", why.c_str());
-  if (!quiet) fprintf(stderr, "%s: no usable GPU (%s); running on the CPU with %d threads\n", prog, why.c_str(), num_threads());
+  note("no usable GPU (%s); running on the CPU with %d threads", why.c_str(), num_threads());
   return Device::CPU;
 }
 

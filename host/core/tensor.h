@@ -65,6 +65,6 @@ struct Tensor {
 
 // --device auto|cpu|cuda. "auto" takes CUDA when a usable GPU is present, otherwise the CPU,
 // and says so in one line on stderr (prefixed with prog). "cuda" without a GPU is an error.
-Device resolve_device(const std::string& flag, const char* prog, bool quiet = false);
+Device resolve_device(const std::string& flag);  // "auto", "cpu" or "cuda"; says which (log.h)
 
 }  // namespace tl

@@ -345,8 +345,9 @@ void dropout(const float* x, float* y, int64_t n, float rate, uint64_t seed, uin
     return;
   }
   const float scale = 1.0f / (1.0f - rate);
+  const uint64_t key = dropout_call_key(seed, step);
   chunked(n, [&](int64_t s, int64_t e) {
-    for (int64_t i = s; i < e; i++) y[i] = dropout_keep(seed, step, (uint64_t)i, rate) ? x[i] * scale : 0.0f;
+    for (int64_t i = s; i < e; i++) y[i] = dropout_keep_keyed(key, (uint64_t)i, rate) ? x[i] * scale : 0.0f;
   });
 }
 

@@ -2,6 +2,7 @@
 // (cpu_kernels.h); each output element is computed by one task in a fixed order, so results do
 // not depend on the thread count. Layouts as in ops.h.
 #pragma once
+#include "host/ops/dropout_mask.h"
 #include <cstddef>
 #include <cstdint>
 
@@ -52,17 +53,5 @@ uint16_t half_from_float(float f);  // round to nearest even, like __float2half_
 float float_from_half(uint16_t h);
 
 }  // namespace cpu
-
-// The dropout mask, shared by the CPU and CUDA code (kernels/dropout.cu has the same function).
-static inline uint64_t dropout_mix(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-static inline bool dropout_keep(uint64_t seed, uint64_t step, uint64_t i, float rate) {
-  uint64_t h = dropout_mix(dropout_mix(seed + 0x9E3779B97F4A7C15ull * (step + 1)) ^ (i * 0xD1B54A32D192ED03ull));
-  float u = (float)(h >> 40) * (1.0f / 16777216.0f);  // uniform in [0,1), 24 bits
-  return u >= rate;
-}
 
 }  // namespace tl

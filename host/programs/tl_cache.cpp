@@ -5,6 +5,7 @@
 #include "host/stages/cache.h"
 #include "host/core/cli.h"
 #include "host/core/common.h"
+#include "host/core/log.h"
 
 using namespace tl;
 
@@ -40,7 +41,8 @@ int main(int argc, char** argv) {
     cli.opt("--shard-size", &o.shard_size, "N", "images per shard (the unit of resuming)");
     cli.opt("--max-pixels", &o.max_pixels, "N", "refuse images larger than this many pixels");
     cli.flag("--force", &o.force, "rebuild a cache made with other settings instead of refusing");
-    cli.flag("--quiet", &o.quiet, "no progress or summary");
+    bool quiet_flag = false;
+    cli.flag("--quiet", &quiet_flag, "no progress or summary");
     cli.epilog(
         "Start here, on a machine with internet:\n"
         "  weights: https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
@@ -49,6 +51,7 @@ int main(int argc, char** argv) {
         "  data:    Kaggle's train.zip (https://www.kaggle.com/c/dogs-vs-cats/data) or Microsoft's\n"
         "           kagglecatsanddogs_5340.zip; then ./tl_cache --data train.zip && ./tl_train");
     if (!cli.parse(argc, argv)) return 0;
+    set_quiet(quiet_flag);
     install_interrupt_handler();
     CacheSummary s = build_cache(o);
     return s.interrupted ? 130 : 0;

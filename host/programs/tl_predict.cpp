@@ -5,6 +5,7 @@
 
 #include "host/core/cli.h"
 #include "host/core/common.h"
+#include "host/core/log.h"
 #include "host/stages/predict.h"
 #include "host/core/threads.h"
 
@@ -39,9 +40,10 @@ int main(int argc, char** argv) {
     if (!(clip >= 0 && clip < 0.5)) fail("--clip must be in [0, 0.5), got %g", clip);
     if (threads > 0) set_num_threads(threads);
     if (model.empty()) model = file_exists("model/best.bin") ? "model/best.bin" : "model/model.bin";
-    const Device d = resolve_device(device, "tl_predict", quiet);
+    set_quiet(quiet);
+    const Device d = resolve_device(device);
     Predictor pred(model, weights, d, batch, tta);
-    if (!quiet) fprintf(stderr, "tl_predict: %s\n", pred.describe().c_str());
+    note("%s", pred.describe().c_str());
     std::vector<PredictInput> inputs = expand_inputs(paths);
     std::vector<Prediction> res = pred.run(inputs, !quiet && inputs.size() > (size_t)batch);
     const auto& cls = pred.classes();
@@ -75,9 +77,9 @@ int main(int argc, char** argv) {
       std::string s = "id,label\n";
       for (auto& [id, p] : rows) s += strfmt("%ld,%.6f\n", id, p);
       write_file_atomic(kaggle, s.data(), s.size());
-      if (!quiet) fprintf(stderr, "tl_predict: wrote %s (%zu rows)\n", kaggle.c_str(), rows.size());
+      note("wrote %s (%zu rows)", kaggle.c_str(), rows.size());
     }
-    if (!quiet) fprintf(stderr, "tl_predict: %zu images, %d could not be read\n", res.size(), bad);
+    note("%zu images, %d could not be read", res.size(), bad);
     return bad ? 1 : 0;
   });
 }

@@ -5,6 +5,7 @@
 
 #include "host/core/cli.h"
 #include "host/core/common.h"
+#include "host/core/log.h"
 #include "host/core/threads.h"
 #include "host/stages/image_source.h"
 #include "host/stages/train.h"
@@ -53,20 +54,21 @@ int main(int argc, char** argv) {
     cli.opt("--patience", &o.patience, "N", "stop after N epochs without a lower validation loss (0: never)");
     cli.opt("--clip", &o.clip, "F", "the report's clipped log loss clips probabilities to [F, 1-F]");
     cli.flag("--no-plots", &no_plots, "do not draw curves.png");
-    cli.flag("--quiet", &o.quiet, "only errors");
+    bool quiet_flag = false;
+    cli.flag("--quiet", &quiet_flag, "only errors");
     if (!cli.parse(argc, argv)) return 0;
+    set_quiet(quiet_flag);
     if (threads > 0) set_num_threads(threads);
     if (!(o.clip >= 0 && o.clip < 0.5)) fail("--clip must be in [0, 0.5), got %g", o.clip);
     o.plots = !no_plots;
     install_interrupt_handler();
-    o.device = resolve_device(device, "tl_train", o.quiet);
+    o.device = resolve_device(device);
     std::unique_ptr<FeatureSource> src;
     if (!io.images.empty()) {
       if (cli.given("--cache") || !npy.empty()) fail("give one of --cache, --npy or --images");
       io.seed = o.seed;
       io.base_batch = o.device == Device::CUDA ? 32 : 8;
       io.device = o.device;
-      io.quiet = o.quiet;
       if (save_augmented > 0) save_augmented_samples(io, save_augmented, path_join(o.out, "augmented"));
       src = open_image_source(io);
     } else if (io.augment || save_augmented > 0 || cli.given("--valid-data")) {

@@ -1,5 +1,8 @@
 #include "host/stages/cache.h"
 
+#include "host/core/log.h"
+#include "host/model/recipe.h"
+
 #include <dirent.h>
 #include <unistd.h>
 
@@ -179,12 +182,11 @@ Cache open_cache(const std::string& dir, bool verify) {
   const uint64_t hash = st.hash();
   const int shard_size = st.get_int("shard_size");
   if (shard_size <= 0) fail("%s: manifest has no shard_size setting", dir.c_str());
-  std::vector<std::string> fs = split(st.get("feature_shape"), 'x');
-  if (fs.size() != 3) fail("%s: manifest has no feature_shape", dir.c_str());
-  c.feat_h = atoi(fs[0].c_str());
-  c.feat_w = atoi(fs[1].c_str());
-  c.feat_c = atoi(fs[2].c_str());
-  c.dtype = st.get("dtype") == "fp16" ? DType::F16 : DType::F32;
+  const InputRecipe recipe = InputRecipe::read(st.kv, path_join(dir, "manifest.tsv"));
+  c.feat_h = recipe.feat_h;
+  c.feat_w = recipe.feat_w;
+  c.feat_c = recipe.feat_c;
+  c.dtype = recipe.dtype;
   for (Split s : {Split::Train, Split::Valid}) {
     const std::vector<uint32_t> ids = split_ids(c.manifest, s);
     const uint32_t n_shards = (uint32_t)((ids.size() + shard_size - 1) / shard_size);
@@ -301,311 +303,343 @@ std::string strip_prefix(const std::string& msg, const std::string& prefix) {
 
 }  // namespace
 
-CacheSummary build_cache(const CacheOptions& opt) {
-  const double t_start = now_s();
+namespace {
+
+void validate_cache_options(const CacheOptions& opt) {
   if (opt.image_size < 1 || opt.image_size > 4096) fail("--image-size must be between 1 and 4096, got %d", opt.image_size);
   if (opt.shard_size < 1 || opt.shard_size > 1 << 20) fail("--shard-size must be between 1 and 1048576");
   if (!(opt.max_bad >= 0 && opt.max_bad <= 1)) fail("--max-bad must be a fraction in [0, 1], got %g", opt.max_bad);
   if (opt.batch < 0 || opt.batch > 4096) fail("--batch must be between 1 and 4096, got %d", opt.batch);
   if (opt.limit < 0) fail("--limit must be positive");
   if (opt.dtype != "fp32" && opt.dtype != "fp16") fail("--dtype: expected fp32 or fp16, got '%s'", opt.dtype.c_str());
-  const Resize resize = parse_resize(opt.resize);
+  parse_resize(opt.resize);
   // What is missing, all at once, with what to do about it.
-  {
-    std::vector<std::string> missing;
-    if (!file_exists(opt.weights)) missing.push_back(opt.weights + " is missing. " + missing_weights_hint());
-    if (!file_exists(opt.data) && !dir_exists(opt.data)) missing.push_back(missing_data_hint(opt.data));
-    if (!opt.valid_data.empty() && !file_exists(opt.valid_data) && !dir_exists(opt.valid_data))
-      missing.push_back(opt.valid_data + " (--valid-data) is missing");
-    if (missing.size() == 1) fail("%s", missing[0].c_str());
-    if (missing.size() > 1) {
-      std::string all = "nothing to cache yet:";
-      for (auto& m : missing) all += "\n  - " + m;
-      fail("%s", all.c_str());
-    }
+  std::vector<std::string> missing;
+  if (!file_exists(opt.weights)) missing.push_back(opt.weights + " is missing. " + missing_weights_hint());
+  if (!file_exists(opt.data) && !dir_exists(opt.data)) missing.push_back(missing_data_hint(opt.data));
+  if (!opt.valid_data.empty() && !file_exists(opt.valid_data) && !dir_exists(opt.valid_data))
+    missing.push_back(opt.valid_data + " (--valid-data) is missing");
+  if (missing.size() == 1) fail("%s", missing[0].c_str());
+  if (missing.size() > 1) {
+    std::string all = "nothing to cache yet:";
+    for (auto& m : missing) all += "\n  - " + m;
+    fail("%s", all.c_str());
   }
-  const DType dtype = opt.dtype == "fp16" ? DType::F16 : DType::F32;
-  if (opt.threads > 0) set_num_threads(opt.threads);
-  const Device device = resolve_device(opt.device, "tl_cache", opt.quiet);
+}
 
-  VggWeights weights = load_weights(opt.weights);
-  const int fh = weights.out_size(opt.image_size);
-  if (fh < 1)
-    fail("--image-size %d is too small for %s: its %d pools need at least %d pixels", opt.image_size,
-         weights.arch.c_str(), weights.num_pools(), 1 << weights.num_pools());
-  ScanOptions so;
-  so.valid_fraction = opt.valid_fraction;
-  so.seed = opt.seed;
-  so.limit = opt.limit;
-  Dataset ds = scan_dataset(opt.data, opt.valid_data, so);
-  if (ds.files.size() > 0xFFFFFFF0u) fail("%s: too many files", opt.data.c_str());
-
-  Manifest m;
-  CacheSettings& st = m.settings;
-  st.kv["format"] = "1";
-  st.kv["weights_crc32"] = strfmt("%08x", weights.crc);
-  st.kv["weights_arch"] = weights.arch;
-  st.kv["weights_synthetic"] = weights.synthetic ? strfmt("yes (seed %llu)", (unsigned long long)weights.seed) : "no";
-  st.kv["preprocess"] = preprocess_name(weights.preprocess);
-  st.kv["image_size"] = std::to_string(opt.image_size);
-  st.kv["resize"] = resize_name(resize);
-  st.kv["dtype"] = opt.dtype;
-  st.kv["feature_shape"] = strfmt("%dx%dx%d", fh, fh, weights.out_channels());
-  st.kv["valid_fraction"] = !opt.valid_data.empty() ? "explicit --valid-data"
-                            : ds.folder_split     ? "from train/valid folders"
-                                                  : strfmt("%.10g", opt.valid_fraction);
-  st.kv["seed"] = std::to_string(opt.seed);
-  st.kv["limit"] = std::to_string(opt.limit);
-  st.kv["shard_size"] = std::to_string(opt.shard_size);
-  st.kv["max_pixels"] = std::to_string(opt.max_pixels);
-  st.kv["layout"] = ds.layout;
-  st.kv["classes"] = ds.classes[0] + "," + ds.classes[1];
-  st.kv["files"] = std::to_string(ds.files.size());
-  st.kv["listing_hash"] = strfmt("%016llx", (unsigned long long)ds.listing_hash());
-  st.kv["info.weights_file"] = opt.weights;
-  st.kv["info.data"] = opt.data;
-  const uint64_t settings_hash = st.hash();
-  m.classes = ds.classes;
-  for (auto& s : ds.sources) m.sources.push_back(s->path());
-  for (size_t i = 0; i < ds.files.size(); i++) {
-    ManifestEntry e;
-    e.id = (uint32_t)i;
-    e.split = ds.files[i].split;
-    e.label = ds.files[i].label;
-    e.bytes = ds.files[i].bytes;
-    e.source = ds.files[i].source;
-    e.rel = ds.files[i].rel;
-    m.entries.push_back(e);
+// One caching run: its settings, plan, pipeline and summary.
+class CacheBuild {
+ public:
+  explicit CacheBuild(const CacheOptions& opt) : opt_(opt), t_start_(now_s()) {
+    if (opt.threads > 0) set_num_threads(opt.threads);
+    device_ = resolve_device(opt.device);
+    weights_ = load_weights(opt.weights);
+    if (weights_.out_size(opt.image_size) < 1)
+      fail("--image-size %d is too small for %s: its %d pools need at least %d pixels", opt.image_size,
+           weights_.arch.c_str(), weights_.num_pools(), 1 << weights_.num_pools());
+    recipe_ = InputRecipe::of(weights_, opt.weights, opt.image_size, parse_resize(opt.resize),
+                              opt.dtype == "fp16" ? DType::F16 : DType::F32);
+    ScanOptions so;
+    so.valid_fraction = opt.valid_fraction;
+    so.seed = opt.seed;
+    so.limit = opt.limit;
+    ds_ = scan_dataset(opt.data, opt.valid_data, so);
+    if (ds_.files.size() > 0xFFFFFFF0u) fail("%s: too many files", opt.data.c_str());
+    make_manifest();
   }
 
-  // An existing cache in --out: reuse it only when it was made with these settings.
-  make_dirs(opt.out);
-  const std::string mpath = path_join(opt.out, "manifest.tsv");
-  if (file_exists(mpath)) {
-    std::string why;
-    try {
-      Manifest old = read_manifest(opt.out);
-      if (old.settings.hash() != settings_hash) why = old.settings.diff(st);
-    } catch (const Error& e) {
-      why = e.what();
+  // An existing cache in --out is reused only when it was made with these settings.
+  void prepare_out_dir() {
+    make_dirs(opt_.out);
+    if (file_exists(path_join(opt_.out, "manifest.tsv"))) {
+      std::string why;
+      try {
+        Manifest old = read_manifest(opt_.out);
+        if (old.settings.hash() != hash_) why = old.settings.diff(m_.settings);
+      } catch (const Error& e) {
+        why = e.what();
+      }
+      if (!why.empty()) {
+        if (!opt_.force)
+          fail("%s holds a cache made with other settings (%s); pass --force to rebuild it, or choose another --out",
+               opt_.out.c_str(), why.c_str());
+        note("--force: removing the old cache in %s (%s)", opt_.out.c_str(), why.c_str());
+        remove_cache_files(opt_.out, true);
+      }
+    } else if (opt_.force) {
+      remove_cache_files(opt_.out, true);
     }
-    if (!why.empty()) {
-      if (!opt.force)
-        fail("%s holds a cache made with other settings (%s); pass --force to rebuild it, or choose another --out",
-             opt.out.c_str(), why.c_str());
-      if (!opt.quiet) fprintf(stderr, "tl_cache: --force: removing the old cache in %s (%s)\n", opt.out.c_str(), why.c_str());
-      remove_cache_files(opt.out, true);
-    }
-  } else if (opt.force) {
-    remove_cache_files(opt.out, true);
+    remove_cache_files(opt_.out, false);  // stale temporaries of an interrupted run
+    write_manifest(opt_.out, m_);
   }
-  remove_cache_files(opt.out, false);  // stale temporaries of an interrupted run
-  write_manifest(opt.out, m);
 
-  // Plan the shards; keep the complete ones already on disk.
+  // Plans the shards; complete ones already on disk are kept (resume).
+  void plan_shards() {
+    sum_.files = (int64_t)ds_.files.size();
+    for (Split s : {Split::Train, Split::Valid}) {
+      std::vector<uint32_t> ids = split_ids(m_, s);
+      sum_.per_split[(int)s] = (int64_t)ids.size();
+      for (uint32_t k = 0; (size_t)k * opt_.shard_size < ids.size(); k++) {
+        Plan p{s, k, std::vector<uint32_t>(ids.begin() + (size_t)k * opt_.shard_size,
+                                           ids.begin() + std::min(ids.size(), (size_t)(k + 1) * opt_.shard_size))};
+        if (reuse_shard(p)) {
+          sum_.reused_shards++;
+          done_files_ += (int64_t)p.ids.size();
+        } else {
+          todo_.push_back(std::move(p));
+        }
+      }
+    }
+  }
+
+  void announce() const {
+    note("%s: %zu images (%lld train, %lld valid; classes %s=0, %s=1; layout %s)%s", opt_.data.c_str(),
+         ds_.files.size(), (long long)sum_.per_split[0], (long long)sum_.per_split[1], ds_.classes[0].c_str(),
+         ds_.classes[1].c_str(), ds_.layout.c_str(),
+         ds_.ignored ? strfmt("; %lld non-image files ignored", (long long)ds_.ignored).c_str() : "");
+    note("weights %s: %s", opt_.weights.c_str(), weights_.describe().c_str());
+    note("features %dx%dx%d %s per image, %d images per shard%s", recipe_.feat_h, recipe_.feat_w, recipe_.feat_c,
+         opt_.dtype.c_str(), opt_.shard_size,
+         sum_.reused_shards ? strfmt("; resuming: %lld complete shards kept", (long long)sum_.reused_shards).c_str() : "");
+    if (weights_.synthetic) note("NOTE: synthetic weights: these features are not ImageNet features");
+  }
+
+  // decoding threads -> batches -> forward pass -> shards -> writer thread. False when interrupted.
+  bool run_pipeline();
+
+  CacheSummary interrupted_summary() {
+    sum_.interrupted = true;
+    if (Progress::is_tty() && !quiet()) fprintf(stderr, "\n");
+    alert("interrupted: %lld complete shards are on disk in %s; run the same command again to resume",
+         (long long)(sum_.reused_shards + sum_.written_shards), opt_.out.c_str());
+    sum_.seconds = now_s() - t_start_;
+    return sum_;
+  }
+
+  // Every file's status into the manifest; the summary; --max-bad.
+  CacheSummary finish() {
+    sum_.skipped = (int64_t)skips_.size();
+    sum_.seconds = now_s() - t_start_;
+    for (auto& e : m_.entries) e.status = "ok";
+    for (auto& [id, reason] : skips_) m_.entries[id].status = "skipped: " + reason;
+    write_manifest(opt_.out, m_);
+    if (!quiet()) print_summary();
+    if ((double)sum_.skipped > opt_.max_bad * (double)sum_.files)
+      fail("%lld of %lld files could not be used, over --max-bad %g", (long long)sum_.skipped, (long long)sum_.files,
+           opt_.max_bad);
+    return sum_;
+  }
+
+ private:
   struct Plan {
     Split split;
     uint32_t index;
     std::vector<uint32_t> ids;
   };
-  std::vector<Plan> todo;
-  CacheSummary sum;
-  sum.files = (int64_t)ds.files.size();
-  std::vector<std::pair<uint32_t, std::string>> skips;  // (id, reason) of every skipped file
-  int64_t done_files = 0;
-  for (Split s : {Split::Train, Split::Valid}) {
-    std::vector<uint32_t> ids = split_ids(m, s);
-    sum.per_split[(int)s] = (int64_t)ids.size();
-    for (uint32_t k = 0; (size_t)k * opt.shard_size < ids.size(); k++) {
-      Plan p{s, k, std::vector<uint32_t>(ids.begin() + (size_t)k * opt.shard_size,
-                                         ids.begin() + std::min(ids.size(), (size_t)(k + 1) * opt.shard_size))};
-      const std::string path = path_join(opt.out, shard_file_name(s, k));
-      bool reuse = false;
-      if (file_exists(path)) {
-        try {
-          MappedShard sh(path, true);
-          const ShardInfo& in = sh.info();
-          reuse = in.settings_hash == settings_hash && in.split == s && in.index == k &&
-                  in.first_pos == (uint64_t)k * opt.shard_size && in.range_count == p.ids.size();
-          if (reuse) {
-            std::vector<uint32_t> sk = sh.skipped();
-            std::vector<std::string> rs = sh.reasons();
-            for (size_t i = 0; i < sk.size(); i++) skips.push_back({sk[i], rs[i]});
-            sum.cached += in.count;
-          }
-        } catch (const Error& e) {
-          if (!opt.quiet) fprintf(stderr, "tl_cache: %s: rebuilding it\n", e.what());
-        }
-      }
-      if (reuse) {
-        sum.reused_shards++;
-        done_files += (int64_t)p.ids.size();
-      } else {
-        todo.push_back(std::move(p));
-      }
+  const CacheOptions& opt_;
+  const double t_start_;
+  Device device_ = Device::CPU;
+  VggWeights weights_;
+  InputRecipe recipe_;
+  Dataset ds_;
+  Manifest m_;
+  uint64_t hash_ = 0;
+  std::vector<Plan> todo_;
+  CacheSummary sum_;
+  std::vector<std::pair<uint32_t, std::string>> skips_;  // (id, reason) of every skipped file
+  int64_t done_files_ = 0;
+
+  void make_manifest() {
+    CacheSettings& st = m_.settings;
+    st.kv["format"] = "1";
+    recipe_.write(&st.kv, InputRecipe::Where::Cache);
+    st.kv["valid_fraction"] = !opt_.valid_data.empty() ? "explicit --valid-data"
+                              : ds_.folder_split        ? "from train/valid folders"
+                                                        : strfmt("%.10g", opt_.valid_fraction);
+    st.kv["seed"] = std::to_string(opt_.seed);
+    st.kv["limit"] = std::to_string(opt_.limit);
+    st.kv["shard_size"] = std::to_string(opt_.shard_size);
+    st.kv["max_pixels"] = std::to_string(opt_.max_pixels);
+    st.kv["layout"] = ds_.layout;
+    st.kv["classes"] = ds_.classes[0] + "," + ds_.classes[1];
+    st.kv["files"] = std::to_string(ds_.files.size());
+    st.kv["listing_hash"] = strfmt("%016llx", (unsigned long long)ds_.listing_hash());
+    st.kv["info.data"] = opt_.data;
+    hash_ = st.hash();
+    m_.classes = ds_.classes;
+    for (auto& s : ds_.sources) m_.sources.push_back(s->path());
+    for (size_t i = 0; i < ds_.files.size(); i++) {
+      ManifestEntry e;
+      e.id = (uint32_t)i;
+      e.split = ds_.files[i].split;
+      e.label = ds_.files[i].label;
+      e.bytes = ds_.files[i].bytes;
+      e.source = ds_.files[i].source;
+      e.rel = ds_.files[i].rel;
+      m_.entries.push_back(e);
     }
   }
 
-  if (!opt.quiet) {
-    fprintf(stderr, "tl_cache: %s: %zu images (%lld train, %lld valid; classes %s=0, %s=1; layout %s)%s\n",
-            opt.data.c_str(), ds.files.size(), (long long)sum.per_split[0], (long long)sum.per_split[1],
-            ds.classes[0].c_str(), ds.classes[1].c_str(), ds.layout.c_str(),
-            ds.ignored ? strfmt("; %lld non-image files ignored", (long long)ds.ignored).c_str() : "");
-    fprintf(stderr, "tl_cache: weights %s: %s\n", opt.weights.c_str(), weights.describe().c_str());
-    fprintf(stderr, "tl_cache: features %dx%dx%d %s per image, %d images per shard%s\n", fh, fh,
-            weights.out_channels(), opt.dtype.c_str(), opt.shard_size,
-            sum.reused_shards ? strfmt("; resuming: %lld complete shards kept", (long long)sum.reused_shards).c_str() : "");
-    if (weights.synthetic)
-      fprintf(stderr, "tl_cache: NOTE: synthetic weights: these features are not ImageNet features\n");
+  // A complete shard of these settings already on disk: its skipped files are taken over.
+  bool reuse_shard(const Plan& p) {
+    const std::string path = path_join(opt_.out, shard_file_name(p.split, p.index));
+    if (!file_exists(path)) return false;
+    try {
+      MappedShard sh(path, true);
+      const ShardInfo& in = sh.info();
+      if (in.settings_hash != hash_ || in.split != p.split || in.index != p.index ||
+          in.first_pos != (uint64_t)p.index * opt_.shard_size || in.range_count != p.ids.size())
+        return false;
+      std::vector<uint32_t> sk = sh.skipped();
+      std::vector<std::string> rs = sh.reasons();
+      for (size_t i = 0; i < sk.size(); i++) skips_.push_back({sk[i], rs[i]});
+      sum_.cached += in.count;
+      return true;
+    } catch (const Error& e) {
+      note("%s: rebuilding it", e.what());
+      return false;
+    }
   }
 
-  // The pipeline: decoding threads -> batches -> forward pass -> shards -> writer thread.
-  std::vector<std::pair<int, uint32_t>> seq;  // (plan index, id) in processing order
-  for (size_t p = 0; p < todo.size(); p++)
-    for (uint32_t id : todo[p].ids) seq.push_back({(int)p, id});
-  const int batch = opt.batch > 0 ? opt.batch : (device == Device::CUDA ? 32 : 8);
-  const int S = opt.image_size;
-  const int64_t in_elems = (int64_t)S * S * 3;
-  double t_compute0 = now_s();
-  int64_t newly_cached = 0;
-  if (!seq.empty()) {
-    FeatureExtractor fx(weights, device, batch, S, dtype);
-    const int64_t fe = fx.feat_elems();
-    const size_t fbytes = (size_t)fe * dtype_size(dtype);
-    const int decoders = opt.decode_threads > 0 ? opt.decode_threads : default_decode_threads();
-    const Preprocess pre = weights.preprocess;
-    OrderedLoader loader((int64_t)seq.size(), (size_t)in_elems, decoders, 2 * batch + 2 * decoders,
-                         [&](int64_t i, float* out) {
-                           const DataFile& f = ds.files[seq[(size_t)i].second];
-                           std::vector<uint8_t> bytes = ds.read(f, (uint64_t)1 << 30);
-                           Image img = decode_image(bytes.data(), bytes.size(), f.rel, opt.max_pixels);
-                           Image r = resize_image(img, S, S, resize);
-                           preprocess_image(r, pre, out);
-                         });
-    ShardWriter writer(opt.out);
-    std::vector<OpenShard> open(todo.size());
-    for (size_t p = 0; p < todo.size(); p++) {
-      ShardInfo& in = open[p].d.info;
-      in.dtype = dtype;
-      in.feat_h = in.feat_w = (uint32_t)fh;
-      in.feat_c = (uint32_t)weights.out_channels();
-      in.split = todo[p].split;
-      in.index = todo[p].index;
-      in.range_count = (uint32_t)todo[p].ids.size();
-      in.first_pos = (uint64_t)todo[p].index * opt.shard_size;
-      in.settings_hash = settings_hash;
-    }
-    int shards_finished = 0;
-    auto maybe_finish = [&](int p) {
-      OpenShard& o = open[p];
-      if (o.processed != o.d.info.range_count) return;
-      o.d.info.count = (uint32_t)o.d.ids.size();
-      writer.push(std::move(o.d));
-      o.d = ShardData();
-      shards_finished++;
-    };
-    Progress prog("tl_cache", sum.files, "images", opt.quiet);
-    auto bad_limit_check = [&]() {
-      if ((double)skips.size() > opt.max_bad * (double)sum.files)
-        fail("%zu of %lld files could not be used, over --max-bad %g (%.1f%%); the last: %s: %s. Is --data the right "
-             "folder? Raise --max-bad to accept more",
-             skips.size(), (long long)sum.files, opt.max_bad, 100.0 * opt.max_bad,
-             ds.display_path(ds.files[skips.back().first]).c_str(), skips.back().second.c_str());
-    };
-    std::vector<int64_t> in_batch;  // positions in seq
-    float* xin = fx.next_input();
-    auto run_batch = [&]() {
-      if (in_batch.empty()) return;
-      std::vector<int64_t> items = in_batch;
-      in_batch.clear();
-      fx.submit((int)items.size(), [&, items](const uint8_t* feats, int n) {
-        for (int j = 0; j < n; j++) {
-          const auto [p, id] = seq[(size_t)items[j]];
-          OpenShard& o = open[p];
-          if (o.d.features.capacity() == 0) o.d.features.reserve((size_t)o.d.info.range_count * fbytes);
-          o.d.ids.push_back(id);
-          o.d.labels.push_back((uint8_t)ds.files[id].label);
-          o.d.features.insert(o.d.features.end(), feats + (size_t)j * fbytes, feats + (size_t)(j + 1) * fbytes);
-          o.processed++;
-          newly_cached++;
-          maybe_finish(p);
-        }
-      });
-      xin = fx.next_input();
-    };
-    int64_t idx;
-    const float* data;
-    std::string err;
-    bool stopped = false;
-    while (loader.next(&idx, &data, &err)) {
-      const auto [p, id] = seq[(size_t)idx];
-      if (!err.empty()) {
-        const std::string reason = strip_prefix(err, ds.files[id].rel);
-        skips.push_back({id, reason});
-        open[p].d.skipped.push_back(id);
-        open[p].d.reasons.push_back(reason);
-        open[p].processed++;
-        maybe_finish(p);
-      } else {
-        memcpy(xin + (size_t)in_batch.size() * in_elems, data, (size_t)in_elems * sizeof(float));
-        in_batch.push_back(idx);
-      }
-      loader.release();
-      if ((int)in_batch.size() == batch) run_batch();
-      writer.check();
-      bad_limit_check();
-      prog.update(done_files + idx + 1, strfmt("skipped %zu", skips.size()));
-      if (interrupted() || (opt.stop_after_shards > 0 && shards_finished >= opt.stop_after_shards)) {
-        stopped = true;
-        break;
-      }
-    }
-    if (!stopped) run_batch();
-    fx.flush();
-    loader.stop();
-    writer.close();
-    writer.check();
-    sum.written_shards = writer.written();
-    if (stopped) {
-      sum.interrupted = true;
-      if (Progress::is_tty() && !opt.quiet) fprintf(stderr, "\n");
-      if (!opt.quiet)
-        fprintf(stderr,
-              "tl_cache: interrupted: %lld complete shards are on disk in %s; run the same command again to resume\n",
-              (long long)(sum.reused_shards + sum.written_shards), opt.out.c_str());
-      sum.seconds = now_s() - t_start;
-      return sum;
-    }
-    prog.finish(strfmt("skipped %zu", skips.size()));
-  }
-  const double compute_s = now_s() - t_compute0;
-  sum.cached += newly_cached;
-  sum.skipped = (int64_t)skips.size();
-  sum.seconds = now_s() - t_start;
-  sum.images_per_s = compute_s > 0 ? (double)newly_cached / compute_s : 0.0;
-  // Final manifest: every file's status.
-  for (auto& e : m.entries) e.status = "ok";
-  for (auto& [id, reason] : skips) m.entries[id].status = "skipped: " + reason;
-  write_manifest(opt.out, m);
-  if (!opt.quiet) {
+  void print_summary() const {
     uint64_t bytes = 0;
     for (Split s : {Split::Train, Split::Valid})
-      for (uint32_t k = 0; (size_t)k * opt.shard_size < (size_t)sum.per_split[(int)s]; k++)
-        bytes += (uint64_t)std::max<int64_t>(0, file_size(path_join(opt.out, shard_file_name(s, k))));
-    fprintf(stderr, "tl_cache: cached %lld of %lld images in %s (%.1f images/s this run); skipped %lld%s\n",
-            (long long)sum.cached, (long long)sum.files, human_time(sum.seconds).c_str(), sum.images_per_s,
-            (long long)sum.skipped, sum.skipped ? " (reasons in manifest.tsv, status column)" : "");
-    for (size_t i = 0; i < skips.size() && i < 5; i++)
-      fprintf(stderr, "  skipped %s: %s\n", ds.display_path(ds.files[skips[i].first]).c_str(), skips[i].second.c_str());
-    if (skips.size() > 5) fprintf(stderr, "  ... and %zu more\n", skips.size() - 5);
-    fprintf(stderr, "tl_cache: %s: %s in shards (%lld reused, %lld written), manifest.tsv; next: ./tl_train --cache %s\n",
-            opt.out.c_str(), human_bytes((double)bytes).c_str(), (long long)sum.reused_shards,
-            (long long)sum.written_shards, opt.out.c_str());
+      for (uint32_t k = 0; (size_t)k * opt_.shard_size < (size_t)sum_.per_split[(int)s]; k++)
+        bytes += (uint64_t)std::max<int64_t>(0, file_size(path_join(opt_.out, shard_file_name(s, k))));
+    note("cached %lld of %lld images in %s (%.1f images/s this run); skipped %lld%s", (long long)sum_.cached,
+         (long long)sum_.files, human_time(sum_.seconds).c_str(), sum_.images_per_s, (long long)sum_.skipped,
+         sum_.skipped ? " (reasons in manifest.tsv, status column)" : "");
+    for (size_t i = 0; i < skips_.size() && i < 5; i++)
+      say("  skipped %s: %s\n", ds_.display_path(ds_.files[skips_[i].first]).c_str(), skips_[i].second.c_str());
+    if (skips_.size() > 5) say("  ... and %zu more\n", skips_.size() - 5);
+    note("%s: %s in shards (%lld reused, %lld written), manifest.tsv; next: ./tl_train --cache %s", opt_.out.c_str(),
+         human_bytes((double)bytes).c_str(), (long long)sum_.reused_shards, (long long)sum_.written_shards,
+         opt_.out.c_str());
   }
-  if ((double)sum.skipped > opt.max_bad * (double)sum.files)
-    fail("%lld of %lld files could not be used, over --max-bad %g", (long long)sum.skipped, (long long)sum.files,
-         opt.max_bad);
-  return sum;
+};
+
+bool CacheBuild::run_pipeline() {
+  std::vector<std::pair<int, uint32_t>> seq;  // (plan index, id) in processing order
+  for (size_t p = 0; p < todo_.size(); p++)
+    for (uint32_t id : todo_[p].ids) seq.push_back({(int)p, id});
+  const double t_compute0 = now_s();
+  int64_t newly_cached = 0;
+  if (seq.empty()) return true;
+  const int batch = opt_.batch > 0 ? opt_.batch : default_base_batch(device_);
+  const int64_t in_elems = (int64_t)opt_.image_size * opt_.image_size * 3;
+  FeatureExtractor fx(weights_, device_, batch, opt_.image_size, recipe_.dtype);
+  const size_t fbytes = (size_t)fx.feat_elems() * dtype_size(recipe_.dtype);
+  const int decoders = opt_.decode_threads > 0 ? opt_.decode_threads : default_decode_threads();
+  OrderedLoader loader((int64_t)seq.size(), (size_t)in_elems, decoders, 2 * batch + 2 * decoders,
+                       [&](int64_t i, float* out) {
+                         const DataFile& f = ds_.files[seq[(size_t)i].second];
+                         std::vector<uint8_t> bytes = ds_.read(f, (uint64_t)1 << 30);
+                         recipe_.apply(bytes.data(), bytes.size(), f.rel, opt_.max_pixels, out);
+                       });
+  ShardWriter writer(opt_.out);
+  std::vector<OpenShard> open(todo_.size());
+  for (size_t p = 0; p < todo_.size(); p++) {
+    ShardInfo& in = open[p].d.info;
+    in.dtype = recipe_.dtype;
+    in.feat_h = (uint32_t)recipe_.feat_h;
+    in.feat_w = (uint32_t)recipe_.feat_w;
+    in.feat_c = (uint32_t)recipe_.feat_c;
+    in.split = todo_[p].split;
+    in.index = todo_[p].index;
+    in.range_count = (uint32_t)todo_[p].ids.size();
+    in.first_pos = (uint64_t)todo_[p].index * opt_.shard_size;
+    in.settings_hash = hash_;
+  }
+  int shards_finished = 0;
+  auto maybe_finish = [&](int p) {
+    OpenShard& o = open[p];
+    if (o.processed != o.d.info.range_count) return;
+    o.d.info.count = (uint32_t)o.d.ids.size();
+    writer.push(std::move(o.d));
+    o.d = ShardData();
+    shards_finished++;
+  };
+  Progress prog("tl_cache", sum_.files, "images", quiet());
+  auto bad_limit_check = [&]() {
+    if ((double)skips_.size() > opt_.max_bad * (double)sum_.files)
+      fail("%zu of %lld files could not be used, over --max-bad %g (%.1f%%); the last: %s: %s. Is --data the right "
+           "folder? Raise --max-bad to accept more",
+           skips_.size(), (long long)sum_.files, opt_.max_bad, 100.0 * opt_.max_bad,
+           ds_.display_path(ds_.files[skips_.back().first]).c_str(), skips_.back().second.c_str());
+  };
+  std::vector<int64_t> in_batch;  // positions in seq
+  float* xin = fx.next_input();
+  auto run_batch = [&]() {
+    if (in_batch.empty()) return;
+    std::vector<int64_t> items = in_batch;
+    in_batch.clear();
+    fx.submit((int)items.size(), [&, items](const uint8_t* feats, int n) {
+      for (int j = 0; j < n; j++) {
+        const auto [p, id] = seq[(size_t)items[j]];
+        OpenShard& o = open[p];
+        if (o.d.features.capacity() == 0) o.d.features.reserve((size_t)o.d.info.range_count * fbytes);
+        o.d.ids.push_back(id);
+        o.d.labels.push_back((uint8_t)ds_.files[id].label);
+        o.d.features.insert(o.d.features.end(), feats + (size_t)j * fbytes, feats + (size_t)(j + 1) * fbytes);
+        o.processed++;
+        newly_cached++;
+        maybe_finish(p);
+      }
+    });
+    xin = fx.next_input();
+  };
+  int64_t idx;
+  const float* data;
+  std::string err;
+  bool stopped = false;
+  while (loader.next(&idx, &data, &err)) {
+    const auto [p, id] = seq[(size_t)idx];
+    if (!err.empty()) {
+      const std::string reason = strip_prefix(err, ds_.files[id].rel);
+      skips_.push_back({id, reason});
+      open[p].d.skipped.push_back(id);
+      open[p].d.reasons.push_back(reason);
+      open[p].processed++;
+      maybe_finish(p);
+    } else {
+      memcpy(xin + (size_t)in_batch.size() * in_elems, data, (size_t)in_elems * sizeof(float));
+      in_batch.push_back(idx);
+    }
+    loader.release();
+    if ((int)in_batch.size() == batch) run_batch();
+    writer.check();
+    bad_limit_check();
+    prog.update(done_files_ + idx + 1, strfmt("skipped %zu", skips_.size()));
+    if (interrupted() || (opt_.stop_after_shards > 0 && shards_finished >= opt_.stop_after_shards)) {
+      stopped = true;
+      break;
+    }
+  }
+  if (!stopped) run_batch();
+  fx.flush();
+  loader.stop();
+  writer.close();
+  writer.check();
+  sum_.written_shards = writer.written();
+  if (stopped) return false;
+  prog.finish(strfmt("skipped %zu", skips_.size()));
+  const double compute_s = now_s() - t_compute0;
+  sum_.cached += newly_cached;
+  sum_.images_per_s = compute_s > 0 ? (double)newly_cached / compute_s : 0.0;
+  return true;
+}
+
+}  // namespace
+
+// validate -> settings and dataset -> the out folder -> plan (resume) -> pipeline -> summary.
+CacheSummary build_cache(const CacheOptions& opt) {
+  validate_cache_options(opt);
+  CacheBuild b(opt);
+  b.prepare_out_dir();
+  b.plan_shards();
+  b.announce();
+  if (!b.run_pipeline()) return b.interrupted_summary();
+  return b.finish();
 }
 
 }  // namespace tl

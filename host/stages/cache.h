@@ -60,7 +60,7 @@ struct CacheOptions {
   int shard_size = 512;
   int64_t limit = 0, max_pixels = kMaxPixelsDefault;
   uint64_t seed = 0;
-  bool force = false, quiet = false;
+  bool force = false;
   // Tests: stop (as if interrupted) after this many shards have been written (0: never).
   int stop_after_shards = 0;
 };

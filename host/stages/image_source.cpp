@@ -7,7 +7,9 @@
 #include <mutex>
 
 #include "host/core/common.h"
+#include "host/core/log.h"
 #include "host/model/features.h"
+#include "host/model/recipe.h"
 #include "host/core/progress.h"
 #include "host/core/threads.h"
 
@@ -20,7 +22,7 @@ class ImageSource : public FeatureSource {
   explicit ImageSource(const ImageSourceOptions& o) : o_(o) {
     if (!file_exists(o.images) && !dir_exists(o.images)) fail("--images %s: not found", o.images.c_str());
     weights_ = load_weights(o.weights);
-    resize_ = parse_resize(o.resize);
+    recipe_ = InputRecipe::of(weights_, o.weights, o.image_size, parse_resize(o.resize));
     ScanOptions so;
     so.valid_fraction = o.valid_fraction;
     so.seed = o.seed;
@@ -30,14 +32,7 @@ class ImageSource : public FeatureSource {
     check_files();
     for (int s = 0; s < 2; s++)
       for (int64_t r : rows_[s]) labels_[s].push_back((float)ds_.files[(size_t)r].label);
-    prov_["weights_crc32"] = strfmt("%08x", weights_.crc);
-    prov_["weights_arch"] = weights_.arch;
-    prov_["weights_synthetic"] = weights_.synthetic ? strfmt("yes (seed %llu)", (unsigned long long)weights_.seed) : "no";
-    prov_["weights_file"] = o.weights;
-    prov_["preprocess"] = preprocess_name(weights_.preprocess);
-    prov_["image_size"] = std::to_string(o.image_size);
-    prov_["resize"] = resize_name(resize_);
-    prov_["feature_shape"] = strfmt("%dx%dx%d", fx_->feat_h(), fx_->feat_w(), fx_->feat_c());
+    recipe_.write(&prov_, InputRecipe::Where::Model);
     prov_["source"] = "images";
     prov_["images"] = o.images;
     prov_["cache_settings_hash"] = strfmt("images-%016llx", (unsigned long long)ds_.listing_hash());
@@ -55,7 +50,7 @@ class ImageSource : public FeatureSource {
   std::string describe() const override {
     return strfmt("images %s through the frozen %s base each batch (%lld train + %lld valid, %dx%d, %s%s)",
                   o_.images.c_str(), weights_.arch.c_str(), (long long)rows_[0].size(), (long long)rows_[1].size(),
-                  o_.image_size, o_.image_size, resize_name(resize_), o_.augment ? ", augmented" : ", no augmentation");
+                  o_.image_size, o_.image_size, resize_name(recipe_.resize), o_.augment ? ", augmented" : ", no augmentation");
   }
 
   // The base runs on sub-batches of base_batch images (bounded memory for any training or
@@ -71,15 +66,14 @@ class ImageSource : public FeatureSource {
         const int64_t fi = rows_[(int)s][(size_t)idx[b0 + (size_t)i]];
         const DataFile& f = ds_.files[(size_t)fi];
         std::vector<uint8_t> bytes = ds_.read(f, (uint64_t)1 << 30);
-        Image img =
-            resize_image(decode_image(bytes.data(), bytes.size(), ds_.display_path(f), o_.max_pixels), S, S, resize_);
         float* dst = in + i * in_elems;
-        if (aug) {
+        if (aug) {  // augmentation acts on the resized image, before preprocessing, as in Keras
+          Image img = recipe_.resized(decode_image(bytes.data(), bytes.size(), ds_.display_path(f), o_.max_pixels));
           Rng rng = augment_rng(o_.seed, epoch, (uint64_t)fi);
           apply_augment(img, draw_augment(o_.aug, rng, S, S), dst);
-          preprocess_rgb_float(dst, (int64_t)S * S, weights_.preprocess, dst);
+          preprocess_rgb_float(dst, (int64_t)S * S, recipe_.preprocess, dst);
         } else {
-          preprocess_image(img, weights_.preprocess, dst);
+          recipe_.apply(bytes.data(), bytes.size(), ds_.display_path(f), o_.max_pixels, dst);
         }
       });
       Tensor f = fx_->run(n);
@@ -92,7 +86,7 @@ class ImageSource : public FeatureSource {
  private:
   ImageSourceOptions o_;
   VggWeights weights_;
-  Resize resize_ = Resize::Nearest;
+  InputRecipe recipe_;
   Dataset ds_;
   std::unique_ptr<FeatureExtractor> fx_;
   std::vector<int64_t> rows_[2];
@@ -104,7 +98,7 @@ class ImageSource : public FeatureSource {
     const int64_t n = (int64_t)ds_.files.size();
     std::vector<std::string> errors((size_t)n);
     std::atomic<int64_t> done{0};
-    Progress prog("tl_train: checking images", n, "images", o_.quiet);
+    Progress prog(program_name() + ": checking images", n, "images", quiet());
     std::mutex mu;
     parallel_for(n, [&](int64_t i) {
       const DataFile& f = ds_.files[(size_t)i];
@@ -116,7 +110,7 @@ class ImageSource : public FeatureSource {
         errors[(size_t)i] = starts_with(m, f.rel + ": ") ? m.substr(f.rel.size() + 2) : m;
       }
       const int64_t d = ++done;
-      if (!o_.quiet && (d % 64 == 0 || d == n)) {
+      if (!quiet() && (d % 64 == 0 || d == n)) {
         std::lock_guard<std::mutex> lk(mu);
         prog.update(d);
       }
@@ -124,18 +118,14 @@ class ImageSource : public FeatureSource {
     int64_t bad = 0;
     for (int64_t i = 0; i < n; i++) {
       if (!errors[(size_t)i].empty()) {
-        if (!o_.quiet && bad < 5)
-          fprintf(stderr, "tl_train: skipping %s: %s\n", ds_.display_path(ds_.files[(size_t)i]).c_str(),
-                  errors[(size_t)i].c_str());
+        if (bad < 5) note("skipping %s: %s", ds_.display_path(ds_.files[(size_t)i]).c_str(), errors[(size_t)i].c_str());
         bad++;
         continue;
       }
       rows_[(int)ds_.files[(size_t)i].split].push_back(i);
     }
-    if (!o_.quiet) {
-      prog.finish(strfmt("%lld unusable", (long long)bad));
-      if (bad > 5) fprintf(stderr, "tl_train: ... %lld files skipped in all\n", (long long)bad);
-    }
+    prog.finish(strfmt("%lld unusable", (long long)bad));
+    if (bad > 5) note("... %lld files skipped in all", (long long)bad);
     if ((double)bad > o_.max_bad * (double)n)
       fail("%lld of %lld files could not be used, over --max-bad %g", (long long)bad, (long long)n, o_.max_bad);
   }
@@ -191,9 +181,7 @@ void save_augmented_samples(const ImageSourceOptions& o, int n, const std::strin
     write_png(path_join(dir, strfmt("%02d_%s.png", written, name.c_str())), strip);
     written++;
   }
-  if (!o.quiet)
-    fprintf(stderr, "tl_train: wrote %d augmented samples to %s (each: the resized image, then 4 random draws)\n",
-            written, dir.c_str());
+  note("wrote %d augmented samples to %s (each: the resized image, then 4 random draws)", written, dir.c_str());
 }
 
 }  // namespace tl

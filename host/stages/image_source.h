@@ -18,7 +18,7 @@ struct ImageSourceOptions {
   double valid_fraction = 1924.0 / 25000.0, max_bad = 0.05;
   uint64_t seed = 0;
   int64_t limit = 0, max_pixels = kMaxPixelsDefault;
-  bool augment = false, quiet = false;
+  bool augment = false;
   AugmentConfig aug;
   int base_batch = 8;  // images per forward pass of the base (8 on the CPU, 32 on the GPU)
   Device device = Device::CPU;

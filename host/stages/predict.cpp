@@ -52,31 +52,18 @@ Predictor::Predictor(const std::string& model_path, const std::string& weights_p
     auto it = model_.meta.find(k);
     return it == model_.meta.end() ? std::string() : it->second;
   };
-  std::string wpath = weights_path;
-  if (wpath.empty()) wpath = meta("weights_file");
+  recipe_ = InputRecipe::read(model_.meta, model_path);
+  std::string wpath = weights_path.empty() ? recipe_.weights_file : weights_path;
   if (wpath.empty() || !file_exists(wpath)) {
-    if (weights_path.empty() && file_exists("weights/vgg16_notop.bin"))
-      wpath = "weights/vgg16_notop.bin";
+    if (weights_path.empty() && file_exists(kDefaultWeightsFile))
+      wpath = kDefaultWeightsFile;
     else if (weights_path.empty())
       fail("%s was trained on features of %s, which is not here; pass --weights FILE (the same converted weights)",
-           model_path.c_str(), meta("weights_file").empty() ? "unrecorded weights" : meta("weights_file").c_str());
+           model_path.c_str(), recipe_.weights_file.empty() ? "unrecorded weights" : recipe_.weights_file.c_str());
   }
   weights_ = load_weights(wpath);
-  const std::string want_crc = meta("weights_crc32"), have_crc = strfmt("%08x", weights_.crc);
-  if (want_crc == "unknown" || want_crc.empty()) {
-    fprintf(stderr, "tl_predict: note: %s was trained on imported features; assuming they came from %s with %s\n",
-            model_path.c_str(), wpath.c_str(), meta("preprocess").c_str());
-  } else if (want_crc != have_crc) {
-    fail("%s (crc32 %s) are not the weights %s's features were made with (crc32 %s%s); pass --weights with those",
-         wpath.c_str(), have_crc.c_str(), model_path.c_str(), want_crc.c_str(),
-         meta("weights_file").empty() ? "" : (", " + meta("weights_file")).c_str());
-  }
-  size_ = atoi(meta("image_size").c_str());
-  if (size_ <= 0) fail("%s records no image size", model_path.c_str());
-  resize_ = parse_resize(meta("resize").empty() ? "nearest" : meta("resize"));
-  if (!meta("preprocess").empty() && parse_preprocess(meta("preprocess")) != weights_.preprocess)
-    fail("%s was trained with '%s' preprocessing but %s expects '%s'", model_path.c_str(), meta("preprocess").c_str(),
-         wpath.c_str(), preprocess_name(weights_.preprocess));
+  recipe_.check_weights(weights_, wpath, model_path);
+  size_ = recipe_.image_size;
   const int per = tta ? 2 : 1;
   fx_ = std::make_unique<FeatureExtractor>(weights_, d, batch * per, size_);
   if (fx_->feat_h() != model_.spec.feat_h || fx_->feat_w() != model_.spec.feat_w || fx_->feat_c() != model_.spec.feat_c)
@@ -87,8 +74,8 @@ Predictor::Predictor(const std::string& model_path, const std::string& weights_p
   std::vector<std::string> cls = split(meta("classes"), ',');
   if (cls.size() == 2) classes_ = cls;
   desc_ = strfmt("%s (epoch %s) on %s features of %s; images %dx%d %s, preprocessing %s%s", model_path.c_str(),
-                 meta("epoch").c_str(), meta("feature_shape").c_str(), wpath.c_str(), size_, size_, resize_name(resize_),
-                 preprocess_name(weights_.preprocess), tta ? ", test-time augmentation (flip)" : "");
+                 meta("epoch").c_str(), meta("feature_shape").c_str(), wpath.c_str(), size_, size_,
+                 resize_name(recipe_.resize), preprocess_name(recipe_.preprocess), tta ? ", test-time augmentation (flip)" : "");
 }
 
 Predictor::~Predictor() = default;
@@ -111,14 +98,14 @@ std::vector<Prediction> Predictor::run(const std::vector<PredictInput>& inputs, 
       const PredictInput& it = inputs[b0 + (size_t)i];
       try {
         std::vector<uint8_t> bytes = it.read();
-        Image img = resize_image(decode_image(bytes.data(), bytes.size(), it.name), size_, size_, resize_);
+        Image img = recipe_.resized(decode_image(bytes.data(), bytes.size(), it.name));
         pre[(size_t)i].resize((size_t)in_elems * per);
-        preprocess_image(img, weights_.preprocess, pre[(size_t)i].data());
+        recipe_.preprocessed(img, pre[(size_t)i].data());
         if (tta_) {  // the horizontal flip of the resized image
           Image fl = img;
           for (int y = 0; y < img.h; y++)
             for (int xx = 0; xx < img.w; xx++) memcpy(&fl.rgb[((size_t)y * img.w + xx) * 3], img.px(img.w - 1 - xx, y), 3);
-          preprocess_image(fl, weights_.preprocess, pre[(size_t)i].data() + in_elems);
+          recipe_.preprocessed(fl, pre[(size_t)i].data() + in_elems);
         }
         ok[(size_t)i] = 1;
       } catch (const Error& e) {

@@ -2,6 +2,7 @@
 // preprocessing recorded in the model (image size, resize mode, input convention), never one
 // specified by hand (tl_predict).
 #pragma once
+#include "host/model/recipe.h"
 #include <functional>
 #include <memory>
 #include <string>
@@ -44,7 +45,7 @@ class Predictor {
   std::unique_ptr<Head> head_;
   int batch_, size_;
   bool tta_;
-  Resize resize_ = Resize::Nearest;
+  InputRecipe recipe_;
   std::vector<std::string> classes_ = {"cat", "dog"};
   std::string desc_;
 };

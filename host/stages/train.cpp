@@ -8,6 +8,8 @@
 #include "host/core/common.h"
 #include "host/ops/cpu_ops.h"
 #include "host/core/device.h"
+#include "host/core/log.h"
+#include "host/model/recipe.h"
 #include "host/io/npy.h"
 #include "host/ops/ops.h"
 #include "host/io/plot.h"
@@ -104,10 +106,7 @@ class CachedSource : public RowSource {
           labels_[s].push_back((float)sh.labels()[i]);
         }
     const CacheSettings& st = cache_.manifest.settings;
-    for (const char* k : {"weights_crc32", "weights_arch", "weights_synthetic", "preprocess", "image_size", "resize",
-                          "feature_shape", "dtype"})
-      prov_[k] = st.get(k);
-    prov_["weights_file"] = st.get("info.weights_file");
+    InputRecipe::read(st.kv, path_join(dir, "manifest.tsv")).write(&prov_, InputRecipe::Where::Model);
     prov_["source"] = "cache";
     prov_["cache_dir"] = dir;
     prov_["cache_settings_hash"] = strfmt("%016llx", (unsigned long long)st.hash());
@@ -164,12 +163,11 @@ class NpySource : public RowSource {
     }
     prov_["source"] = "npy";
     prov_["npy_dir"] = dir;
-    prov_["feature_shape"] = strfmt("%dx%dx%d", fh_, fw_, fc_);
-    // The tutorial's cache came from Keras' VGG16 with its defaults.
-    prov_["preprocess"] = "caffe";
-    prov_["image_size"] = std::to_string(fh_ * 32);
-    prov_["resize"] = "nearest";
-    prov_["weights_crc32"] = "unknown";
+    // The tutorial's cache came from Keras' VGG16 with its defaults; the weights are not recorded.
+    InputRecipe r;
+    r.image_size = fh_ * 32;
+    r.feat_h = fh_, r.feat_w = fw_, r.feat_c = fc_;
+    r.write(&prov_, InputRecipe::Where::Model);
     desc_ = strfmt("numpy files in %s: %lld train + %lld valid samples, %dx%dx%d", dir.c_str(),
                    (long long)rows_[0].size(), (long long)rows_[1].size(), fh_, fw_, fc_);
     upload();
@@ -279,182 +277,226 @@ EvalReport evaluate(Head& head, FeatureSource& src, Split s, int batch, double c
   return r;
 }
 
-TrainResult train_head(FeatureSource& src, const TrainOptions& o) {
-  TrainResult res;
-  const int64_t ntrain = src.size(Split::Train), nvalid = src.size(Split::Valid);
+namespace {
+
+void validate_training(FeatureSource& src, const TrainOptions& o) {
+  const int64_t ntrain = src.size(Split::Train);
   if (ntrain == 0) fail("no training samples (%s); cache a dataset with images in it", src.describe().c_str());
-  {
-    int64_t pos = 0;
-    for (float v : src.labels(Split::Train)) pos += v > 0.5f;
-    const std::vector<std::string> cls = src.classes();
-    if (pos == 0 || pos == ntrain)
-      fail("the training samples are all of one class (%lld %s, 0 %s); a classifier needs both classes: check the "
-           "dataset's folders or names",
-           (long long)ntrain, cls[pos ? 1 : 0].c_str(), cls[pos ? 0 : 1].c_str());
-  }
+  int64_t pos = 0;
+  for (float v : src.labels(Split::Train)) pos += v > 0.5f;
+  const std::vector<std::string> cls = src.classes();
+  if (pos == 0 || pos == ntrain)
+    fail("the training samples are all of one class (%lld %s, 0 %s); a classifier needs both classes: check the "
+         "dataset's folders or names",
+         (long long)ntrain, cls[pos ? 1 : 0].c_str(), cls[pos ? 0 : 1].c_str());
   if (o.batch < 1 || o.batch > 65536) fail("--batch must be between 1 and 65536, got %d", o.batch);
   if (o.epochs < 1 || o.epochs > 100000) fail("--epochs must be at least 1, got %d", o.epochs);
   if (!(o.lr > 0) || !(o.rho >= 0 && o.rho < 1) || !(o.eps > 0)) fail("--lr must be > 0 (and rho in [0,1), eps > 0)");
+  if (!(o.dropout >= 0 && o.dropout < 1)) fail("--dropout must be in [0, 1), got %g", o.dropout);
+}
+
+HeadSpec head_spec(FeatureSource& src, const TrainOptions& o) {
   HeadSpec spec;
   spec.feat_h = src.feat_h();
   spec.feat_w = src.feat_w();
   spec.feat_c = src.feat_c();
-  if (!(o.dropout >= 0 && o.dropout < 1)) fail("--dropout must be in [0, 1), got %g", o.dropout);
   spec.dropout = (float)o.dropout;
-  Head head(spec, o.device);
-  make_dirs(o.out);
-  const std::string model_path = path_join(o.out, "model.bin"), best_path = path_join(o.out, "best.bin"),
-                    hist_path = path_join(o.out, "history.csv"), curves_path = path_join(o.out, "curves.png"),
-                    report_path = path_join(o.out, "report.txt");
-  std::map<std::string, std::string> prov = src.provenance();
-  const bool synthetic = starts_with(prov["weights_synthetic"], "yes");
-  int start_epoch = 1;
-  uint64_t step = 0;
-  double best = INFINITY;
-  int best_epoch = 0;
-  if (o.resume) {
-    ModelFile m = load_model(model_path);
-    if (m.opt_state.empty()) fail("%s has no optimiser state; cannot --resume from it", model_path.c_str());
-    for (const char* k : {"cache_settings_hash", "feature_shape", "source"})
-      if (m.meta[k] != prov[k])
-        fail("--resume: %s was trained on other features (%s: %s, here %s); use another --out or drop --resume",
-             model_path.c_str(), k, m.meta[k].c_str(), prov[k].c_str());
-    head_from_model(m, head, true);
-    start_epoch = atoi(m.meta["epoch"].c_str()) + 1;
-    step = strtoull(m.meta["step"].c_str(), nullptr, 10);
-    if (m.meta["seed"] != std::to_string(o.seed) || m.meta["batch"] != std::to_string(o.batch))
-      fprintf(stderr, "tl_train: note: resuming with --seed %llu --batch %d (the checkpoint used seed %s, batch %s)\n",
-              (unsigned long long)o.seed, o.batch, m.meta["seed"].c_str(), m.meta["batch"].c_str());
-    res.history = read_history(hist_path);
-    while (!res.history.empty() && res.history.back().epoch >= start_epoch) res.history.pop_back();
-    for (auto& e : res.history) {
-      const double crit = nvalid ? e.val_loss : e.loss;
-      if (crit < best) best = crit, best_epoch = e.epoch;
-    }
-    if (start_epoch > o.epochs)
-      fail("%s already holds %d epochs; pass --epochs larger than that to continue", model_path.c_str(), start_epoch - 1);
-    if (!o.quiet) fprintf(stderr, "tl_train: resuming after epoch %d (step %llu)\n", start_epoch - 1, (unsigned long long)step);
-  } else {
-    head.init(o.seed);
-  }
-  auto save = [&](const std::string& path, int epoch, bool with_opt) {
-    ModelFile m = model_from_head(head, with_opt);
-    m.meta = prov;
-    m.meta["epoch"] = std::to_string(epoch);
-    m.meta["step"] = std::to_string(step);
-    m.meta["seed"] = std::to_string(o.seed);
-    m.meta["batch"] = std::to_string(o.batch);
-    m.meta["lr"] = strfmt("%g", o.lr);
-    m.meta["optimizer"] = strfmt("rmsprop(rho=%g, eps=%g)", o.rho, o.eps);
-    save_model(path, m);
-  };
-  if (!o.resume) save(model_path, 0, true);  // the last good weights exist from the start
+  return spec;
+}
 
-  if (!o.quiet) {
-    head.summary(stderr);
-    fprintf(stderr, "tl_train: %s\n", src.describe().c_str());
-    fprintf(stderr, "tl_train: %d epochs, batch %d, RMSprop lr %g rho %g eps %g, seed %llu, device %s\n", o.epochs,
-            o.batch, o.lr, o.rho, o.eps, (unsigned long long)o.seed, device_name(o.device));
-    if (synthetic)
-      fprintf(stderr, "tl_train: NOTE: the features come from SYNTHETIC weights: accuracy here says nothing about "
-                      "transfer learning\n");
-    if (nvalid == 0) fprintf(stderr, "tl_train: warning: no validation samples: the best epoch is chosen by training loss\n");
+// One training run: the head, its files, and the state that survives from epoch to epoch.
+class Trainer {
+ public:
+  Trainer(FeatureSource& src, const TrainOptions& o)
+      : src_(src), o_(o), head_(head_spec(src, o), o.device), prov_(src.provenance()),
+        ntrain_(src.size(Split::Train)), nvalid_(src.size(Split::Valid)),
+        steps_per_epoch_((ntrain_ + o.batch - 1) / o.batch), x_({o.batch, head_.spec().in_dim()}, o.device),
+        y_({o.batch}, o.device) {
+    make_dirs(o.out);
+    model_path_ = path_join(o.out, "model.bin");
+    best_path_ = path_join(o.out, "best.bin");
+    hist_path_ = path_join(o.out, "history.csv");
+    synthetic_ = starts_with(prov_["weights_synthetic"], "yes");
   }
-  const RmsProp opt{(float)o.lr, (float)o.rho, (float)o.eps};
-  const int64_t d = spec.in_dim();
-  Tensor x({o.batch, d}, o.device), y({o.batch}, o.device);
-  const std::vector<float>& ytrain = src.labels(Split::Train);
-  const int64_t steps_per_epoch = (ntrain + o.batch - 1) / o.batch;
-  int since_best = 0;
-  for (int epoch = start_epoch; epoch <= o.epochs; epoch++) {
+
+  int start_epoch() const { return start_epoch_; }
+  TrainResult& result() { return res_; }
+
+  // Continues from model.bin (weights, optimiser state, epoch, history) or starts fresh.
+  void resume_or_init() {
+    if (!o_.resume) {
+      head_.init(o_.seed);
+      save(model_path_, 0, true);  // the last good weights exist from the start
+      return;
+    }
+    ModelFile m = load_model(model_path_);
+    if (m.opt_state.empty()) fail("%s has no optimiser state; cannot --resume from it", model_path_.c_str());
+    for (const char* k : {"cache_settings_hash", "feature_shape", "source"})
+      if (m.meta[k] != prov_[k])
+        fail("--resume: %s was trained on other features (%s: %s, here %s); use another --out or drop --resume",
+             model_path_.c_str(), k, m.meta[k].c_str(), prov_[k].c_str());
+    head_from_model(m, head_, true);
+    start_epoch_ = atoi(m.meta["epoch"].c_str()) + 1;
+    step_ = strtoull(m.meta["step"].c_str(), nullptr, 10);
+    if (m.meta["seed"] != std::to_string(o_.seed) || m.meta["batch"] != std::to_string(o_.batch))
+      note("note: resuming with --seed %llu --batch %d (the checkpoint used seed %s, batch %s)",
+           (unsigned long long)o_.seed, o_.batch, m.meta["seed"].c_str(), m.meta["batch"].c_str());
+    res_.history = read_history(hist_path_);
+    while (!res_.history.empty() && res_.history.back().epoch >= start_epoch_) res_.history.pop_back();
+    for (auto& e : res_.history) {
+      const double crit = nvalid_ ? e.val_loss : e.loss;
+      if (crit < best_) best_ = crit, best_epoch_ = e.epoch;
+    }
+    if (start_epoch_ > o_.epochs)
+      fail("%s already holds %d epochs; pass --epochs larger than that to continue", model_path_.c_str(),
+           start_epoch_ - 1);
+    note("resuming after epoch %d (step %llu)", start_epoch_ - 1, (unsigned long long)step_);
+  }
+
+  void announce() {
+    if (quiet()) return;
+    head_.summary(stderr);
+    note("%s", src_.describe().c_str());
+    note("%d epochs, batch %d, RMSprop lr %g rho %g eps %g, seed %llu, device %s", o_.epochs, o_.batch, o_.lr, o_.rho,
+         o_.eps, (unsigned long long)o_.seed, device_name(o_.device));
+    if (synthetic_)
+      note("NOTE: the features come from SYNTHETIC weights: accuracy here says nothing about transfer learning");
+    if (nvalid_ == 0) warn("no validation samples: the best epoch is chosen by training loss");
+  }
+
+  // One epoch: the training pass, validation, the checkpoints and the history. False to stop.
+  bool run_epoch(int epoch) {
     const double t0 = now_s();
-    std::vector<int64_t> order = epoch_order(ntrain, o.seed, epoch);
-    if (!o.quiet) fprintf(stderr, "Epoch %d/%d\n", epoch, o.epochs);
-    Progress prog("", steps_per_epoch, "steps", o.quiet);
+    EpochStats e;
+    e.epoch = epoch;
+    if (!train_pass(epoch, &e)) return false;
+    EvalReport v = evaluate(head_, src_, Split::Valid, std::max(o_.batch, 256), o_.clip);
+    e.val_loss = nvalid_ ? v.loss : NAN;
+    e.val_acc = nvalid_ ? v.acc : NAN;
+    e.seconds = now_s() - t0;
+    res_.history.push_back(e);
+    if (Progress::is_tty() && !quiet()) fprintf(stderr, "\r\033[K");
+    say("%lld/%lld - %.0fs %.0fms/step - loss: %.4f - accuracy: %.4f - val_loss: %.4f - val_accuracy: %.4f\n",
+        (long long)steps_per_epoch_, (long long)steps_per_epoch_, e.seconds, 1e3 * e.seconds / steps_per_epoch_, e.loss,
+        e.acc, e.val_loss, e.val_acc);
+    save(model_path_, epoch, true);
+    const double crit = nvalid_ ? e.val_loss : e.loss;
+    if (crit < best_) {
+      best_ = crit;
+      best_epoch_ = epoch;
+      since_best_ = 0;
+      save(best_path_, epoch, false);
+    } else {
+      since_best_++;
+    }
+    write_history(hist_path_, res_.history);
+    if (o_.plots) draw_curves(path_join(o_.out, "curves.png"), res_.history, best_epoch_, synthetic_, nvalid_ > 0);
+    if (o_.patience > 0 && since_best_ >= o_.patience) {
+      note("no improvement for %d epochs: stopping early", o_.patience);
+      res_.early_stop = true;
+      return false;
+    }
+    if (o_.stop_after_epochs > 0 && epoch - start_epoch_ + 1 >= o_.stop_after_epochs) {
+      res_.interrupted = true;
+      return false;
+    }
+    return true;
+  }
+
+  // The report: the best epoch's weights on the validation set (report.txt and stderr).
+  void write_report() {
+    res_.best_epoch = best_epoch_;
+    res_.best_val_loss = best_;
+    if (best_epoch_ > 0 && file_exists(best_path_) && !res_.interrupted) {
+      ModelFile bm = load_model(best_path_);
+      head_from_model(bm, head_, false);
+      const Split s = nvalid_ ? Split::Valid : Split::Train;
+      const std::string rep = report_text(evaluate(head_, src_, s, std::max(o_.batch, 256), o_.clip));
+      write_file_atomic(path_join(o_.out, "report.txt"), rep.data(), rep.size());
+      say("\n%s", rep.c_str());
+    }
+    if (!res_.interrupted && !res_.nan_stop)
+      note("wrote %s (last epoch), %s (epoch %d), history.csv, curves.png, report.txt in %s", model_path_.c_str(),
+           best_path_.c_str(), best_epoch_, o_.out.c_str());
+  }
+
+ private:
+  FeatureSource& src_;
+  const TrainOptions& o_;
+  Head head_;
+  std::map<std::string, std::string> prov_;
+  const int64_t ntrain_, nvalid_, steps_per_epoch_;
+  Tensor x_, y_;
+  std::string model_path_, best_path_, hist_path_;
+  bool synthetic_ = false;
+  TrainResult res_;
+  int start_epoch_ = 1, best_epoch_ = 0, since_best_ = 0;
+  uint64_t step_ = 0;
+  double best_ = INFINITY;
+
+  void save(const std::string& path, int epoch, bool with_opt) {
+    ModelFile m = model_from_head(head_, with_opt);
+    m.meta = prov_;
+    m.meta["epoch"] = std::to_string(epoch);
+    m.meta["step"] = std::to_string(step_);
+    m.meta["seed"] = std::to_string(o_.seed);
+    m.meta["batch"] = std::to_string(o_.batch);
+    m.meta["lr"] = strfmt("%g", o_.lr);
+    m.meta["optimizer"] = strfmt("rmsprop(rho=%g, eps=%g)", o_.rho, o_.eps);
+    save_model(path, m);
+  }
+
+  // The epoch's training batches (dropout on); the mean loss and accuracy into e. False to stop.
+  bool train_pass(int epoch, EpochStats* e) {
+    const RmsProp opt{(float)o_.lr, (float)o_.rho, (float)o_.eps};
+    const std::vector<float>& ytrain = src_.labels(Split::Train);
+    std::vector<int64_t> order = epoch_order(ntrain_, o_.seed, epoch);
+    say("Epoch %d/%d\n", epoch, o_.epochs);
+    Progress prog("", steps_per_epoch_, "steps", quiet());
     double loss_sum = 0;
     int64_t correct = 0, seen = 0;
-    for (int64_t b = 0; b < steps_per_epoch; b++) {
-      const int n = (int)std::min<int64_t>(o.batch, ntrain - b * o.batch);
-      std::vector<int64_t> idx(order.begin() + b * o.batch, order.begin() + b * o.batch + n);
-      std::vector<float> yb((size_t)o.batch, 0.0f);
+    for (int64_t b = 0; b < steps_per_epoch_; b++) {
+      const int n = (int)std::min<int64_t>(o_.batch, ntrain_ - b * o_.batch);
+      std::vector<int64_t> idx(order.begin() + b * o_.batch, order.begin() + b * o_.batch + n);
+      std::vector<float> yb((size_t)o_.batch, 0.0f);
       for (int i = 0; i < n; i++) yb[(size_t)i] = ytrain[(size_t)idx[(size_t)i]];
-      src.fetch(Split::Train, idx, x, true, (uint64_t)epoch);
-      y.from_vector(yb);
+      src_.fetch(Split::Train, idx, x_, true, (uint64_t)epoch);
+      y_.from_vector(yb);
       int c = 0;
-      const double ls = head.train_step(x, y, n, o.seed, step, opt, &c);
-      step++;
+      const double ls = head_.train_step(x_, y_, n, o_.seed, step_, opt, &c);
+      step_++;
       if (!std::isfinite(ls)) {
-        if (!o.quiet && Progress::is_tty()) fprintf(stderr, "\n");
-        fprintf(stderr,
-                "tl_train: the loss became %s at epoch %d, step %lld: stopping. %s keeps the weights of epoch %d (the "
-                "last good ones). Try a lower --lr (now %g).\n",
-                std::isnan(ls) ? "NaN" : "infinite", epoch, (long long)b + 1, model_path.c_str(), epoch - 1, o.lr);
-        res.nan_stop = true;
-        break;
+        if (!quiet() && Progress::is_tty()) fprintf(stderr, "\n");
+        alert("the loss became %s at epoch %d, step %lld: stopping. %s keeps the weights of epoch %d (the last good "
+              "ones). Try a lower --lr (now %g).",
+              std::isnan(ls) ? "NaN" : "infinite", epoch, (long long)b + 1, model_path_.c_str(), epoch - 1, o_.lr);
+        res_.nan_stop = true;
+        return false;
       }
       loss_sum += ls;
       correct += c;
       seen += n;
       prog.update(b + 1, strfmt("loss: %.4f - accuracy: %.4f", loss_sum / seen, (double)correct / seen));
-      if (interrupted()) break;
+      if (interrupted()) {
+        res_.interrupted = true;
+        if (!quiet() && Progress::is_tty()) fprintf(stderr, "\n");
+        alert("interrupted during epoch %d; %s holds epoch %d: rerun with --resume to continue", epoch,
+              model_path_.c_str(), epoch - 1);
+        return false;
+      }
     }
-    if (res.nan_stop) break;
-    if (interrupted()) {
-      res.interrupted = true;
-      if (!o.quiet && Progress::is_tty()) fprintf(stderr, "\n");
-      fprintf(stderr, "tl_train: interrupted during epoch %d; %s holds epoch %d: rerun with --resume to continue\n",
-              epoch, model_path.c_str(), epoch - 1);
-      break;
-    }
-    EpochStats e;
-    e.epoch = epoch;
-    e.loss = loss_sum / seen;
-    e.acc = (double)correct / seen;
-    EvalReport v = evaluate(head, src, Split::Valid, std::max(o.batch, 256), o.clip);
-    e.val_loss = nvalid ? v.loss : NAN;
-    e.val_acc = nvalid ? v.acc : NAN;
-    e.seconds = now_s() - t0;
-    res.history.push_back(e);
-    if (Progress::is_tty() && !o.quiet) fprintf(stderr, "\r\033[K");
-    if (!o.quiet)
-      fprintf(stderr, "%lld/%lld - %.0fs %.0fms/step - loss: %.4f - accuracy: %.4f - val_loss: %.4f - val_accuracy: %.4f\n",
-              (long long)steps_per_epoch, (long long)steps_per_epoch, e.seconds, 1e3 * e.seconds / steps_per_epoch,
-              e.loss, e.acc, e.val_loss, e.val_acc);
-    save(model_path, epoch, true);
-    const double crit = nvalid ? e.val_loss : e.loss;
-    if (crit < best) {
-      best = crit;
-      best_epoch = epoch;
-      since_best = 0;
-      save(best_path, epoch, false);
-    } else {
-      since_best++;
-    }
-    write_history(hist_path, res.history);
-    if (o.plots) draw_curves(curves_path, res.history, best_epoch, synthetic, nvalid > 0);
-    if (o.patience > 0 && since_best >= o.patience) {
-      if (!o.quiet) fprintf(stderr, "tl_train: no improvement for %d epochs: stopping early\n", o.patience);
-      res.early_stop = true;
-      break;
-    }
-    if (o.stop_after_epochs > 0 && epoch - start_epoch + 1 >= o.stop_after_epochs) {
-      res.interrupted = true;
-      break;
-    }
+    e->loss = loss_sum / seen;
+    e->acc = (double)correct / seen;
+    return true;
   }
-  res.best_epoch = best_epoch;
-  res.best_val_loss = best;
-  // The report: the best epoch's weights on the validation set.
-  if (best_epoch > 0 && file_exists(best_path) && !res.interrupted) {
-    ModelFile bm = load_model(best_path);
-    head_from_model(bm, head, false);
-    EvalReport r = evaluate(head, src, nvalid ? Split::Valid : Split::Train, std::max(o.batch, 256), o.clip);
-    const std::vector<std::string> cls = src.classes();
+
+  std::string report_text(const EvalReport& r) const {
+    const std::vector<std::string> cls = src_.classes();
     std::string rep;
     rep += strfmt("Report on the %s set (%lld samples), weights of the best epoch (%d, by %s loss): %s\n",
-                  nvalid ? "validation" : "training", (long long)r.n, best_epoch, nvalid ? "validation" : "training",
-                  best_path.c_str());
-    if (synthetic) rep += "NOTE: features from SYNTHETIC VGG weights: these numbers say nothing about transfer learning.\n";
+                  nvalid_ ? "validation" : "training", (long long)r.n, best_epoch_, nvalid_ ? "validation" : "training",
+                  best_path_.c_str());
+    if (synthetic_) rep += "NOTE: features from SYNTHETIC VGG weights: these numbers say nothing about transfer learning.\n";
     rep += strfmt("\nconfusion matrix (rows: truth, columns: prediction)\n%12s %10s %10s\n", "", cls[0].c_str(), cls[1].c_str());
     for (int t = 0; t < 2; t++)
       rep += strfmt("%12s %10lld %10lld\n", cls[t].c_str(), (long long)r.confusion[t][0], (long long)r.confusion[t][1]);
@@ -464,14 +506,23 @@ TrainResult train_head(FeatureSource& src, const TrainOptions& o) {
                   cls[1].c_str(), tp + fn > 0 ? tp / (tp + fn) : 0.0);
     rep += strfmt("log loss            %.5f\n", r.logloss);
     rep += strfmt("log loss, clipped   %.5f (probabilities clipped to [%g, %g], as Kaggle's metric rewards)\n",
-                  r.logloss_clipped, o.clip, 1 - o.clip);
-    write_file_atomic(report_path, rep.data(), rep.size());
-    if (!o.quiet) fprintf(stderr, "\n%s", rep.c_str());
+                  r.logloss_clipped, o_.clip, 1 - o_.clip);
+    return rep;
   }
-  if (!o.quiet && !res.interrupted && !res.nan_stop)
-    fprintf(stderr, "tl_train: wrote %s (last epoch), %s (epoch %d), history.csv, curves.png, report.txt in %s\n",
-            model_path.c_str(), best_path.c_str(), best_epoch, o.out.c_str());
-  return res;
+};
+
+}  // namespace
+
+// validate -> resume or init -> announce -> epochs -> report.
+TrainResult train_head(FeatureSource& src, const TrainOptions& o) {
+  validate_training(src, o);
+  Trainer t(src, o);
+  t.resume_or_init();
+  t.announce();
+  for (int epoch = t.start_epoch(); epoch <= o.epochs; epoch++)
+    if (!t.run_epoch(epoch)) break;
+  t.write_report();
+  return t.result();
 }
 
 }  // namespace tl

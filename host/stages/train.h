@@ -43,7 +43,7 @@ struct TrainOptions {
   int epochs = 10, batch = 32, patience = 0;
   double lr = 1e-3, rho = 0.9, eps = 1e-7, clip = 0.005, dropout = 0.2;
   uint64_t seed = 0;
-  bool resume = false, quiet = false, plots = true;
+  bool resume = false, plots = true;
   Device device = Device::CPU;
   int stop_after_epochs = 0;  // tests: behave as if interrupted after this many epochs
 };

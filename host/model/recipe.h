@@ -1,0 +1,58 @@
+// recipe.h: the input recipe: everything that decides how a photo becomes the network's input
+// (which weights, their input convention, image size, resize mode) and how cached features are
+// stored (dtype). One function applies it to a file's bytes (decode -> resize -> preprocess), and
+// one pair writes and reads it as the key/value settings of the cache manifest and of model files;
+// no other code names those keys. The tutorial's defaults live here too.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "host/core/tensor.h"
+#include "host/io/image.h"
+#include "host/io/weights.h"
+
+namespace tl {
+
+// The Keras tutorial's defaults.
+constexpr int kTutorialImageSize = 224;
+constexpr double kTutorialValidFraction = 1924.0 / 25000.0;  // its 1,924 validation photos of 25,000
+constexpr const char* kDefaultWeightsFile = "weights/vgg16_notop.bin";
+// Images per forward pass of the frozen base when not given: 8 on the CPU, 32 on the GPU.
+inline int default_base_batch(Device d) { return d == Device::CUDA ? 32 : 8; }
+
+struct InputRecipe {
+  uint32_t weights_crc = 0;  // crc32 of the converted weights file; 0 when unknown (imported .npy features)
+  std::string weights_arch, weights_file;  // weights_file: where it was, for messages (not identity)
+  bool weights_synthetic = false;
+  uint64_t weights_seed = 0;
+  Preprocess preprocess = Preprocess::CaffeBGR;
+  int image_size = kTutorialImageSize;
+  Resize resize = Resize::Nearest;
+  DType dtype = DType::F32;   // storage of cached features
+  int feat_h = 0, feat_w = 0, feat_c = 0;  // what the base gives at image_size
+
+  // The recipe of these weights at this size.
+  static InputRecipe of(const VggWeights& w, const std::string& weights_file, int image_size, Resize resize,
+                        DType dtype = DType::F32);
+
+  // A file's bytes -> the network's input (image_size^2 * 3 floats, HWC): decode, resize, preprocess.
+  // Throws tl::Error with the reason for a file that cannot be used.
+  void apply(const uint8_t* bytes, size_t n, const std::string& what, int64_t max_pixels, float* out) const;
+  Image resized(const Image& decoded) const;            // the decode -> resize half
+  void preprocessed(const Image& resized, float* out) const;  // and the preprocess half
+
+  // Written into and read from the cache's settings (where the weights file is informational:
+  // "info." keys are not part of the cache's identity) or a model's metadata.
+  enum class Where { Cache, Model };
+  void write(std::map<std::string, std::string>* kv, Where where) const;
+  // Refuses (naming `what` and what to rebuild) a record that lacks what it needs.
+  static InputRecipe read(const std::map<std::string, std::string>& kv, const std::string& what);
+
+  std::string weights_crc_str() const;  // "%08x", or "unknown"
+  // Fails unless w (loaded from wpath) are the weights these features were made with; prints a note
+  // when that is unknown (imported features).
+  void check_weights(const VggWeights& w, const std::string& wpath, const std::string& what) const;
+};
+
+}  // namespace tl
