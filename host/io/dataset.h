@@ -12,6 +12,7 @@
 // packing them differently (Kaggle's train.zip or the unpacked folder) never moves a file
 // between the sets.
 #pragma once
+#include "host/core/defaults.h"
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -66,7 +67,7 @@ struct Dataset {
 };
 
 struct ScanOptions {
-  double valid_fraction = 1924.0 / 25000.0;  // the tutorial's split of the Kaggle set
+  double valid_fraction = kTutorialValidFraction;
   uint64_t seed = 0;
   int64_t limit = 0;  // 0: all; else a deterministic sample of this many files (by hash)
 };

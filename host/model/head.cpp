@@ -26,8 +26,6 @@ Head::Head(const HeadSpec& spec, Device d) : spec_(spec), device_(d) {
 std::vector<Tensor*> Head::params() { return {&W1_, &b1_, &W2_, &b2_, &W3_, &b3_}; }
 std::vector<Tensor*> Head::grads() { return {&gW1_, &gb1_, &gW2_, &gb2_, &gW3_, &gb3_}; }
 std::vector<Tensor*> Head::opt_state() { return {&vW1_, &vb1_, &vW2_, &vb2_, &vW3_, &vb3_}; }
-std::vector<std::string> Head::param_names() { return {"dense1/kernel", "dense1/bias", "dense2/kernel", "dense2/bias",
-                                                       "dense3/kernel", "dense3/bias"}; }
 
 void Head::init(uint64_t seed) {
   Rng rng(seed);

@@ -47,7 +47,6 @@ class Head {
   std::vector<Tensor*> params();
   std::vector<Tensor*> grads();
   std::vector<Tensor*> opt_state();
-  static std::vector<std::string> param_names();
   void summary(FILE* out) const;  // like Keras' model.summary()
 
  private:

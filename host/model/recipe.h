@@ -2,24 +2,18 @@
 // (which weights, their input convention, image size, resize mode) and how cached features are
 // stored (dtype). One function applies it to a file's bytes (decode -> resize -> preprocess), and
 // one pair writes and reads it as the key/value settings of the cache manifest and of model files;
-// no other code names those keys. The tutorial's defaults live here too.
+// no other code names those keys.
 #pragma once
 #include <cstdint>
 #include <map>
 #include <string>
 
+#include "host/core/defaults.h"
 #include "host/core/tensor.h"
 #include "host/io/image.h"
 #include "host/io/weights.h"
 
 namespace tl {
-
-// The Keras tutorial's defaults.
-constexpr int kTutorialImageSize = 224;
-constexpr double kTutorialValidFraction = 1924.0 / 25000.0;  // its 1,924 validation photos of 25,000
-constexpr const char* kDefaultWeightsFile = "weights/vgg16_notop.bin";
-// Images per forward pass of the frozen base when not given: 8 on the CPU, 32 on the GPU.
-inline int default_base_batch(Device d) { return d == Device::CUDA ? 32 : 8; }
 
 struct InputRecipe {
   uint32_t weights_crc = 0;  // crc32 of the converted weights file; 0 when unknown (imported .npy features)

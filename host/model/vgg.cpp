@@ -15,15 +15,6 @@ VggBase::VggBase(const VggWeights& w, Device d) : w_(&w), device_(d) {
   }
 }
 
-double VggBase::flops_per_image(int s) const {
-  double f = 0;
-  for (const ConvLayer& l : w_->layers) {
-    f += 2.0 * s * s * 9.0 * l.spec.cin * l.spec.cout;
-    if (l.spec.pool_after) s /= 2;
-  }
-  return f;
-}
-
 Tensor VggBase::forward(const Tensor& x) {
   if (x.ndim != 4 || x.dim(3) != w_->layers[0].spec.cin)
     fail("VGG forward: input %s, want [n, h, w, %d]", x.shape_str().c_str(), w_->layers[0].spec.cin);

@@ -19,9 +19,6 @@ class VggBase {
   const VggWeights& weights() const { return *w_; }
   int out_channels() const { return w_->out_channels(); }
   int out_size(int s) const { return w_->out_size(s); }
-  // FLOPs of one forward pass for one image of size s x s.
-  double flops_per_image(int s) const;
-
  private:
   const VggWeights* w_;
   Device device_;

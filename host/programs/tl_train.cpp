@@ -30,13 +30,7 @@ int main(int argc, char** argv) {
     cli.opt("--npy", &npy, "DIR",
             "train on the tutorial's numpy files instead: DIR/train_activations.npy, train_labels.npy, "
             "validation_activations.npy, validation_labels.npy (float32 N x 7 x 7 x 512)");
-    cli.opt("--images", &io.images, "DIR|ZIP", "train without a cache: images (same layouts as tl_cache --data)");
-    cli.opt("--valid-data", &io.valid_data, "DIR|ZIP", "with --images: an explicit validation set");
-    cli.opt("--weights", &io.weights, "FILE", "with --images: converted VGG weights");
-    cli.opt("--image-size", &io.image_size, "N", "with --images: input size");
-    cli.opt("--resize", &io.resize, "MODE", "with --images: nearest or bilinear");
-    cli.opt("--valid-fraction", &io.valid_fraction, "F", "with --images: validation fraction (as tl_cache)");
-    cli.opt("--limit", &io.limit, "N", "with --images: a deterministic sample of N files");
+    add_input_flags(cli, &io, "--images", "with --images: ", "train without a cache, on ");
     cli.flag("--augment", &io.augment,
              "with --images: Keras ImageDataGenerator augmentation of the training batches (rotation 40, shifts 0.2, "
              "shear 0.2, zoom 0.2, horizontal flip, nearest fill); validation is never augmented");
@@ -64,10 +58,10 @@ int main(int argc, char** argv) {
     install_interrupt_handler();
     o.device = resolve_device(device);
     std::unique_ptr<FeatureSource> src;
-    if (!io.images.empty()) {
+    if (!io.data.empty()) {
       if (cli.given("--cache") || !npy.empty()) fail("give one of --cache, --npy or --images");
       io.seed = o.seed;
-      io.base_batch = o.device == Device::CUDA ? 32 : 8;
+      io.base_batch = default_base_batch(o.device);
       io.device = o.device;
       if (save_augmented > 0) save_augmented_samples(io, save_augmented, path_join(o.out, "augmented"));
       src = open_image_source(io);

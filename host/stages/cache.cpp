@@ -533,7 +533,7 @@ bool CacheBuild::run_pipeline() {
   OrderedLoader loader((int64_t)seq.size(), (size_t)in_elems, decoders, 2 * batch + 2 * decoders,
                        [&](int64_t i, float* out) {
                          const DataFile& f = ds_.files[seq[(size_t)i].second];
-                         std::vector<uint8_t> bytes = ds_.read(f, (uint64_t)1 << 30);
+                         std::vector<uint8_t> bytes = ds_.read(f, kMaxImageFileBytes);
                          recipe_.apply(bytes.data(), bytes.size(), f.rel, opt_.max_pixels, out);
                        });
   ShardWriter writer(opt_.out);

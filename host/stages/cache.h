@@ -3,6 +3,7 @@
 // build_cache() streams a dataset through the frozen VGG base into shards (tl_cache);
 // open_cache() maps a finished cache for training and export (tl_train, tl_inspect).
 #pragma once
+#include "host/stages/input_options.h"
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -49,17 +50,15 @@ struct Manifest {
 void write_manifest(const std::string& dir, const Manifest& m);
 Manifest read_manifest(const std::string& dir);  // dir/manifest.tsv
 
-struct CacheOptions {
-  std::string data = "data/train", valid_data, weights = "weights/vgg16_notop.bin", out = "cache";
-  int image_size = 224;
-  std::string resize = "nearest", dtype = "fp32", device = "auto";
-  double valid_fraction = 1924.0 / 25000.0, max_bad = 0.05;
-  int batch = 0;          // 0: 8 on the CPU, 32 on the GPU
+// The dataset and input settings (data, valid_data, weights, image_size, resize, valid_fraction,
+// max_bad, seed, limit, max_pixels) come from DatasetInput, shared with tl_train --images.
+struct CacheOptions : DatasetInput {
+  CacheOptions() { data = "data/train"; }
+  std::string out = "cache", dtype = "fp32", device = "auto";
+  int batch = 0;          // 0: default_base_batch(device)
   int threads = 0;        // CPU compute threads (0: all cores)
   int decode_threads = 0; // 0: automatic
   int shard_size = 512;
-  int64_t limit = 0, max_pixels = kMaxPixelsDefault;
-  uint64_t seed = 0;
   bool force = false;
   // Tests: stop (as if interrupted) after this many shards have been written (0: never).
   int stop_after_shards = 0;

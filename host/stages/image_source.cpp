@@ -20,21 +20,21 @@ namespace {
 class ImageSource : public FeatureSource {
  public:
   explicit ImageSource(const ImageSourceOptions& o) : o_(o) {
-    if (!file_exists(o.images) && !dir_exists(o.images)) fail("--images %s: not found", o.images.c_str());
+    if (!file_exists(o.data) && !dir_exists(o.data)) fail("--images %s: not found", o.data.c_str());
     weights_ = load_weights(o.weights);
     recipe_ = InputRecipe::of(weights_, o.weights, o.image_size, parse_resize(o.resize));
     ScanOptions so;
     so.valid_fraction = o.valid_fraction;
     so.seed = o.seed;
     so.limit = o.limit;
-    ds_ = scan_dataset(o.images, o.valid_data, so);
+    ds_ = scan_dataset(o.data, o.valid_data, so);
     fx_ = std::make_unique<FeatureExtractor>(weights_, o.device, o.base_batch, o.image_size);
     check_files();
     for (int s = 0; s < 2; s++)
       for (int64_t r : rows_[s]) labels_[s].push_back((float)ds_.files[(size_t)r].label);
     recipe_.write(&prov_, InputRecipe::Where::Model);
     prov_["source"] = "images";
-    prov_["images"] = o.images;
+    prov_["images"] = o.data;
     prov_["cache_settings_hash"] = strfmt("images-%016llx", (unsigned long long)ds_.listing_hash());
     prov_["augment"] = o.augment ? "keras ImageDataGenerator (rotation 40, shifts 0.2, shear 0.2, zoom 0.2, flip)" : "none";
     prov_["classes"] = ds_.classes[0] + "," + ds_.classes[1];
@@ -49,7 +49,7 @@ class ImageSource : public FeatureSource {
   std::vector<std::string> classes() const override { return ds_.classes; }
   std::string describe() const override {
     return strfmt("images %s through the frozen %s base each batch (%lld train + %lld valid, %dx%d, %s%s)",
-                  o_.images.c_str(), weights_.arch.c_str(), (long long)rows_[0].size(), (long long)rows_[1].size(),
+                  o_.data.c_str(), weights_.arch.c_str(), (long long)rows_[0].size(), (long long)rows_[1].size(),
                   o_.image_size, o_.image_size, resize_name(recipe_.resize), o_.augment ? ", augmented" : ", no augmentation");
   }
 
@@ -65,7 +65,7 @@ class ImageSource : public FeatureSource {
       parallel_for(n, [&](int64_t i) {
         const int64_t fi = rows_[(int)s][(size_t)idx[b0 + (size_t)i]];
         const DataFile& f = ds_.files[(size_t)fi];
-        std::vector<uint8_t> bytes = ds_.read(f, (uint64_t)1 << 30);
+        std::vector<uint8_t> bytes = ds_.read(f, kMaxImageFileBytes);
         float* dst = in + i * in_elems;
         if (aug) {  // augmentation acts on the resized image, before preprocessing, as in Keras
           Image img = recipe_.resized(decode_image(bytes.data(), bytes.size(), ds_.display_path(f), o_.max_pixels));
@@ -103,7 +103,7 @@ class ImageSource : public FeatureSource {
     parallel_for(n, [&](int64_t i) {
       const DataFile& f = ds_.files[(size_t)i];
       try {
-        std::vector<uint8_t> bytes = ds_.read(f, (uint64_t)1 << 30);
+        std::vector<uint8_t> bytes = ds_.read(f, kMaxImageFileBytes);
         decode_image(bytes.data(), bytes.size(), f.rel, o_.max_pixels);
       } catch (const Error& e) {
         std::string m = e.what();
@@ -140,7 +140,7 @@ void save_augmented_samples(const ImageSourceOptions& o, int n, const std::strin
   so.valid_fraction = o.valid_fraction;
   so.seed = o.seed;
   so.limit = o.limit;
-  Dataset ds = scan_dataset(o.images, o.valid_data, so);
+  Dataset ds = scan_dataset(o.data, o.valid_data, so);
   const Resize rs = parse_resize(o.resize);
   const int S = o.image_size, variants = 4;
   make_dirs(dir);
@@ -150,7 +150,7 @@ void save_augmented_samples(const ImageSourceOptions& o, int n, const std::strin
     if (f.split != Split::Train) continue;
     Image img;
     try {
-      std::vector<uint8_t> bytes = ds.read(f, (uint64_t)1 << 30);
+      std::vector<uint8_t> bytes = ds.read(f, kMaxImageFileBytes);
       img = resize_image(decode_image(bytes.data(), bytes.size(), f.rel, o.max_pixels), S, S, rs);
     } catch (const Error&) {
       continue;

@@ -3,6 +3,7 @@
 // is the cached path's. Files that cannot be used are found (by decoding each once) before
 // training starts and skipped, as tl_cache skips them.
 #pragma once
+#include "host/stages/input_options.h"
 #include <memory>
 #include <string>
 
@@ -11,13 +12,8 @@
 
 namespace tl {
 
-struct ImageSourceOptions {
-  std::string images, valid_data, weights = "weights/vgg16_notop.bin";
-  int image_size = 224;
-  std::string resize = "nearest";
-  double valid_fraction = 1924.0 / 25000.0, max_bad = 0.05;
-  uint64_t seed = 0;
-  int64_t limit = 0, max_pixels = kMaxPixelsDefault;
+// The dataset and input settings come from DatasetInput (data = the images), shared with tl_cache.
+struct ImageSourceOptions : DatasetInput {
   bool augment = false;
   AugmentConfig aug;
   int base_batch = 8;  // images per forward pass of the base (8 on the CPU, 32 on the GPU)

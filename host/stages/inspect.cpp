@@ -1,5 +1,7 @@
 #include "host/stages/inspect.h"
 
+#include "host/core/defaults.h"
+
 #include <cmath>
 #include <cstring>
 
@@ -27,7 +29,8 @@ void inspect_weights(const std::string& path, FILE* out) {
   fprintf(out, "  fingerprint    %016llx%s\n", (unsigned long long)fp, w.fingerprint ? "" : " (computed; not recorded in this older file)");
   fprintf(out, "  known as       %s\n", k ? strfmt("%s: %s", k->key, k->description).c_str() : "(not a release this engine knows)");
   fprintf(out, "  parameters     %lld\n", (long long)w.num_params());
-  fprintf(out, "  output         %dx%dx%d for a 224x224 input\n", w.out_size(224), w.out_size(224), w.out_channels());
+  fprintf(out, "  output         %dx%dx%d for a %dx%d input\n", w.out_size(kTutorialImageSize),
+          w.out_size(kTutorialImageSize), w.out_channels(), kTutorialImageSize, kTutorialImageSize);
   fprintf(out, "  crc32          %08x (verified)\n", w.crc);
   fprintf(out, "  %-14s %6s %6s %10s  %s\n", "layer", "in", "out", "params", "then");
   for (const ConvLayer& l : w.layers)

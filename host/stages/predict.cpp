@@ -22,7 +22,7 @@ std::vector<PredictInput> expand_inputs(const std::vector<std::string>& paths) {
         if (!has_image_extension(rel)) continue;
         const std::string name = src->is_zip() ? p + ":" + rel : path_join(p, rel);
         std::string r = rel;
-        out.push_back({name, [src, r]() { return src->read(r, (uint64_t)1 << 30); }});
+        out.push_back({name, [src, r]() { return src->read(r, kMaxImageFileBytes); }});
       }
       if (out.size() == before) fail("%s: no images inside", p.c_str());
     } else if (file_exists(p)) {

@@ -4,6 +4,7 @@
 // tutorial's .npy files, or (uncached) by running images through the frozen base per batch. The
 // loop, the outputs and the guards are the same whatever the source.
 #pragma once
+#include "host/core/defaults.h"
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -40,7 +41,7 @@ std::unique_ptr<FeatureSource> open_npy_source(const std::string& npy_dir, Devic
 
 struct TrainOptions {
   std::string out = "model";
-  int epochs = 10, batch = 32, patience = 0;
+  int epochs = 10, batch = kTutorialBatch, patience = 0;
   double lr = 1e-3, rho = 0.9, eps = 1e-7, clip = 0.005, dropout = 0.2;
   uint64_t seed = 0;
   bool resume = false, plots = true;

@@ -1,0 +1,28 @@
+#include "host/stages/input_options.h"
+
+namespace tl {
+
+void add_input_flags(Cli& cli, DatasetInput* in, const char* data_flag, const std::string& prefix,
+                     const std::string& data_help) {
+  auto h = [&](const char* text) { return (prefix + text); };
+  cli.opt(data_flag, &in->data, "DIR|ZIP",
+          (data_help + "images: the Kaggle layout (cat.N.jpg, dog.N.jpg) or class folders (cat/ dog/, Cat/ Dog/), a "
+                       "folder or a .zip read in place; a folder with train/ and valid/ inside uses that split")
+              .c_str());
+  cli.opt("--valid-data", &in->valid_data, "DIR|ZIP", h("an explicit validation set (default: a split of the data)").c_str());
+  cli.opt("--weights", &in->weights, "FILE", h("converted VGG weights (make weights, or ./tl_convert, makes them)").c_str());
+  cli.opt("--image-size", &in->image_size, "N", h("input size the images are resized to (N x N)").c_str());
+  cli.opt("--resize", &in->resize, "MODE", h("nearest (Keras load_img's default) or bilinear (PIL's, antialiased)").c_str());
+  cli.opt("--valid-fraction", &in->valid_fraction, "F",
+          h("fraction of files put in validation, by a hash of each file's class and name (default 0.07696 = the "
+            "tutorial's 1,924 of 25,000)")
+              .c_str());
+  cli.opt("--limit", &in->limit, "N", h("use a deterministic sample of N files (0: all)").c_str());
+  cli.opt("--max-bad", &in->max_bad, "F",
+          h("fail when more than this fraction of files cannot be used (unreadable, truncated, not an image, too "
+            "large); below it they are skipped, counted and listed")
+              .c_str());
+  cli.opt("--max-pixels", &in->max_pixels, "N", h("refuse images larger than this many pixels").c_str());
+}
+
+}  // namespace tl
