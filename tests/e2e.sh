@@ -47,7 +47,14 @@ else
   bad "no-argument tl_cache: $out"
 fi
 expect_error "tl_train without a cache" "no such cache folder; run ./tl_cache first" ./tl_train --cache "$TMP/none"
-out=$(cd "$TMP/fresh" && mkdir -p tools && cp "$ROOT/tools/run.sh" tools/ && for p in tl_cache tl_train tl_convert tl_inspect; do ln -sf "$ROOT/$p" .; done &&
+expect_error "a misspelt flag gets a suggestion" "unknown option --epoch, did you mean --epochs?" ./tl_train --epoch 3
+if [ -d "$DATA/dogs-vs-cats-4k" ]; then
+  expect_error "tl_train --cache on a folder of photos" "holds photos, not a cache: make a cache of them with ./tl_cache --data" \
+    ./tl_train --cache "$DATA/dogs-vs-cats-4k"
+fi
+out=$(./tl_cache --data /nonexistent --weights /nonexistent 2>&1)
+if grep -q "no usable GPU" <<<"$out"; then bad "no GPU notice before argument errors: $out"; else ok "no GPU notice before argument errors"; fi
+out=$(cd "$TMP/fresh" && mkdir -p tools && cp "$ROOT/tools/run.sh" "$ROOT/tools/get_weights.sh" tools/ && for p in tl_cache tl_train tl_convert tl_inspect; do ln -sf "$ROOT/$p" .; done &&
       TL_OFFLINE=1 bash tools/run.sh 2>&1); rc=$?
 if [ $rc -ne 0 ] && grep -q "cannot download the VGG16 weights" <<<"$out" && grep -q "md5 6d6bbae143d832006294945121d1f1fc" <<<"$out" &&
    grep -q "WEIGHTS=... DATA=... make run" <<<"$out"; then
@@ -136,6 +143,13 @@ else
   check "history.csv has 3 epochs" bash -c "[ \$(wc -l <'$M/history.csv') -eq 4 ]"
   check "tl_inspect the model" bash -c "./tl_inspect '$M/best.bin' | grep -q 'preprocess     caffe'"
   check "--resume to 4 epochs" ./tl_train --cache "$C" --out "$M" --epochs 4 --resume --quiet
+  expect_error "an earlier run in --out is refused" "already holds a training run (model.bin, history.csv with 4 epochs, best.bin); pass --resume to continue it, --force to replace it" \
+    ./tl_train --cache "$C" --out "$M" --epochs 1 --quiet
+  check "report.txt says how the best epoch was chosen" grep -q "by validation loss, --monitor" "$M/report.txt"
+  check "--monitor val_accuracy with --force" ./tl_train --cache "$C" --out "$TMP/mon" --epochs 2 --monitor val_accuracy --quiet
+  check "report.txt: by validation accuracy" grep -q "by validation accuracy, --monitor" "$TMP/mon/report.txt"
+  expect_error "--model DIR" "is a directory; give the model file inside it" ./tl_predict --model "$M" "$TMP"
+  check "tl_inspect of a cache names the classes once" bash -c "[ \$(./tl_inspect '$C' | grep -c classes) -eq 1 ]"
   check "history.csv has 4 epochs after resume" bash -c "[ \$(wc -l <'$M/history.csv') -eq 5 ]"
   P=$TMP/pred
   mkdir -p "$P"
@@ -143,17 +157,32 @@ else
   cp "$PH/valid/dog/$(ls "$PH/valid/dog" | head -1)" "$P/10.jpg"
   cp "$PH/valid/dog/$(ls "$PH/valid/dog" | sed -n 2p)" "$P/2.jpg"
   printf 'not an image' >"$P/3.jpg"
-  out=$(./tl_predict --model "$M/best.bin" --kaggle "$TMP/sub.csv" --clip 0.01 --csv "$TMP/pred.csv" "$P" 2>/dev/null); rc=$?
+  out=$(./tl_predict --model "$M/best.bin" --kaggle "$TMP/sub.csv" --clip 0.01 --csv "$TMP/pred.csv" "$P" 2>"$TMP/pred.err"); rc=$?
   if [ $rc -eq 1 ] && [ "$(grep -c $'\t' <<<"$out")" -eq 4 ] && grep -q $'3.jpg\t-\terror: not a supported image' <<<"$out"; then
     ok "tl_predict: 3 predictions and a line for the bad file (exit 1)"
   else
     bad "tl_predict: rc=$rc $out"
   fi
-  if [ "$(head -1 "$TMP/sub.csv")" = "id,label" ] && [ "$(cut -d, -f1 "$TMP/sub.csv" | tail -n +2 | tr '\n' ' ')" = "1 2 10 " ]; then
-    ok "--kaggle: id,label sorted by id"
+  if [ "$(head -1 "$TMP/sub.csv")" = "id,label" ] && [ "$(cut -d, -f1 "$TMP/sub.csv" | tail -n +2 | tr '\n' ' ')" = "1 2 3 10 " ] &&
+     grep -qx '3,0.5' "$TMP/sub.csv" && grep -q "3.jpg could not be read (not a supported image.*): its submission row says 0.5" "$TMP/pred.err"; then
+    ok "--kaggle: a row for every id, sorted; the unreadable one 0.5, said on stderr"
   else
-    bad "--kaggle: $(cat "$TMP/sub.csv")"
+    bad "--kaggle: $(cat "$TMP/sub.csv") / $(cat "$TMP/pred.err")"
   fi
+  L=$TMP/labelled
+  mkdir -p "$L/cat" "$L/dog"
+  cp "$PH"/valid/cat/*.jpg "$L/cat/" 2>/dev/null; cp "$PH"/valid/dog/*.jpg "$L/dog/" 2>/dev/null
+  out=$(./tl_predict --model "$M/best.bin" --report "$TMP/pred_report.txt" --csv "$TMP/lab.csv" "$L" 2>&1 >/dev/null); rc=$?
+  n=$(find "$L" -name '*.jpg' | wc -l)
+  if [ $rc -eq 0 ] && grep -q "$n of the images carry a label" "$TMP/pred_report.txt" && grep -q "^accuracy" <<<"$out" &&
+     grep -q "log loss, clipped" "$TMP/pred_report.txt"; then
+    ok "tl_predict on class folders reports accuracy, log loss and the confusion matrix (--report)"
+  else
+    bad "tl_predict labelled: rc=$rc $out"
+  fi
+  # The CSV's probabilities are exact: the log loss computed from it equals the report's.
+  ll=$(awk -F, 'NR>1 {p=$2; y=($1 ~ /\/dog\//); s += (y ? -log(p) : -log(1-p)); n++} END {printf "%.5f", s/n}' "$TMP/lab.csv")
+  check "log loss from the CSV equals the report's ($ll)" grep -q "^log loss            $ll" "$TMP/pred_report.txt"
   check "--csv written" grep -q '^path,p_dog,label,error$' "$TMP/pred.csv"
   check "tl_predict --tta" ./tl_predict --model "$M/best.bin" --tta --quiet "$P/1.jpg"
 

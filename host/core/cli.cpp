@@ -1,5 +1,7 @@
 #include "host/core/cli.h"
 
+#include <algorithm>
+
 #include "host/core/log.h"
 
 #include <signal.h>
@@ -140,7 +142,7 @@ bool Cli::parse(int argc, char** argv) {
         has_value = true;
       }
       Opt* o = find(name);
-      if (!o) fail("unknown option %s; see %s --help", name.c_str(), prog_.c_str());
+      if (!o) fail("unknown option %s%s; see %s --help", name.c_str(), suggest(name).c_str(), prog_.c_str());
       if (o->is_flag) {
         if (has_value) fail("%s takes no value", name.c_str());
       } else if (!has_value) {
@@ -156,6 +158,31 @@ bool Cli::parse(int argc, char** argv) {
     positional_->push_back(a);
   }
   return true;
+}
+
+namespace {
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); j++) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); i++) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); j++)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+}  // namespace
+
+// ", did you mean --epochs?" for a name within two edits of a known option (or a prefix of one).
+std::string Cli::suggest(const std::string& name) const {
+  std::string best;
+  size_t best_d = 3;
+  for (const Opt& o : opts_) {
+    const size_t d = starts_with(o.name, name) && name.size() >= 4 ? 1 : edit_distance(name, o.name);
+    if (d < best_d) best_d = d, best = o.name;
+  }
+  return best.empty() ? "" : ", did you mean " + best + "?";
 }
 
 int guarded_main(const char* prog, const std::function<int()>& body) {

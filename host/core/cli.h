@@ -37,6 +37,7 @@ class Cli {
   std::vector<std::string>* positional_ = nullptr;
   std::string pos_meta_, pos_help_;
   Opt* find(const std::string& name);
+  std::string suggest(const std::string& name) const;
 };
 
 // Runs body, turning tl::Error and allocation failures into "prog: error: ..." and exit code 1.

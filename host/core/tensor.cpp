@@ -196,7 +196,11 @@ Device resolve_device(const std::string& flag) {
     return Device::CUDA;
   }
   if (flag == "cuda") fail("--device cuda: no usable GPU (%s); use --device cpu or auto", why.c_str());
-  note("no usable GPU (%s); running on the CPU with %d threads", why.c_str(), num_threads());
+  // A machine without an NVIDIA driver or device never had a GPU: nothing to say. One with a driver
+  // whose GPU cannot be used is told why.
+  if (why.find("no NVIDIA driver") == std::string::npos && why.find("no CUDA device") == std::string::npos &&
+      why.find("built without CUDA") == std::string::npos)
+    note("no usable GPU (%s); running on the CPU with %d threads", why.c_str(), num_threads());
   return Device::CPU;
 }
 

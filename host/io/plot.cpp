@@ -122,16 +122,24 @@ void plot_panels(const std::string& path, const std::string& title, const std::v
         if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
     }
     if (!std::isfinite(lo)) lo = 0, hi = 1;
+    if (P.clip_outlier) {  // the largest value, when over 3x the next one, goes off the scale
+      std::vector<double> all;
+      for (auto& s : P.series)
+        for (double v : s.y)
+          if (std::isfinite(v)) all.push_back(v);
+      std::sort(all.begin(), all.end());
+      if (all.size() >= 3 && all.back() > 3 * all[all.size() - 2] && all[all.size() - 2] > 0) hi = all[all.size() - 2];
+    }
     if (hi - lo < 1e-9) lo -= 0.5, hi += 0.5;
     const double pad = (hi - lo) * 0.08;
-    lo -= pad;
-    hi += pad;
+    lo = std::max(lo - pad, P.floor);
+    hi = std::min(hi + pad, P.ceiling);
     const double ystep = nice_step(hi - lo, 6);
-    lo = std::floor(lo / ystep) * ystep;
-    hi = std::ceil(hi / ystep) * ystep;
+    lo = std::max(std::floor(lo / ystep) * ystep, P.floor);
+    hi = std::min(std::ceil(hi / ystep) * ystep, P.ceiling);
     const double xmax = std::max<double>(2, (double)n);
     auto X = [&](double e) { return L + (e - 1) / (xmax - 1) * (R - L); };
-    auto Y = [&](double v) { return B - (v - lo) / (hi - lo) * (B - T); };
+    auto Y = [&](double v) { return B - (std::min(v, hi) - lo) / (hi - lo) * (B - T); };  // off-scale: at the top
     // grid and ticks
     for (double v = lo; v <= hi + ystep * 1e-6; v += ystep) {
       cv.line(L, Y(v), R, Y(v), grid, 1);
@@ -161,13 +169,32 @@ void plot_panels(const std::string& path, const std::string& title, const std::v
       for (size_t i = 0; i + 1 < s.y.size(); i++)
         if (std::isfinite(s.y[i]) && std::isfinite(s.y[i + 1]))
           cv.line(X((double)i + 1), Y(s.y[i]), X((double)i + 2), Y(s.y[i + 1]), s.rgb, 2.5, s.dashed);
-      for (size_t i = 0; i < s.y.size(); i++)
-        if (std::isfinite(s.y[i])) cv.dot(X((double)i + 1), Y(s.y[i]), 3.5, s.rgb);
+      for (size_t i = 0; i < s.y.size(); i++) {
+        if (!std::isfinite(s.y[i])) continue;
+        cv.dot(X((double)i + 1), Y(s.y[i]), 3.5, s.rgb);
+        if (s.y[i] > hi)  // off the scale: say its value
+          cv.text(X((double)i + 1) + 8, T + 8, strfmt("%s %.3g (off scale)", s.name.c_str(), s.y[i]), 2, s.rgb, 0);
+      }
     }
     // legend (top right inside the plot)
     int lw = 0;
     for (auto& s : P.series) lw = std::max(lw, stb_easy_font_width((char*)s.name.c_str()) * 2);
-    const int bx1 = R - 10, bx0 = bx1 - lw - 60, by0 = T + 10, by1 = by0 + 14 + 24 * (int)P.series.size();
+    // The legend goes in the corner where it covers the fewest points (ties: top right).
+    const int bw = lw + 60, bh = 14 + 24 * (int)P.series.size();
+    int bx0 = R - 10 - bw, by0 = T + 10;
+    int fewest = 1 << 30;
+    for (int corner = 0; corner < 4; corner++) {
+      const int cx0 = corner % 2 == 0 ? R - 10 - bw : L + 10, cy0 = corner < 2 ? T + 10 : B - 10 - bh;
+      int covered = 0;
+      for (auto& s : P.series)
+        for (size_t i = 0; i < s.y.size(); i++) {
+          if (!std::isfinite(s.y[i])) continue;
+          const double px = X((double)i + 1), py = Y(s.y[i]);
+          covered += px >= cx0 - 6 && px <= cx0 + bw + 6 && py >= cy0 - 6 && py <= cy0 + bh + 6;
+        }
+      if (covered < fewest) fewest = covered, bx0 = cx0, by0 = cy0;
+    }
+    const int bx1 = bx0 + bw, by1 = by0 + bh;
     const unsigned char white[3] = {255, 255, 255};
     cv.rect(bx0, by0, bx1, by1, white);
     cv.line(bx0, by0, bx1, by0, grey, 1);

@@ -18,6 +18,11 @@ struct Panel {
   std::string title, ylabel;
   std::vector<Series> series;
   int best_epoch = 0;  // marked with a vertical line when > 0
+  // The axis never extends past these (accuracy: [0, 1]; loss: >= 0).
+  double floor = -1e300, ceiling = 1e300;
+  // A lone value far above the rest (a large first-epoch training loss) is drawn at the top edge,
+  // labelled with its value, instead of squashing the others.
+  bool clip_outlier = false;
 };
 
 // Panels side by side; x is the epoch (1..n).

@@ -212,6 +212,8 @@ void save_model(const std::string& path, const ModelFile& m) {
 
 ModelFile load_model(const std::string& path) {
   const char* f = path.c_str();
+  if (dir_exists(path))
+    fail("%s is a directory; give the model file inside it (%s/best.bin or %s/model.bin)", f, f, f);
   if (!file_exists(path)) fail("%s: not found; train one with ./tl_train (it writes model/model.bin)", f);
   std::vector<uint8_t> b = read_file(path);
   if (b.size() < kHeaderBytes + 4 || memcmp(b.data(), kModelMagic, 8) != 0) {

@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
     cli.opt("--batch", &o.batch, "N",
             strfmt("images per forward pass (default %d on the CPU, %d on the GPU)", default_base_batch(Device::CPU),
                    default_base_batch(Device::CUDA)).c_str());
-    cli.opt("--threads", &o.threads, "N", "CPU threads for the forward pass (default: all cores)");
+    cli.opt("--threads", &o.threads, "N", "CPU threads (0: all cores; results are identical for any count)");
     cli.opt("--decode-threads", &o.decode_threads, "N", "image decoding threads (default: half the cores, 1 to 8)");
     cli.opt("--device", &o.device, "D", "auto, cpu or cuda");
     cli.opt("--seed", &o.seed, "N", "seed of the split and of --limit's sample");

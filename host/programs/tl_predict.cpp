@@ -14,7 +14,7 @@ using namespace tl;
 int main(int argc, char** argv) {
   return guarded_main("tl_predict", [&] {
     std::vector<std::string> paths;
-    std::string model, weights, device = "auto", csv, kaggle;
+    std::string model, weights, device = "auto", csv, kaggle, report;
     double clip = 0;
     int batch = 16, threads = 0;
     bool tta = false, quiet = false;
@@ -28,11 +28,14 @@ int main(int argc, char** argv) {
     cli.opt("--weights", &weights, "FILE", "converted VGG weights (default: the file the model's cache used)");
     cli.opt("--device", &device, "D", "auto, cpu or cuda");
     cli.opt("--batch", &batch, "N", "images per forward pass");
-    cli.opt("--threads", &threads, "N", "CPU threads");
+    cli.opt("--threads", &threads, "N", "CPU threads (0: all cores; results are identical for any count)");
     cli.opt("--csv", &csv, "FILE", "also write the table as CSV (path,p_dog,label,error)");
     cli.opt("--kaggle", &kaggle, "FILE",
             "write a Kaggle submission: id,label with label = probability of dog, ids from N.jpg names, sorted");
     cli.opt("--clip", &clip, "F", "clip the submission's probabilities to [F, 1-F] (e.g. 0.005; default 0: none)");
+    cli.opt("--report", &report, "FILE",
+            "write the accuracy, log loss and confusion matrix of the images whose paths carry a label (class folders "
+            "or Kaggle names), as printed on stderr");
     cli.flag("--tta", &tta, "test-time augmentation: average over the image and its horizontal flip");
     cli.flag("--quiet", &quiet, "no progress or summary on stderr");
     if (!cli.parse(argc, argv)) return 0;
@@ -52,7 +55,7 @@ int main(int argc, char** argv) {
     for (const Prediction& r : res) {
       if (r.ok) {
         printf("%s\t%.6f\t%s\n", r.name.c_str(), r.p, cls[r.p > 0.5 ? 1 : 0].c_str());
-        csv_text += strfmt("\"%s\",%.6f,%s,\n", r.name.c_str(), r.p, cls[r.p > 0.5 ? 1 : 0].c_str());
+        csv_text += strfmt("\"%s\",%.17g,%s,\n", r.name.c_str(), r.p, cls[r.p > 0.5 ? 1 : 0].c_str());
       } else {
         printf("%s\t-\terror: %s\n", r.name.c_str(), r.error.c_str());
         csv_text += strfmt("\"%s\",,,\"%s\"\n", r.name.c_str(), r.error.c_str());
@@ -62,24 +65,40 @@ int main(int argc, char** argv) {
     fflush(stdout);
     if (!csv.empty()) write_file_atomic(csv, csv_text.data(), csv_text.size());
     if (!kaggle.empty()) {
+      // Every id gets a row: Kaggle rejects a submission with one missing. An image that could not be
+      // read gets 0.5 (no information), said loudly, and the exit status stays 1.
       std::map<long, double> rows;
-      int no_id = 0;
+      int no_id = 0, guessed = 0;
+      size_t ids = 0;
       for (const Prediction& r : res) {
-        if (!r.ok) continue;
         const long id = kaggle_id(r.name);
         if (id < 0) {
-          if (no_id++ < 3) fprintf(stderr, "tl_predict: %s: not named N.jpg: left out of the submission\n", r.name.c_str());
+          if (no_id++ < 3) alert("%s: not named N.jpg: left out of the submission", r.name.c_str());
           continue;
         }
+        ids++;
         if (rows.count(id)) fail("--kaggle: id %ld appears twice (%s)", id, r.name.c_str());
-        rows[id] = std::min(std::max(r.p, clip), 1.0 - clip);
+        if (!r.ok) {
+          alert("%s could not be read (%s): its submission row says 0.5", r.name.c_str(), r.error.c_str());
+          guessed++;
+        }
+        rows[id] = r.ok ? std::min(std::max(r.p, clip), 1.0 - clip) : 0.5;
       }
+      if (rows.size() != ids) fail("--kaggle: %zu rows for %zu ids; nothing written", rows.size(), ids);
       std::string s = "id,label\n";
-      for (auto& [id, p] : rows) s += strfmt("%ld,%.6f\n", id, p);
+      for (auto& [id, p] : rows) s += strfmt("%ld,%.17g\n", id, p);
       write_file_atomic(kaggle, s.data(), s.size());
-      note("wrote %s (%zu rows)", kaggle.c_str(), rows.size());
+      note("wrote %s (%zu rows, one per id%s)", kaggle.c_str(), rows.size(),
+           guessed ? strfmt("; %d of them 0.5 for unreadable images", guessed).c_str() : "");
     }
     note("%zu images, %d could not be read", res.size(), bad);
+    int labelled = 0;
+    const std::string rep = labelled_report(res, cls, clip, &labelled);
+    if (!rep.empty()) say("\n%s", rep.c_str());
+    if (!report.empty()) {
+      if (rep.empty()) fail("--report: none of the images carries a label in its path (class folders or cat.N.jpg names)");
+      write_file_atomic(report, rep.data(), rep.size());
+    }
     return bad ? 1 : 0;
   });
 }

@@ -43,8 +43,11 @@ int main(int argc, char** argv) {
     cli.opt("--lr", &o.lr, "F", "RMSprop learning rate");
     cli.opt("--seed", &o.seed, "N", "seed of the initial weights, the shuffling and the dropout masks");
     cli.opt("--device", &device, "D", "auto, cpu or cuda");
-    cli.opt("--threads", &threads, "N", "CPU threads (results are identical for any count)");
+    cli.opt("--threads", &threads, "N", "CPU threads (0: all cores; results are identical for any count)");
     cli.flag("--resume", &o.resume, "continue from --out/model.bin (weights, optimiser state, epoch) to --epochs");
+    cli.flag("--force", &o.force, "replace an earlier run in --out (without it, one is refused)");
+    cli.opt("--monitor", &o.monitor, "M",
+            "which epoch best.bin keeps: val_loss (the lowest; Keras' default) or val_accuracy (the highest)");
     cli.opt("--patience", &o.patience, "N", "stop after N epochs without a lower validation loss (0: never)");
     cli.opt("--clip", &o.clip, "F", "the report's clipped log loss clips probabilities to [F, 1-F]");
     cli.flag("--no-plots", &no_plots, "do not draw curves.png");

@@ -84,10 +84,38 @@ void write_manifest(const std::string& dir, const Manifest& m) {
   write_file_atomic(path_join(dir, "manifest.tsv"), out.data(), out.size());
 }
 
+namespace {
+// True when dir (or a folder up to three levels inside it) holds image files.
+bool holds_images(const std::string& dir, int depth = 0) {
+  DIR* d = opendir(dir.c_str());
+  if (!d) return false;
+  bool found = false;
+  std::vector<std::string> subdirs;
+  while (struct dirent* e = readdir(d)) {
+    const std::string n = e->d_name;
+    if (n == "." || n == "..") continue;
+    std::string lower = n;
+    for (char& c : lower) c = (char)tolower((unsigned char)c);
+    if (ends_with(lower, ".jpg") || ends_with(lower, ".jpeg") || ends_with(lower, ".png")) {
+      found = true;
+      break;
+    }
+    if (depth < 3 && dir_exists(path_join(dir, n))) subdirs.push_back(path_join(dir, n));
+  }
+  closedir(d);
+  for (size_t i = 0; !found && i < subdirs.size() && i < 16; i++) found = holds_images(subdirs[i], depth + 1);
+  return found;
+}
+}  // namespace
+
 Manifest read_manifest(const std::string& dir) {
   const std::string path = path_join(dir, "manifest.tsv");
   if (!file_exists(path)) {
     if (!dir_exists(dir)) fail("%s: no such cache folder; run ./tl_cache first (--out %s)", dir.c_str(), dir.c_str());
+    if (holds_images(dir))
+      fail("%s holds photos, not a cache: make a cache of them with ./tl_cache --data %s (then ./tl_train --cache "
+           "cache), or train without a cache: ./tl_train --images %s",
+           dir.c_str(), dir.c_str(), dir.c_str());
     fail("%s: missing: %s is not a finished cache; run ./tl_cache --out %s", path.c_str(), dir.c_str(), dir.c_str());
   }
   std::vector<uint8_t> bytes = read_file(path);

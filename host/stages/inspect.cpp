@@ -110,7 +110,8 @@ void inspect_cache(const std::string& dir, FILE* out) {
           (long long)(c.count(Split::Train) + c.count(Split::Valid)), (long long)c.count(Split::Train),
           (long long)c.count(Split::Valid), (long long)skipped);
   fprintf(out, "  classes        %s=0, %s=1\n", m.classes[0].c_str(), m.classes[1].c_str());
-  for (auto& [k, v] : m.settings.kv) fprintf(out, "  %-14s %s\n", k.c_str(), v.c_str());
+  for (auto& [k, v] : m.settings.kv)
+    if (k != "classes") fprintf(out, "  %-14s %s\n", k.c_str(), v.c_str());
   int shown = 0;
   for (auto& e : m.entries)
     if (starts_with(e.status, "skipped") && shown++ < 10) fprintf(out, "  %s: %s\n", e.rel.c_str(), e.status.c_str());

@@ -44,6 +44,51 @@ long kaggle_id(const std::string& name) {
   return atol(b.substr(0, dot).c_str());
 }
 
+int label_from_path(const std::string& path, const std::vector<std::string>& classes) {
+  auto lower = [](std::string s) {
+    for (char& c : s) c = (char)tolower((unsigned char)c);
+    return s;
+  };
+  const std::string base = lower(basename_of(path));
+  for (int k = 0; k < 2; k++)
+    if (starts_with(base, lower(classes[k]) + ".")) return k;
+  std::vector<std::string> parts = split(path, '/');
+  for (size_t i = parts.size() > 1 ? parts.size() - 1 : 0; i-- > 0;) {
+    const std::string p = lower(parts[i]);
+    for (int k = 0; k < 2; k++)
+      if (p == lower(classes[k]) || p == lower(classes[k]) + "s") return k;
+  }
+  return -1;
+}
+
+std::string labelled_report(const std::vector<Prediction>& res, const std::vector<std::string>& cls, double clip,
+                            int* labelled) {
+  int64_t conf[2][2] = {{0, 0}, {0, 0}};
+  double ll = 0, llc = 0;
+  int n = 0;
+  const double c = clip > 0 ? clip : 0.005;
+  for (const Prediction& r : res) {
+    const int y = r.ok ? label_from_path(r.name, cls) : -1;
+    if (y < 0) continue;
+    n++;
+    conf[y][r.p > 0.5 ? 1 : 0]++;
+    const double p = std::min(std::max(r.p, 1e-300), 1.0 - 1e-16), pc = std::min(std::max(r.p, c), 1.0 - c);
+    ll += -(y ? std::log(p) : std::log(1.0 - p));
+    llc += -(y ? std::log(pc) : std::log(1.0 - pc));
+  }
+  *labelled = n;
+  if (n == 0) return "";
+  std::string rep = strfmt("%d of the images carry a label in their path (a class folder or a Kaggle name):\n", n);
+  rep += strfmt("\nconfusion matrix (rows: truth, columns: prediction)\n%12s %10s %10s\n", "", cls[0].c_str(), cls[1].c_str());
+  for (int t = 0; t < 2; t++)
+    rep += strfmt("%12s %10lld %10lld\n", cls[t].c_str(), (long long)conf[t][0], (long long)conf[t][1]);
+  rep += strfmt("\naccuracy            %.4f\n", (double)(conf[0][0] + conf[1][1]) / n);
+  rep += strfmt("log loss            %.5f\n", ll / n);
+  rep += strfmt("log loss, clipped   %.5f (probabilities clipped to [%g, %g]: %s)\n", llc / n, c, 1 - c,
+                llc < ll ? "lower, as confident mistakes cost less" : "no lower: clipping does not help these predictions");
+  return rep;
+}
+
 Predictor::Predictor(const std::string& model_path, const std::string& weights_path, Device d, int batch, bool tta)
     : batch_(batch), tta_(tta) {
   if (batch < 1 || batch > 4096) fail("--batch must be between 1 and 4096");
@@ -58,8 +103,14 @@ Predictor::Predictor(const std::string& model_path, const std::string& weights_p
     if (weights_path.empty() && file_exists(kDefaultWeightsFile))
       wpath = kDefaultWeightsFile;
     else if (weights_path.empty())
-      fail("%s was trained on features of %s, which is not here; pass --weights FILE (the same converted weights)",
-           model_path.c_str(), recipe_.weights_file.empty() ? "unrecorded weights" : recipe_.weights_file.c_str());
+    {
+      if (recipe_.weights_file.empty())
+        fail("%s records no VGG weights (it was trained on imported .npy features); pass --weights FILE with the "
+             "converted weights those features came from",
+             model_path.c_str());
+      fail("%s was trained on features of %s, which is not here; pass --weights FILE with those converted weights",
+           model_path.c_str(), recipe_.weights_file.c_str());
+    }
   }
   weights_ = load_weights(wpath);
   recipe_.check_weights(weights_, wpath, model_path);

@@ -29,6 +29,15 @@ struct Prediction {
   std::string error;   // why not, when !ok
 };
 
+// The class a file's path says it is, as tl_cache reads labels: a folder named after a class (or its
+// plural, any case), or a Kaggle name "cat.N.jpg"; -1 when the path says nothing.
+int label_from_path(const std::string& path, const std::vector<std::string>& classes);
+
+// Accuracy, log loss (plain and clipped to [clip, 1 - clip]) and the confusion matrix of the
+// predictions whose paths carry a label, as text ("" when none does); *labelled is their count.
+std::string labelled_report(const std::vector<Prediction>& res, const std::vector<std::string>& classes, double clip,
+                            int* labelled);
+
 class Predictor {
  public:
   // weights may be empty: the file the model's features were made with.

@@ -218,6 +218,9 @@ void draw_curves(const std::string& path, const std::vector<EpochStats>& h, int 
     tl.y.push_back(e.loss);
     vl.y.push_back(e.val_loss);
   }
+  acc.floor = 0, acc.ceiling = 1;
+  loss.floor = 0;
+  loss.clip_outlier = true;
   acc.series = {ta};
   loss.series = {tl};
   if (has_valid) {
@@ -293,6 +296,25 @@ void validate_training(FeatureSource& src, const TrainOptions& o) {
   if (o.epochs < 1 || o.epochs > 100000) fail("--epochs must be at least 1, got %d", o.epochs);
   if (!(o.lr > 0) || !(o.rho >= 0 && o.rho < 1) || !(o.eps > 0)) fail("--lr must be > 0 (and rho in [0,1), eps > 0)");
   if (!(o.dropout >= 0 && o.dropout < 1)) fail("--dropout must be in [0, 1), got %g", o.dropout);
+  if (o.monitor != "val_loss" && o.monitor != "val_accuracy")
+    fail("--monitor: expected val_loss or val_accuracy (Keras' names), got '%s'", o.monitor.c_str());
+  // An earlier run in --out is never replaced silently.
+  const std::string model = path_join(o.out, "model.bin"), hist = path_join(o.out, "history.csv");
+  if (!o.resume && !o.force && (file_exists(model) || file_exists(hist))) {
+    std::string what = file_exists(model) ? "model.bin" : "";
+    if (file_exists(hist)) {
+      size_t epochs = 0;
+      try {
+        epochs = read_history(hist).size();
+      } catch (const Error&) {
+      }
+      what += strfmt("%shistory.csv with %zu epochs", what.empty() ? "" : ", ", epochs);
+    }
+    if (file_exists(path_join(o.out, "best.bin"))) what += ", best.bin";
+    fail("%s already holds a training run (%s); pass --resume to continue it, --force to replace it, or choose "
+         "another --out",
+         o.out.c_str(), what.c_str());
+  }
 }
 
 HeadSpec head_spec(FeatureSource& src, const TrainOptions& o) {
@@ -344,7 +366,7 @@ class Trainer {
     res_.history = read_history(hist_path_);
     while (!res_.history.empty() && res_.history.back().epoch >= start_epoch_) res_.history.pop_back();
     for (auto& e : res_.history) {
-      const double crit = nvalid_ ? e.val_loss : e.loss;
+      const double crit = criterion(e);
       if (crit < best_) best_ = crit, best_epoch_ = e.epoch;
     }
     if (start_epoch_ > o_.epochs)
@@ -380,7 +402,7 @@ class Trainer {
         (long long)steps_per_epoch_, (long long)steps_per_epoch_, e.seconds, 1e3 * e.seconds / steps_per_epoch_, e.loss,
         e.acc, e.val_loss, e.val_acc);
     save(model_path_, epoch, true);
-    const double crit = nvalid_ ? e.val_loss : e.loss;
+    const double crit = criterion(e);
     if (crit < best_) {
       best_ = crit;
       best_epoch_ = epoch;
@@ -434,6 +456,16 @@ class Trainer {
   uint64_t step_ = 0;
   double best_ = INFINITY;
 
+  // Lower is better: validation loss, or minus validation accuracy (--monitor); the training loss
+  // when there is no validation set.
+  double criterion(const EpochStats& e) const {
+    if (!nvalid_) return e.loss;
+    return o_.monitor == "val_accuracy" ? -e.val_acc : e.val_loss;
+  }
+  const char* monitor_name() const {
+    return !nvalid_ ? "training loss" : o_.monitor == "val_accuracy" ? "validation accuracy" : "validation loss";
+  }
+
   void save(const std::string& path, int epoch, bool with_opt) {
     ModelFile m = model_from_head(head_, with_opt);
     m.meta = prov_;
@@ -443,6 +475,7 @@ class Trainer {
     m.meta["batch"] = std::to_string(o_.batch);
     m.meta["lr"] = strfmt("%g", o_.lr);
     m.meta["optimizer"] = strfmt("rmsprop(rho=%g, eps=%g)", o_.rho, o_.eps);
+    m.meta["monitor"] = o_.monitor;
     save_model(path, m);
   }
 
@@ -493,9 +526,12 @@ class Trainer {
   std::string report_text(const EvalReport& r) const {
     const std::vector<std::string> cls = src_.classes();
     std::string rep;
-    rep += strfmt("Report on the %s set (%lld samples), weights of the best epoch (%d, by %s loss): %s\n",
-                  nvalid_ ? "validation" : "training", (long long)r.n, best_epoch_, nvalid_ ? "validation" : "training",
-                  best_path_.c_str());
+    rep += strfmt("Report on the %s set (%lld samples), weights of the best epoch (%d, by %s, --monitor): %s\n",
+                  nvalid_ ? "validation" : "training", (long long)r.n, best_epoch_, monitor_name(), best_path_.c_str());
+    for (const EpochStats& e : res_.history)
+      if (e.epoch == best_epoch_)
+        rep += strfmt("that epoch: loss %.4f, accuracy %.4f, val_loss %.4f, val_accuracy %.4f\n", e.loss, e.acc,
+                      e.val_loss, e.val_acc);
     if (synthetic_) rep += "NOTE: features from SYNTHETIC VGG weights: these numbers say nothing about transfer learning.\n";
     rep += strfmt("\nconfusion matrix (rows: truth, columns: prediction)\n%12s %10s %10s\n", "", cls[0].c_str(), cls[1].c_str());
     for (int t = 0; t < 2; t++)
@@ -505,8 +541,10 @@ class Trainer {
     rep += strfmt("precision (%s)     %.4f\nrecall (%s)        %.4f\n", cls[1].c_str(), tp + fp > 0 ? tp / (tp + fp) : 0.0,
                   cls[1].c_str(), tp + fn > 0 ? tp / (tp + fn) : 0.0);
     rep += strfmt("log loss            %.5f\n", r.logloss);
-    rep += strfmt("log loss, clipped   %.5f (probabilities clipped to [%g, %g], as Kaggle's metric rewards)\n",
-                  r.logloss_clipped, o_.clip, 1 - o_.clip);
+    rep += strfmt("log loss, clipped   %.5f (probabilities clipped to [%g, %g]: %s)\n", r.logloss_clipped, o_.clip,
+                  1 - o_.clip,
+                  r.logloss_clipped < r.logloss ? "lower, as confident mistakes cost less"
+                                                : "no lower: clipping does not help these predictions");
     return rep;
   }
 };

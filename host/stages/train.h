@@ -45,6 +45,8 @@ struct TrainOptions {
   double lr = 1e-3, rho = 0.9, eps = 1e-7, clip = 0.005, dropout = 0.2;
   uint64_t seed = 0;
   bool resume = false, plots = true;
+  bool force = false;  // replace an earlier run in out (otherwise refused, unless resume)
+  std::string monitor = "val_loss";  // which epoch best.bin keeps: val_loss (lowest) or val_accuracy (highest)
   Device device = Device::CPU;
   int stop_after_epochs = 0;  // tests: behave as if interrupted after this many epochs
 };
