@@ -152,7 +152,7 @@ demo: all
 	bash tools/demo.sh
 
 # The main job: weights -> cache -> train (downloads what is missing; WEIGHTS=... DATA=... to use yours).
-run: all
+run:
 	bash tools/run.sh
 
 # Regenerates the committed reference fixtures (needs python3-torch, numpy, h5py, PIL, scipy).

@@ -37,6 +37,19 @@ expect_error "tl_cache --dtype fp8" "--dtype: expected fp32 or fp16" ./tl_cache 
 expect_error "tl_convert without arguments" "expected IN and OUT" ./tl_convert
 expect_error "tl_predict without images" "no images given" ./tl_predict
 
+echo "== the README's examples use flags the programs have"
+nflags=0; nbad=0
+while read -r prog rest; do
+  for f in $(grep -oE -- '--[a-z][a-z0-9-]*' <<<"$rest"); do
+    nflags=$((nflags + 1))
+    if ! ./"$prog" --help | grep -qE -- "^  $f( |$)"; then nbad=$((nbad + 1)); echo "    README: $prog $f is not in $prog --help"; fi
+  done
+done < <(grep -oE '\./tl_(cache|train|predict|inspect|convert)( [^`|#]*)?' README.md | sed 's|^\./||')
+if [ $nflags -ge 15 ] && [ $nbad -eq 0 ]; then ok "README examples: $nflags flags, all in --help"; else bad "README examples: $nbad of $nflags flags unknown"; fi
+for t in run demo weights test bench fixtures; do
+  check "README's make $t is a Makefile target" grep -q "^$t:" Makefile
+done
+
 echo "== a fresh checkout: tl_cache says what is missing and how to get it"
 mkdir -p "$TMP/fresh"
 out=$(cd "$TMP/fresh" && "$ROOT/tl_cache" 2>&1); rc=$?

