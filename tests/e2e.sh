@@ -152,7 +152,8 @@ else
   echo "== training and prediction"
   M=$TMP/model
   check "tl_train 3 epochs" ./tl_train --cache "$C" --out "$M" --epochs 3 --quiet
-  for f in model.bin best.bin history.csv curves.png report.txt; do check "tl_train wrote $f" test -s "$M/$f"; done
+  for f in model.bin best.bin history.csv curves.png mistakes.png report.txt; do check "tl_train wrote $f" test -s "$M/$f"; done
+  check "report.txt lists the most confidently wrong validation photos" grep -q "most confidently wrong" "$M/report.txt"
   check "history.csv has 3 epochs" bash -c "[ \$(wc -l <'$M/history.csv') -eq 4 ]"
   check "tl_inspect the model" bash -c "./tl_inspect '$M/best.bin' | grep -q 'preprocess     caffe'"
   check "--resume to 4 epochs" ./tl_train --cache "$C" --out "$M" --epochs 4 --resume --quiet
@@ -195,6 +196,7 @@ else
   fi
   # The CSV's probabilities are exact: the log loss computed from it equals the report's.
   ll=$(awk -F, 'NR>1 {p=$2; y=($1 ~ /\/dog\//); s += (y ? -log(p) : -log(1-p)); n++} END {printf "%.5f", s/n}' "$TMP/lab.csv")
+  check "tl_predict --sheet draws the mistakes" bash -c "./tl_predict --model '$M/best.bin' --sheet '$TMP/sheet.png' --quiet '$L' >/dev/null && test -s '$TMP/sheet.png'"
   check "log loss from the CSV equals the report's ($ll)" grep -q "^log loss            $ll" "$TMP/pred_report.txt"
   check "--csv written" grep -q '^path,p_dog,label,error$' "$TMP/pred.csv"
   check "tl_predict --tta" ./tl_predict --model "$M/best.bin" --tta --quiet "$P/1.jpg"

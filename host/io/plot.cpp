@@ -191,6 +191,7 @@ void plot_panels(const std::string& path, const std::string& title, const std::v
           if (!std::isfinite(s.y[i])) continue;
           const double px = X((double)i + 1), py = Y(s.y[i]);
           covered += px >= cx0 - 6 && px <= cx0 + bw + 6 && py >= cy0 - 6 && py <= cy0 + bh + 6;
+          if (s.y[i] > hi && cy0 < T + 30 && cx0 < px + 260 && cx0 + bw > px) covered += 100;  // its off-scale label
         }
       if (covered < fewest) fewest = covered, bx0 = cx0, by0 = cy0;
     }
@@ -207,6 +208,40 @@ void plot_panels(const std::string& path, const std::string& title, const std::v
       cv.dot(bx0 + 26, yy, 3.5, P.series[k].rgb);
       cv.text(bx0 + 50, yy, P.series[k].name, 2, black, 0);
     }
+  }
+  write_png(path, cv.img);
+}
+
+void draw_sheet(const std::string& path, const std::string& title, const std::vector<SheetItem>& items) {
+  const int cols = 4, cw = 230, ch = 262, thumb = 210, top = 50;
+  const int n = (int)std::min<size_t>(items.size(), 16), rows = std::max(1, (n + cols - 1) / cols);
+  Canvas cv(cols * cw, top + rows * ch);
+  const unsigned char black[3] = {20, 20, 20}, grey[3] = {110, 110, 110}, red[3] = {214, 39, 40},
+                      green[3] = {44, 160, 44};
+  cv.text(cv.img.w / 2.0, 24, title, 2, black, 1);
+  if (n == 0) cv.text(cv.img.w / 2.0, top + ch / 2.0, "nothing to show", 2, grey, 1);
+  for (int k = 0; k < n; k++) {
+    const SheetItem& it = items[(size_t)k];
+    const int x0 = (k % cols) * cw + (cw - thumb) / 2, y0 = top + (k / cols) * ch;
+    if (it.img.w > 0 && it.img.h > 0) {  // fit into thumb x thumb, aspect kept
+      const double s = std::min((double)thumb / it.img.w, (double)thumb / it.img.h);
+      const int w = std::max(1, (int)std::lround(it.img.w * s)), h = std::max(1, (int)std::lround(it.img.h * s));
+      Image small = resize_image(it.img, w, h, Resize::Bilinear);
+      const int ox = x0 + (thumb - w) / 2, oy = y0 + (thumb - h) / 2;
+      for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) cv.px(ox + x, oy + y, small.px(x, y));
+    }
+    const unsigned char* frame = it.wrong ? red : green;
+    for (int t = 0; t < 3; t++) {
+      cv.line(x0 - 3 - t, y0 - 3 - t, x0 + thumb + 3 + t, y0 - 3 - t, frame, 1);
+      cv.line(x0 - 3 - t, y0 + thumb + 3 + t, x0 + thumb + 3 + t, y0 + thumb + 3 + t, frame, 1);
+      cv.line(x0 - 3 - t, y0 - 3 - t, x0 - 3 - t, y0 + thumb + 3 + t, frame, 1);
+      cv.line(x0 + thumb + 3 + t, y0 - 3 - t, x0 + thumb + 3 + t, y0 + thumb + 3 + t, frame, 1);
+    }
+    cv.text(x0 + thumb / 2.0, y0 + thumb + 18, it.line1, 2, black, 1);
+    std::string name = it.line2;
+    if (name.size() > 36) name = "..." + name.substr(name.size() - 33);
+    cv.text(x0 + thumb / 2.0, y0 + thumb + 36, name, 1, grey, 1);
   }
   write_png(path, cv.img);
 }

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "host/io/image.h"
+
 namespace tl {
 
 struct Series {
@@ -27,5 +29,15 @@ struct Panel {
 
 // Panels side by side; x is the epoch (1..n).
 void plot_panels(const std::string& path, const std::string& title, const std::vector<Panel>& panels);
+
+// A contact sheet of photos (fast.ai's plot_top_losses): up to 16 in a 4-column grid, each fitted
+// into its cell and labelled with two lines (e.g. "truth cat  p(dog) 0.97" and the file name); a
+// red frame marks wrong predictions.
+struct SheetItem {
+  Image img;  // decoded RGB (any size)
+  std::string line1, line2;
+  bool wrong = false;
+};
+void draw_sheet(const std::string& path, const std::string& title, const std::vector<SheetItem>& items);
 
 }  // namespace tl

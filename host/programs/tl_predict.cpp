@@ -1,11 +1,14 @@
 // tl_predict: classifies photos with a trained head, using the preprocessing recorded in the model.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <map>
 
 #include "host/core/cli.h"
 #include "host/core/common.h"
 #include "host/core/log.h"
+#include "host/io/image.h"
+#include "host/io/plot.h"
 #include "host/stages/predict.h"
 #include "host/core/threads.h"
 
@@ -14,7 +17,7 @@ using namespace tl;
 int main(int argc, char** argv) {
   return guarded_main("tl_predict", [&] {
     std::vector<std::string> paths;
-    std::string model, weights, device = "auto", csv, kaggle, report;
+    std::string model, weights, device = "auto", csv, kaggle, report, sheet;
     double clip = 0;
     int batch = 16, threads = 0;
     bool tta = false, quiet = false;
@@ -36,6 +39,9 @@ int main(int argc, char** argv) {
     cli.opt("--report", &report, "FILE",
             "write the accuracy, log loss and confusion matrix of the images whose paths carry a label (class folders "
             "or Kaggle names), as printed on stderr");
+    cli.opt("--sheet", &sheet, "FILE.png",
+            "draw the predictions as a sheet of photos: the most confident mistakes when the paths carry labels, "
+            "else the most confident predictions (up to 16)");
     cli.flag("--tta", &tta, "test-time augmentation: average over the image and its horizontal flip");
     cli.flag("--quiet", &quiet, "no progress or summary on stderr");
     if (!cli.parse(argc, argv)) return 0;
@@ -95,6 +101,36 @@ int main(int argc, char** argv) {
     int labelled = 0;
     const std::string rep = labelled_report(res, cls, clip, &labelled);
     if (!rep.empty()) say("\n%s", rep.c_str());
+    if (!sheet.empty()) {
+      std::vector<size_t> pick;
+      for (size_t i = 0; i < res.size(); i++) {
+        if (!res[i].ok) continue;
+        const int y = label_from_path(res[i].name, cls);
+        if (labelled == 0 || (y >= 0 && (res[i].p > 0.5) != (y == 1))) pick.push_back(i);
+      }
+      std::stable_sort(pick.begin(), pick.end(),
+                       [&](size_t a, size_t b) { return std::fabs(res[a].p - 0.5) > std::fabs(res[b].p - 0.5); });
+      if (pick.size() > 16) pick.resize(16);
+      std::vector<SheetItem> items;
+      for (size_t i : pick) {
+        SheetItem it;
+        try {
+          std::vector<uint8_t> b = inputs[i].read();
+          it.img = decode_image(b.data(), b.size(), res[i].name);
+        } catch (const Error&) {
+        }
+        const int y = label_from_path(res[i].name, cls);
+        it.line1 = y >= 0 ? strfmt("%s  p(%s) %.3f", cls[y].c_str(), cls[1].c_str(), res[i].p)
+                          : strfmt("p(%s) %.3f: %s", cls[1].c_str(), res[i].p, cls[res[i].p > 0.5].c_str());
+        it.line2 = res[i].name;
+        it.wrong = y >= 0;
+        items.push_back(std::move(it));
+      }
+      draw_sheet(sheet, labelled ? strfmt("the %zu most confident mistakes (label from the path)", items.size())
+                                 : strfmt("the %zu most confident predictions", items.size()),
+                 items);
+      note("wrote %s (%zu photos)", sheet.c_str(), items.size());
+    }
     if (!report.empty()) {
       if (rep.empty()) fail("--report: none of the images carries a label in its path (class folders or cat.N.jpg names)");
       write_file_atomic(report, rep.data(), rep.size());

@@ -53,6 +53,13 @@ class ImageSource : public FeatureSource {
                   o_.image_size, o_.image_size, resize_name(recipe_.resize), o_.augment ? ", augmented" : ", no augmentation");
   }
 
+  std::string sample_name(Split s, int64_t i) const override {
+    return ds_.files[(size_t)rows_[(int)s][(size_t)i]].rel;
+  }
+  std::vector<uint8_t> sample_bytes(Split s, int64_t i) const override {
+    return ds_.read(ds_.files[(size_t)rows_[(int)s][(size_t)i]], kMaxImageFileBytes);
+  }
+
   // The base runs on sub-batches of base_batch images (bounded memory for any training or
   // validation batch size); their features are copied into x's rows.
   void fetch(Split s, const std::vector<int64_t>& idx, Tensor& x, bool train, uint64_t epoch) override {

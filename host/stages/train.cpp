@@ -9,6 +9,8 @@
 #include "host/ops/cpu_ops.h"
 #include "host/core/device.h"
 #include "host/core/log.h"
+#include "host/io/image.h"
+#include "host/io/dataset.h"
 #include "host/model/recipe.h"
 #include "host/io/npy.h"
 #include "host/ops/ops.h"
@@ -104,6 +106,7 @@ class CachedSource : public RowSource {
         for (uint32_t i = 0; i < sh.info().count; i++) {
           rows_[s].push_back((const uint8_t*)sh.features() + (size_t)i * row_bytes);
           labels_[s].push_back((float)sh.labels()[i]);
+          ids_[s].push_back(sh.ids()[i]);
         }
     const CacheSettings& st = cache_.manifest.settings;
     InputRecipe::read(st.kv, path_join(dir, "manifest.tsv")).write(&prov_, InputRecipe::Where::Model);
@@ -117,8 +120,23 @@ class CachedSource : public RowSource {
     upload();
   }
 
+  std::string sample_name(Split s, int64_t i) const override {
+    const ManifestEntry& e = cache_.manifest.entries[ids_[(int)s][(size_t)i]];
+    return e.rel;
+  }
+  std::vector<uint8_t> sample_bytes(Split s, int64_t i) const override {
+    const ManifestEntry& e = cache_.manifest.entries[ids_[(int)s][(size_t)i]];
+    if (e.source < 0 || (size_t)e.source >= cache_.manifest.sources.size()) return {};
+    try {
+      return DataSource(cache_.manifest.sources[(size_t)e.source]).read(e.rel, kMaxImageFileBytes);
+    } catch (const Error&) {
+      return {};  // the photos moved since caching: no picture, nothing else lost
+    }
+  }
+
  private:
   Cache cache_;
+  std::vector<uint32_t> ids_[2];
 };
 
 class NpySource : public RowSource {
@@ -433,12 +451,13 @@ class Trainer {
       ModelFile bm = load_model(best_path_);
       head_from_model(bm, head_, false);
       const Split s = nvalid_ ? Split::Valid : Split::Train;
-      const std::string rep = report_text(evaluate(head_, src_, s, std::max(o_.batch, 256), o_.clip));
+      std::string rep = report_text(evaluate(head_, src_, s, std::max(o_.batch, 256), o_.clip));
+      if (o_.plots) rep += draw_mistakes(s);
       write_file_atomic(path_join(o_.out, "report.txt"), rep.data(), rep.size());
       say("\n%s", rep.c_str());
     }
     if (!res_.interrupted && !res_.nan_stop)
-      note("wrote %s (last epoch), %s (epoch %d), history.csv, curves.png, report.txt in %s", model_path_.c_str(),
+      note("wrote %s (last epoch), %s (epoch %d), history.csv, curves.png, mistakes.png, report.txt in %s", model_path_.c_str(),
            best_path_.c_str(), best_epoch_, o_.out.c_str());
   }
 
@@ -523,6 +542,46 @@ class Trainer {
     return true;
   }
 
+  // mistakes.png: the samples of split s the best weights got most confidently wrong (up to 16), as
+  // photos labelled with truth, p(class 1) and file name; the same list as text for report.txt.
+  std::string draw_mistakes(Split s) {
+    const std::vector<std::string> cls = src_.classes();
+    const std::vector<double> p = predict_split(head_, src_, s, std::max(o_.batch, 256));
+    const std::vector<float>& y = src_.labels(s);
+    std::vector<int64_t> wrong;
+    for (int64_t i = 0; i < (int64_t)p.size(); i++)
+      if ((p[(size_t)i] > 0.5) != (y[(size_t)i] > 0.5f)) wrong.push_back(i);
+    std::sort(wrong.begin(), wrong.end(), [&](int64_t a, int64_t b) {
+      return std::fabs(p[(size_t)a] - 0.5) > std::fabs(p[(size_t)b] - 0.5) || (std::fabs(p[(size_t)a] - 0.5) ==
+                                                                                 std::fabs(p[(size_t)b] - 0.5) && a < b);
+    });
+    if (wrong.size() > 16) wrong.resize(16);
+    std::string text = strfmt("\nmost confidently wrong (%zu shown, mistakes.png):\n", wrong.size());
+    std::vector<SheetItem> items;
+    for (int64_t i : wrong) {
+      SheetItem it;
+      const std::string name = src_.sample_name(s, i);
+      const std::vector<uint8_t> bytes = src_.sample_bytes(s, i);
+      if (!bytes.empty()) {
+        try {
+          it.img = decode_image(bytes.data(), bytes.size(), name);
+        } catch (const Error&) {
+        }
+      }
+      const int truth = y[(size_t)i] > 0.5f;
+      it.line1 = strfmt("%s  p(%s) %.3f", cls[truth].c_str(), cls[1].c_str(), p[(size_t)i]);
+      it.line2 = name.empty() ? strfmt("sample %lld", (long long)i) : name;
+      it.wrong = true;
+      text += strfmt("  %-40s truth %-5s p(%s) %.4f\n", it.line2.c_str(), cls[truth].c_str(), cls[1].c_str(), p[(size_t)i]);
+      items.push_back(std::move(it));
+    }
+    draw_sheet(path_join(o_.out, "mistakes.png"),
+               strfmt("%s set: the %zu most confidently wrong (truth, then p(%s); best epoch %d)%s", s == Split::Valid ? "validation" : "training",
+                      wrong.size(), cls[1].c_str(), best_epoch_, synthetic_ ? " -- SYNTHETIC weights" : ""),
+               items);
+    return text;
+  }
+
   std::string report_text(const EvalReport& r) const {
     const std::vector<std::string> cls = src_.classes();
     std::string rep;
@@ -552,6 +611,22 @@ class Trainer {
 }  // namespace
 
 // validate -> resume or init -> announce -> epochs -> report.
+std::vector<double> predict_split(Head& head, FeatureSource& src, Split s, int batch) {
+  const int64_t n = src.size(s);
+  std::vector<double> p((size_t)n);
+  Tensor x({batch, head.spec().in_dim()}, head.device());
+  std::vector<float> z((size_t)batch);
+  for (int64_t b0 = 0; b0 < n; b0 += batch) {
+    const int nb = (int)std::min<int64_t>(batch, n - b0);
+    std::vector<int64_t> idx((size_t)nb);
+    for (int i = 0; i < nb; i++) idx[(size_t)i] = b0 + i;
+    src.fetch(s, idx, x, false, 0);
+    head.logits(x, nb, z.data());
+    for (int i = 0; i < nb; i++) p[(size_t)(b0 + i)] = 1.0 / (1.0 + std::exp(-(double)z[(size_t)i]));
+  }
+  return p;
+}
+
 TrainResult train_head(FeatureSource& src, const TrainOptions& o) {
   validate_training(src, o);
   Trainer t(src, o);

@@ -32,6 +32,10 @@ class FeatureSource {
   virtual std::map<std::string, std::string> provenance() const = 0;
   virtual std::vector<std::string> classes() const { return {"cat", "dog"}; }
   virtual std::string describe() const = 0;
+  // The photo behind sample i of a split, for pictures of the mistakes ("" / empty when unknown,
+  // as for imported .npy features).
+  virtual std::string sample_name(Split, int64_t) const { return ""; }
+  virtual std::vector<uint8_t> sample_bytes(Split, int64_t) const { return {}; }
 };
 
 // Features from a cache directory (shards, mapped) or the tutorial's .npy files. On the GPU the
@@ -55,6 +59,9 @@ struct EpochStats {
   int epoch = 0;
   double loss = 0, acc = 0, val_loss = 0, val_acc = 0, seconds = 0;
 };
+
+// Probability of class 1 for every sample of a split (no dropout).
+std::vector<double> predict_split(Head& head, FeatureSource& src, Split s, int batch);
 
 struct TrainResult {
   std::vector<EpochStats> history;
