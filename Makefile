@@ -76,7 +76,7 @@ PROGRAMS := tl_cache tl_train tl_predict tl_inspect tl_convert
 TEST_SRCS := $(wildcard tests/*.cpp)
 TEST_BIN := $(BUILD)/test_tl
 EMU_TEST_BIN := $(BUILD)/test_tl_emu
-BENCH_BIN := $(BUILD)/bench_ops $(BUILD)/bench_train
+BENCH_BIN := $(BUILD)/bench_ops $(BUILD)/bench_train $(BUILD)/bench_decode
 
 .SECONDARY:
 .PHONY: all test test-unit test-e2e bench demo run clean fixtures weights
