@@ -261,25 +261,33 @@ std::unique_ptr<FeatureSource> open_npy_source(const std::string& dir, Device d)
   return std::make_unique<NpySource>(dir, d);
 }
 
-EvalReport evaluate(Head& head, FeatureSource& src, Split s, int batch, double clip) {
-  EvalReport r;
+// The head's logit for every sample of a split (no dropout), in batches.
+std::vector<float> split_logits(Head& head, FeatureSource& src, Split s, int batch) {
   const int64_t n = src.size(s);
-  r.n = n;
-  if (n == 0) return r;
-  const int64_t d = head.spec().in_dim();
-  Tensor x({batch, d}, head.device());
-  std::vector<float> z((size_t)batch);
-  const std::vector<float>& y = src.labels(s);
-  double loss = 0, ll = 0, llc = 0;
-  int64_t correct = 0;
+  std::vector<float> z((size_t)n);
+  Tensor x({batch, head.spec().in_dim()}, head.device());
   for (int64_t b0 = 0; b0 < n; b0 += batch) {
     const int nb = (int)std::min<int64_t>(batch, n - b0);
     std::vector<int64_t> idx((size_t)nb);
     for (int i = 0; i < nb; i++) idx[(size_t)i] = b0 + i;
     src.fetch(s, idx, x, false, 0);
-    head.logits(x, nb, z.data());
-    for (int i = 0; i < nb; i++) {
-      const double zi = z[(size_t)i], yi = y[(size_t)(b0 + i)];
+    head.logits(x, nb, z.data() + b0);
+  }
+  return z;
+}
+
+EvalReport evaluate(Head& head, FeatureSource& src, Split s, int batch, double clip) {
+  EvalReport r;
+  const int64_t n = src.size(s);
+  r.n = n;
+  if (n == 0) return r;
+  const std::vector<float>& y = src.labels(s);
+  const std::vector<float> z = split_logits(head, src, s, batch);
+  double loss = 0, ll = 0, llc = 0;
+  int64_t correct = 0;
+  {
+    for (int64_t i = 0; i < n; i++) {
+      const double zi = z[(size_t)i], yi = y[(size_t)i];
       // the same stable formula as the loss op, in double for the report
       loss += std::max(zi, 0.0) - zi * yi + std::log1p(std::exp(-std::fabs(zi)));
       const int pred = zi > 0 ? 1 : 0;
@@ -612,18 +620,9 @@ class Trainer {
 
 // validate -> resume or init -> announce -> epochs -> report.
 std::vector<double> predict_split(Head& head, FeatureSource& src, Split s, int batch) {
-  const int64_t n = src.size(s);
-  std::vector<double> p((size_t)n);
-  Tensor x({batch, head.spec().in_dim()}, head.device());
-  std::vector<float> z((size_t)batch);
-  for (int64_t b0 = 0; b0 < n; b0 += batch) {
-    const int nb = (int)std::min<int64_t>(batch, n - b0);
-    std::vector<int64_t> idx((size_t)nb);
-    for (int i = 0; i < nb; i++) idx[(size_t)i] = b0 + i;
-    src.fetch(s, idx, x, false, 0);
-    head.logits(x, nb, z.data());
-    for (int i = 0; i < nb; i++) p[(size_t)(b0 + i)] = 1.0 / (1.0 + std::exp(-(double)z[(size_t)i]));
-  }
+  const std::vector<float> z = split_logits(head, src, s, batch);
+  std::vector<double> p(z.size());
+  for (size_t i = 0; i < z.size(); i++) p[i] = 1.0 / (1.0 + std::exp(-(double)z[i]));
   return p;
 }
 
