@@ -3,6 +3,8 @@
 // CUDA path too.
 //
 // Tolerance: predictions and the cached/uncached comparison exactly (CPU); GPU vs CPU 1e-5.
+#include <unistd.h>
+
 #include <cmath>
 #include <cstring>
 
@@ -226,4 +228,37 @@ CUDA_CASE("prediction and the uncached training path on the GPU follow the CPU")
   to.out = fresh("guB");
   TrainResult rg = train_head(*open_image_source(io), to);
   for (int e = 0; e < 2; e++) CHECK(rg.history[e].loss == doctest::Approx(rc.history[e].loss).epsilon(1e-3));
+}
+
+TEST_CASE("a model trained on imported .npy features says plainly what it lacks, and the report's clipping wording") {
+  HeadSpec spec;
+  spec.feat_h = spec.feat_w = 1;
+  Head head(spec, Device::CPU);
+  head.init(1);
+  ModelFile m = model_from_head(head, false);
+  m.meta = {{"image_size", "32"}, {"resize", "nearest"}, {"preprocess", "caffe"}, {"feature_shape", "1x1x512"},
+            {"weights_crc32", "unknown"}, {"source", "npy"}};
+  const std::string dir = fresh("npymodel");
+  const std::string mp = path_join(dir, "m.bin");
+  save_model(mp, m);
+  char cwd[4096];
+  REQUIRE(getcwd(cwd, sizeof cwd));
+  REQUIRE(chdir(dir.c_str()) == 0);  // no weights/vgg16_notop.bin to fall back on here
+  const std::string e = tlt::error_of([&] { Predictor(mp, "", Device::CPU, 2, false); });
+  REQUIRE(chdir(cwd) == 0);
+  CHECK(e == mp + " records no VGG weights (it was trained on imported .npy features); pass --weights FILE with the "
+                  "converted weights those features came from");
+  // The report's clipped log loss says whether clipping helped.
+  std::vector<Prediction> res = {{"v/cat/a.jpg", true, 0.9999, ""}, {"v/dog/b.jpg", true, 0.8, ""}};
+  int n = 0;
+  std::string rep = labelled_report(res, {"cat", "dog"}, 0.005, &n);
+  CHECK(n == 2);
+  CHECK(rep.find("lower, as confident mistakes cost less") != std::string::npos);
+  res = {{"v/cat/a.jpg", true, 0.2, ""}, {"v/dog/b.jpg", true, 0.9999, ""}};
+  rep = labelled_report(res, {"cat", "dog"}, 0.005, &n);
+  CHECK(rep.find("no lower: clipping does not help") != std::string::npos);
+  CHECK(label_from_path("test1/12.jpg", {"cat", "dog"}) == -1);
+  CHECK(label_from_path("PetImages/Dog/12.jpg", {"cat", "dog"}) == 1);
+  CHECK(label_from_path("train/cat.3.jpg", {"cat", "dog"}) == 0);
+  CHECK(label_from_path("x/cats/1.jpg", {"cat", "dog"}) == 0);
 }

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "helpers.h"
+#include "host/io/plot.h"
 #include "host/core/cli.h"
 #include "host/model/head.h"
 #include "host/io/npy.h"
@@ -360,4 +361,29 @@ CUDA_CASE("training on the GPU follows the CPU (same data, same seed)") {
   TrainResult rc = train_head(*cs, oc), rg = train_head(*gs, og);
   for (int e = 0; e < 5; e++) CHECK(rg.history[e].loss == doctest::Approx(rc.history[e].loss).epsilon(1e-3));
   CHECK(rg.history.back().val_acc == rc.history.back().val_acc);
+}
+
+TEST_CASE("curves: accuracy axes stay within [0, 1], loss axes at or above 0, a large first loss goes off the scale") {
+  Panel acc{"a", "accuracy", {}, 0};
+  acc.floor = 0, acc.ceiling = 1;
+  acc.series.push_back(Series{"training", {0.88, 0.95, 0.99, 1.0, 1.0}, {0, 0, 0}});
+  double lo, hi, step;
+  panel_range(acc, &lo, &hi, &step);
+  CHECK(hi == 1.0);  // padding would have taken it to 1.025
+  CHECK(lo >= 0.0);
+  CHECK(lo <= 0.88);
+  Panel loss{"l", "loss", {}, 0};
+  loss.floor = 0;
+  loss.series.push_back(Series{"training", {0.02, 0.01, 0.005}, {0, 0, 0}});
+  panel_range(loss, &lo, &hi, &step);
+  CHECK(lo == 0.0);  // never below zero
+  loss.clip_outlier = true;
+  loss.series[0].y = {2.19, 0.28, 0.15, 0.08};
+  loss.series.push_back(Series{"validation", {0.17, 0.11, 0.13, 0.29}, {0, 0, 0}});
+  panel_range(loss, &lo, &hi, &step);
+  CHECK(hi < 0.5);   // the 2.19 is drawn at the top edge, labelled, instead of squashing the rest
+  CHECK(hi >= 0.29);
+  loss.clip_outlier = false;
+  panel_range(loss, &lo, &hi, &step);
+  CHECK(hi >= 2.19);
 }

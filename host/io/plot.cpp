@@ -104,6 +104,27 @@ std::string tick_label(double v, double step) {
 
 }  // namespace
 
+void panel_range(const Panel& P, double* lo_out, double* hi_out, double* step_out) {
+  double lo = INFINITY, hi = -INFINITY;
+  std::vector<double> all;
+  for (auto& s : P.series)
+    for (double v : s.y)
+      if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v), all.push_back(v);
+  if (!std::isfinite(lo)) lo = 0, hi = 1;
+  if (P.clip_outlier) {  // the largest value, when over 3x the next one, goes off the scale
+    std::sort(all.begin(), all.end());
+    if (all.size() >= 3 && all.back() > 3 * all[all.size() - 2] && all[all.size() - 2] > 0) hi = all[all.size() - 2];
+  }
+  if (hi - lo < 1e-9) lo -= 0.5, hi += 0.5;
+  const double pad = (hi - lo) * 0.08;
+  lo = std::max(lo - pad, P.floor);
+  hi = std::min(hi + pad, P.ceiling);
+  const double ystep = nice_step(hi - lo, 6);
+  *lo_out = std::max(std::floor(lo / ystep) * ystep, P.floor);
+  *hi_out = std::min(std::ceil(hi / ystep) * ystep, P.ceiling);
+  *step_out = ystep;
+}
+
 void plot_panels(const std::string& path, const std::string& title, const std::vector<Panel>& panels) {
   const int pw = 620, ph = 470, top = 50;
   Canvas cv(pw * (int)panels.size(), ph + top);
@@ -115,28 +136,9 @@ void plot_panels(const std::string& path, const std::string& title, const std::v
     const int ox = (int)pi * pw;
     const int L = ox + 92, R = ox + pw - 24, T = top + 40, B = top + ph - 70;
     size_t n = 0;
-    double lo = INFINITY, hi = -INFINITY;
-    for (auto& s : P.series) {
-      n = std::max(n, s.y.size());
-      for (double v : s.y)
-        if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
-    }
-    if (!std::isfinite(lo)) lo = 0, hi = 1;
-    if (P.clip_outlier) {  // the largest value, when over 3x the next one, goes off the scale
-      std::vector<double> all;
-      for (auto& s : P.series)
-        for (double v : s.y)
-          if (std::isfinite(v)) all.push_back(v);
-      std::sort(all.begin(), all.end());
-      if (all.size() >= 3 && all.back() > 3 * all[all.size() - 2] && all[all.size() - 2] > 0) hi = all[all.size() - 2];
-    }
-    if (hi - lo < 1e-9) lo -= 0.5, hi += 0.5;
-    const double pad = (hi - lo) * 0.08;
-    lo = std::max(lo - pad, P.floor);
-    hi = std::min(hi + pad, P.ceiling);
-    const double ystep = nice_step(hi - lo, 6);
-    lo = std::max(std::floor(lo / ystep) * ystep, P.floor);
-    hi = std::min(std::ceil(hi / ystep) * ystep, P.ceiling);
+    for (auto& s : P.series) n = std::max(n, s.y.size());
+    double lo, hi, ystep;
+    panel_range(P, &lo, &hi, &ystep);
     const double xmax = std::max<double>(2, (double)n);
     auto X = [&](double e) { return L + (e - 1) / (xmax - 1) * (R - L); };
     auto Y = [&](double v) { return B - (std::min(v, hi) - lo) / (hi - lo) * (B - T); };  // off-scale: at the top

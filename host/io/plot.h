@@ -27,6 +27,10 @@ struct Panel {
   bool clip_outlier = false;
 };
 
+// The y axis a panel gets: [lo, hi] in steps of step, padded around the data, within [floor,
+// ceiling], with a lone outlier left off the scale when clip_outlier.
+void panel_range(const Panel& p, double* lo, double* hi, double* step);
+
 // Panels side by side; x is the epoch (1..n).
 void plot_panels(const std::string& path, const std::string& title, const std::vector<Panel>& panels);
 
