@@ -125,7 +125,7 @@ Predictor::Predictor(const std::string& model_path, const std::string& weights_p
   std::vector<std::string> cls = split(meta("classes"), ',');
   if (cls.size() == 2) classes_ = cls;
   desc_ = strfmt("%s (epoch %s) on %s features of %s; images %dx%d %s, preprocessing %s%s", model_path.c_str(),
-                 meta("epoch").c_str(), meta("feature_shape").c_str(), wpath.c_str(), size_, size_,
+                 meta("epoch").c_str(), strfmt("%dx%dx%d", recipe_.feat_h, recipe_.feat_w, recipe_.feat_c).c_str(), wpath.c_str(), size_, size_,
                  resize_name(recipe_.resize), preprocess_name(recipe_.preprocess), tta ? ", test-time augmentation (flip)" : "");
 }
 

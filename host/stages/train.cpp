@@ -1,5 +1,7 @@
 #include "host/stages/train.h"
 
+#include <tuple>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -364,7 +366,7 @@ class Trainer {
     model_path_ = path_join(o.out, "model.bin");
     best_path_ = path_join(o.out, "best.bin");
     hist_path_ = path_join(o.out, "history.csv");
-    synthetic_ = starts_with(prov_["weights_synthetic"], "yes");
+    synthetic_ = InputRecipe::read(prov_, "the features' provenance").weights_synthetic;
   }
 
   int start_epoch() const { return start_epoch_; }
@@ -379,10 +381,15 @@ class Trainer {
     }
     ModelFile m = load_model(model_path_);
     if (m.opt_state.empty()) fail("%s has no optimiser state; cannot --resume from it", model_path_.c_str());
-    for (const char* k : {"cache_settings_hash", "feature_shape", "source"})
-      if (m.meta[k] != prov_[k])
+    const InputRecipe was = InputRecipe::read(m.meta, model_path_), now = InputRecipe::read(prov_, "these features");
+    const std::string was_shape = strfmt("%dx%dx%d", was.feat_h, was.feat_w, was.feat_c),
+                      now_shape = strfmt("%dx%dx%d", now.feat_h, now.feat_w, now.feat_c);
+    for (auto [k, a, b] : {std::make_tuple("cache_settings_hash", m.meta["cache_settings_hash"], prov_["cache_settings_hash"]),
+                           std::make_tuple("feature shape", was_shape, now_shape),
+                           std::make_tuple("source", m.meta["source"], prov_["source"])})
+      if (a != b)
         fail("--resume: %s was trained on other features (%s: %s, here %s); use another --out or drop --resume",
-             model_path_.c_str(), k, m.meta[k].c_str(), prov_[k].c_str());
+             model_path_.c_str(), k, a.c_str(), b.c_str());
     head_from_model(m, head_, true);
     start_epoch_ = atoi(m.meta["epoch"].c_str()) + 1;
     step_ = strtoull(m.meta["step"].c_str(), nullptr, 10);
