@@ -163,3 +163,10 @@ clean:
 	rm -rf $(BUILD) $(PROGRAMS)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# libFuzzer harness for the ONNX reader (clang with libFuzzer, ASan and UBSan); seeds: tests/fixtures/*.onnx.
+#   make fuzz-onnx && mkdir -p build/fuzz_onnx_corpus && build/fuzz_onnx build/fuzz_onnx_corpus tests/fixtures -max_total_time=60
+$(BUILD)/fuzz_onnx: tests/fuzz/fuzz_onnx.cpp tools/convert/onnx.cpp host/core/common.cpp
+	clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(CPPFLAGS) $^ -lz -o $@
+fuzz-onnx: $(BUILD)/fuzz_onnx
+.PHONY: fuzz-onnx

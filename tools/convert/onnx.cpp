@@ -1,6 +1,7 @@
 #include "tools/convert/onnx.h"
 
 #include <map>
+#include <set>
 
 #include "host/core/common.h"
 #include "tools/convert/protobuf.h"
@@ -158,7 +159,7 @@ std::vector<float> tensor_values(const Graph& g, const std::string& name, const 
       fail("%s: tensor %s holds %zu bytes of raw data; its shape needs %zu", file.c_str(), name.c_str(), t.raw_size,
            count * 4);
     v.resize(count);
-    memcpy(v.data(), t.raw, count * 4);
+    if (count) memcpy(v.data(), t.raw, count * 4);
   } else {
     if (t.float_data.size() != count)
       fail("%s: tensor %s holds %zu floats; its shape needs %zu", file.c_str(), name.c_str(), t.float_data.size(),
@@ -232,7 +233,10 @@ bool looks_like_onnx(const uint8_t* p, size_t n) {
 }
 
 std::vector<OnnxConv> read_onnx_conv_stack(const std::string& path) {
-  const std::vector<uint8_t> bytes = read_file(path);
+  return read_onnx_conv_stack(read_file(path), path);
+}
+
+std::vector<OnnxConv> read_onnx_conv_stack(const std::vector<uint8_t>& bytes, const std::string& path) {
   const Graph g = parse_graph(bytes, path);
   const char* f = path.c_str();
   std::map<std::string, std::vector<size_t>> consumers;
@@ -263,7 +267,10 @@ std::vector<OnnxConv> read_onnx_conv_stack(const std::string& path) {
          g.inputs.empty() ? "?" : g.inputs[0].c_str(), n ? n->op.c_str() : "a branch or nothing");
 
   std::vector<OnnxConv> layers;
+  std::set<const Node*> seen;  // a malformed graph may loop back: each node is walked once
   while (n && n->op == "Conv") {
+    if (!seen.insert(n).second) fail("%s: the graph loops back to Conv '%s'; not a valid ONNX model", f, n->name.c_str());
+    if (layers.size() >= 64) fail("%s: more than 64 conv layers in a row; not a VGG conv stack", f);
     if (n->in.size() < 2 || n->in[0] != cur || n->out.size() != 1)
       fail("%s: Conv '%s' is fed by something the walk does not expect", f, n->name.c_str());
     check_conv_attrs(*n, path);

@@ -22,6 +22,8 @@ struct OnnxConv {
 
 // The conv layers of the stack in order. Throws tl::Error naming the file on anything unreadable.
 std::vector<OnnxConv> read_onnx_conv_stack(const std::string& path);
+// The same from bytes in memory (`what` names them in errors).
+std::vector<OnnxConv> read_onnx_conv_stack(const std::vector<uint8_t>& bytes, const std::string& what);
 
 // True when the first bytes look like an ONNX ModelProto (ir_version, then known fields up to the graph).
 bool looks_like_onnx(const uint8_t* p, size_t n);

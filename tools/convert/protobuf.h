@@ -75,7 +75,7 @@ class Reader {
       if (f.size % 4) fail("%s: malformed ONNX/protobuf (a packed float list of %zu bytes)", what.c_str(), f.size);
       const size_t n = out->size();
       out->resize(n + f.size / 4);
-      memcpy(out->data() + n, f.data, f.size);
+      if (f.size) memcpy(out->data() + n, f.data, f.size);
     } else {
       fail("%s: malformed ONNX/protobuf (a float list with wire type %u)", what.c_str(), (unsigned)f.type);
     }
