@@ -209,5 +209,5 @@ else
   check "uncached model predicts" ./tl_predict --model "$U/model.bin" --quiet "$P/1.jpg"
 fi
 
-echo "== e2e: $PASS passed, $FAIL failed"
+echo "e2e: $PASS passed, $FAIL failed"
 [ $FAIL -eq 0 ]
