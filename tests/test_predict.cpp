@@ -58,22 +58,35 @@ std::string synth_weights() {
   return p;
 }
 
+// A 1x1x512-input head with random biases (so predictions differ between photos), saved as a model
+// of the synthetic weights at 32x32 in dir; returns its path.
+std::string save_small_model(const std::string& dir, Head& head, uint64_t seed, uint64_t bias_seed) {
+  VggWeights w = load_weights(synth_weights());
+  head.init(seed);
+  for (Tensor* b : {head.params()[1], head.params()[3], head.params()[5]})
+    b->from_vector(tlt::random_vec(b->numel(), bias_seed, 0.3f));
+  ModelFile m = model_from_head(head, false);
+  m.meta = {{"image_size", "32"}, {"resize", "nearest"}, {"preprocess", "caffe"}, {"feature_shape", "1x1x512"},
+            {"weights_crc32", strfmt("%08x", w.crc)}, {"weights_file", synth_weights()}, {"classes", "cat,dog"}};
+  const std::string mp = path_join(dir, "m.bin");
+  save_model(mp, m);
+  return mp;
+}
+
+HeadSpec small_spec() {
+  HeadSpec spec;
+  spec.feat_h = spec.feat_w = 1;
+  return spec;
+}
+
 }  // namespace
 
 TEST_CASE("prediction equals the forward pass plus the head; bad files get a reason and the rest still run") {
   const std::string dir = fresh("pimg");
   make_images(dir, 3);
   VggWeights w = load_weights(synth_weights());
-  HeadSpec spec;
-  spec.feat_h = spec.feat_w = 1;
-  Head head(spec, Device::CPU);
-  head.init(5);
-  for (Tensor* b : {head.params()[1], head.params()[3], head.params()[5]}) b->from_vector(tlt::random_vec(b->numel(), 9, 0.3f));
-  ModelFile m = model_from_head(head, false);
-  m.meta = {{"image_size", "32"}, {"resize", "nearest"}, {"preprocess", "caffe"}, {"feature_shape", "1x1x512"},
-            {"weights_crc32", strfmt("%08x", w.crc)}, {"weights_file", synth_weights()}, {"classes", "cat,dog"}};
-  const std::string mp = path_join(dir, "m.bin");
-  save_model(mp, m);
+  Head head(small_spec(), Device::CPU);
+  const std::string mp = save_small_model(dir, head, 5, 9);
   // inputs: 3 images, an empty file, a truncated JPEG, a text file
   std::vector<std::string> paths;
   for (const char* n : {"cat.0.png", "dog.1.jpg", "cat.2.jpg"}) paths.push_back(path_join(dir, n));
@@ -188,17 +201,8 @@ TEST_CASE("without augmentation and dropout, the uncached path trains to the cac
 CUDA_CASE("prediction and the uncached training path on the GPU follow the CPU") {
   const std::string dir = fresh("gpimg");
   make_images(dir, 3);
-  VggWeights w = load_weights(synth_weights());
-  HeadSpec spec;
-  spec.feat_h = spec.feat_w = 1;
-  Head head(spec, Device::CPU);
-  head.init(6);
-  for (Tensor* b : {head.params()[1], head.params()[3], head.params()[5]}) b->from_vector(tlt::random_vec(b->numel(), 10, 0.3f));
-  ModelFile m = model_from_head(head, false);
-  m.meta = {{"image_size", "32"}, {"resize", "nearest"}, {"preprocess", "caffe"}, {"feature_shape", "1x1x512"},
-            {"weights_crc32", strfmt("%08x", w.crc)}, {"weights_file", synth_weights()}, {"classes", "cat,dog"}};
-  const std::string mp = path_join(dir, "m.bin");
-  save_model(mp, m);
+  Head head(small_spec(), Device::CPU);
+  const std::string mp = save_small_model(dir, head, 6, 10);
   std::vector<PredictInput> inputs = expand_inputs({dir});
   std::vector<Prediction> pc = Predictor(mp, "", Device::CPU, 4, true).run(inputs);
   std::vector<Prediction> pg = Predictor(mp, "", Device::CUDA, 4, true).run(inputs);

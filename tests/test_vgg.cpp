@@ -12,15 +12,17 @@ using namespace tl;
 
 namespace {
 
-Tensor fixture_input(Device d) {
+// The 4 fixture photos (224x224), resized to size x size when smaller, preprocessed as Keras does.
+Tensor fixture_input(Device d, int size = 224) {
   tlt::Fixture photos("photos224.npz");
-  Tensor x({4, 224, 224, 3});
+  Tensor x({4, size, size, 3});
   for (int i = 0; i < 4; i++) {
     const NpyArray& a = photos.arrays.at("p" + std::to_string(i) + "_224");
     Image img;
     img.w = img.h = 224;
     img.rgb.assign(a.data(), a.data() + a.h.numel());
-    preprocess_image(img, Preprocess::CaffeBGR, x.f32() + (size_t)i * 224 * 224 * 3);
+    if (size != 224) img = resize_image(img, size, size, Resize::Nearest);
+    preprocess_image(img, Preprocess::CaffeBGR, x.f32() + (size_t)i * size * size * 3);
   }
   return d == Device::CPU ? std::move(x) : x.to(d);
 }
@@ -58,19 +60,9 @@ CUDA_CASE("VGG16 forward on the GPU equals the CPU (and torchvision, on a real G
   VggWeights w = synthetic_weights("vgg16", fx.u64("seed"));
   if (cuda::emulated()) {
     // 224x224 takes minutes in the emulator: all 13 layers on the 4 photos resized to 32x32.
-    tlt::Fixture photos("photos224.npz");
-    Tensor x({4, 32, 32, 3});
-    for (int i = 0; i < 4; i++) {
-      const NpyArray& a = photos.arrays.at("p" + std::to_string(i) + "_224");
-      Image img;
-      img.w = img.h = 224;
-      img.rgb.assign(a.data(), a.data() + a.h.numel());
-      preprocess_image(resize_image(img, 32, 32, Resize::Nearest), Preprocess::CaffeBGR, x.f32() + (size_t)i * 32 * 32 * 3);
-    }
     VggBase cpu(w, Device::CPU), gpu(w, Device::CUDA);
-    std::vector<float> yc = cpu.forward(x).to_vector();
-    Tensor xg = x.to(Device::CUDA);
-    std::vector<float> yg = gpu.forward(xg).to_vector();
+    std::vector<float> yc = cpu.forward(fixture_input(Device::CPU, 32)).to_vector();
+    std::vector<float> yg = gpu.forward(fixture_input(Device::CUDA, 32)).to_vector();
     const double err = tlt::rel_err(yg, yc);
     MESSAGE("VGG16 at 32x32 in the CUDA emulator vs the CPU: " << err);
     CHECK(err <= 1e-4);
