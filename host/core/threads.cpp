@@ -36,9 +36,11 @@ struct Pool {
   std::exception_ptr error;
   std::mutex run_mu;  // one parallel_for at a time from outside the pool
 
-  void worker_loop(int id) {
+  // seen starts at the generation current when the worker was made: a worker started after some
+  // jobs must not take the last one for a new one (it would decrement `active` for a job it never
+  // joined, and parallel_for would wait for ever: a hang seen once in make test).
+  void worker_loop(int id, int seen) {
     flush_denormals_here();
-    int seen = 0;
     for (;;) {
       {
         std::unique_lock<std::mutex> lk(mu);
@@ -73,7 +75,12 @@ struct Pool {
   void resize(int n) {
     shutdown();
     stop = false;
-    for (int i = 1; i < n; i++) workers.emplace_back([this, i] { worker_loop(i); });
+    int current;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      current = generation;
+    }
+    for (int i = 1; i < n; i++) workers.emplace_back([this, i, current] { worker_loop(i, current); });
   }
 
   void shutdown() {
