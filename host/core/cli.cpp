@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 
 #include "host/core/common.h"
@@ -194,7 +195,10 @@ int guarded_main(const char* prog, const std::function<int()>& body) {
     fprintf(stderr, "%s: error: %s\n", prog, e.what());
   } catch (const std::bad_alloc&) {
     fflush(stdout);
-    fprintf(stderr, "%s: error: out of memory; try a smaller --batch or fewer --threads\n", prog);
+    // The sizes a file's fields decide are checked before they are allocated, so this is real
+    // memory pressure; only the programs with --batch can do something about it.
+    const bool batched = strcmp(prog, "tl_convert") != 0 && strcmp(prog, "tl_inspect") != 0;
+    fprintf(stderr, "%s: error: out of memory%s\n", prog, batched ? "; try a smaller --batch or fewer --threads" : "");
   } catch (const std::exception& e) {
     fflush(stdout);
     fprintf(stderr, "%s: error: %s\n", prog, e.what());

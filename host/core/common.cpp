@@ -1,5 +1,7 @@
 #include "host/core/common.h"
 
+#include <new>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -10,6 +12,20 @@
 #include <cstring>
 
 namespace tl {
+
+std::string current_exception_message() {
+  try {
+    throw;
+  } catch (const Error& e) {
+    return e.what();
+  } catch (const std::bad_alloc&) {
+    return "out of memory";
+  } catch (const std::exception& e) {
+    return std::string("unexpected error: ") + e.what();
+  } catch (...) {
+    return "unexpected error";
+  }
+}
 
 std::string vstrfmt(const char* fmt, va_list ap) {
   va_list ap2;
@@ -112,7 +128,11 @@ void write_file_atomic(const std::string& path, const void* data, size_t bytes) 
     close(fd);
     fail("%s: fsync failed (%s)", tmp.c_str(), strerror(e));
   }
-  close(fd);
+  if (close(fd) != 0) {
+    int e = errno;
+    unlink(tmp.c_str());
+    fail("%s: cannot write (%s)", tmp.c_str(), strerror(e));
+  }
   if (rename(tmp.c_str(), path.c_str()) != 0)
     fail("%s: cannot rename %s into place (%s)", path.c_str(), tmp.c_str(), strerror(errno));
 }

@@ -22,6 +22,9 @@ struct Error : std::runtime_error {
 std::string strfmt(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 std::string vstrfmt(const char* fmt, va_list ap);
 [[noreturn]] void fail(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+// Inside a catch (...): the message of the exception being handled, so that per-file work (decode
+// threads, batches of photos) turns any exception into one error line instead of letting it escape.
+std::string current_exception_message();
 
 #define TL_ASSERT(cond)                                                                   \
   do {                                                                                    \

@@ -334,17 +334,27 @@ void preprocess_rgb_float(const float* s, int64_t n, Preprocess p, float* out) {
   }
 }
 
+// stb encodes into memory; the file is written by write_file_atomic, which checks every write, the
+// fsync and the rename (stb's own file writer ignores write errors: a full disk gave truncated PNGs).
+namespace {
+void append_bytes(void* ctx, void* data, int size) {
+  auto* v = (std::vector<uint8_t>*)ctx;
+  v->insert(v->end(), (const uint8_t*)data, (const uint8_t*)data + size);
+}
+}  // namespace
+
 void write_png(const std::string& path, const Image& img) {
-  std::string tmp = path + ".tmp";
-  if (!stbi_write_png(tmp.c_str(), img.w, img.h, 3, img.rgb.data(), img.w * 3))
-    fail("%s: cannot write PNG", path.c_str());
-  if (rename(tmp.c_str(), path.c_str()) != 0) fail("%s: cannot rename %s into place", path.c_str(), tmp.c_str());
+  std::vector<uint8_t> out;
+  if (!stbi_write_png_to_func(append_bytes, &out, img.w, img.h, 3, img.rgb.data(), img.w * 3) || out.empty())
+    fail("%s: cannot encode PNG (%dx%d)", path.c_str(), img.w, img.h);
+  write_file_atomic(path, out.data(), out.size());
 }
 
 void write_jpeg(const std::string& path, const Image& img, int quality) {
-  std::string tmp = path + ".tmp";
-  if (!stbi_write_jpg(tmp.c_str(), img.w, img.h, 3, img.rgb.data(), quality)) fail("%s: cannot write JPEG", path.c_str());
-  if (rename(tmp.c_str(), path.c_str()) != 0) fail("%s: cannot rename %s into place", path.c_str(), tmp.c_str());
+  std::vector<uint8_t> out;
+  if (!stbi_write_jpg_to_func(append_bytes, &out, img.w, img.h, 3, img.rgb.data(), quality) || out.empty())
+    fail("%s: cannot encode JPEG (%dx%d)", path.c_str(), img.w, img.h);
+  write_file_atomic(path, out.data(), out.size());
 }
 
 }  // namespace tl

@@ -48,10 +48,8 @@ void OrderedLoader::worker() {
     std::string err;
     try {
       produce_(i, slot->data.data());
-    } catch (const Error& e) {
-      err = e.what();
-    } catch (const std::bad_alloc&) {
-      err = "out of memory while decoding";
+    } catch (...) {  // nothing escapes a loader thread: the item gets the error line
+      err = current_exception_message();
     }
     {
       std::lock_guard<std::mutex> lk(mu_);

@@ -76,15 +76,21 @@ NpyHeader parse_npy_header(const uint8_t* p, size_t n, const std::string& what) 
       if (c != ' ' && c != 'L') t += c;
     if (t.empty()) continue;
     char* end = nullptr;
+    errno = 0;
     long long v = strtoll(t.c_str(), &end, 10);
-    if (*end || v < 0) fail("%s: malformed npy shape %s", what.c_str(), s.substr(0, e + 1).c_str());
+    if (*end || v < 0 || errno == ERANGE) fail("%s: malformed npy shape %s", what.c_str(), s.substr(0, e + 1).c_str());
     h.shape.push_back(v);
   }
   const std::string& ds = h.descr;
   if (ds.size() < 3) fail("%s: unsupported npy dtype '%s'", what.c_str(), ds.c_str());
   if (ds[0] == '>') fail("%s: big-endian npy arrays are not supported (dtype %s)", what.c_str(), ds.c_str());
   h.item_size = (size_t)atoi(ds.c_str() + 2);
-  if (h.item_size == 0) fail("%s: unsupported npy dtype '%s'", what.c_str(), ds.c_str());
+  if (h.item_size == 0 || h.item_size > 16) fail("%s: unsupported npy dtype '%s'", what.c_str(), ds.c_str());
+  // numel() and numel() * item_size are used unchecked from here on: both must fit in 62 bits.
+  int64_t total = (int64_t)h.item_size;
+  for (int64_t v : h.shape)
+    if (__builtin_mul_overflow(total, v, &total) || total > ((int64_t)1 << 62))
+      fail("%s: npy shape %s is too large to be real (corrupt header)", what.c_str(), h.shape_str().c_str());
   return h;
 }
 

@@ -78,6 +78,11 @@ ZipReader::ZipReader(const std::string& path) : path_(path) {
     }
     if (cd_off > file_size_ || cd_size > file_size_ - cd_off)
       fail("%s: zip central directory lies outside the file (truncated download?)", path.c_str());
+    // Each central-directory record takes at least 46 bytes: a larger count is a lie (checked
+    // before anything is reserved for it).
+    if (count > cd_size / 46)
+      fail("%s: corrupt zip archive (%llu entries cannot fit in a %llu-byte central directory)", path.c_str(),
+           (unsigned long long)count, (unsigned long long)cd_size);
     std::vector<uint8_t> cd(cd_size);
     pread_all(cd.data(), cd_size, cd_off);
     size_t pos = 0;
@@ -141,6 +146,14 @@ std::vector<uint8_t> ZipReader::read(const ZipEntry& e, uint64_t max_bytes) cons
   pread_all(lh, 30, e.local_offset);
   if (rd32(lh) != 0x04034b50u) fail("%s: corrupt local header for entry %s", p, n);
   const uint64_t data_off = e.local_offset + 30 + rd16(lh + 26) + rd16(lh + 28);
+  // Sizes come from the archive: checked against the file (and deflate's largest ratio, about
+  // 1032:1) before anything is allocated for them.
+  if (data_off > file_size_ || e.compressed_size > file_size_ - data_off)
+    fail("%s: entry %s is truncated or corrupt (its %llu compressed bytes run past the end of the archive)", p, n,
+         (unsigned long long)e.compressed_size);
+  if (e.method == 8 && e.size / 1032 > e.compressed_size + 1)
+    fail("%s: entry %s is corrupt (%llu bytes cannot inflate to %llu)", p, n, (unsigned long long)e.compressed_size,
+         (unsigned long long)e.size);
   std::vector<uint8_t> comp(e.compressed_size);
   pread_all(comp.data(), e.compressed_size, data_off);
   std::vector<uint8_t> out;

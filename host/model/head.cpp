@@ -236,12 +236,24 @@ ModelFile load_model(const std::string& path) {
   const bool opt = r.u32() != 0;
   r.u32();
   const uint64_t meta_bytes = r.u64(), total = r.u64();
-  if (m.spec.feat_h <= 0 || m.spec.feat_w <= 0 || m.spec.feat_c <= 0 || m.spec.hidden1 <= 0 || m.spec.hidden2 <= 0 ||
-      (int64_t)m.spec.feat_h * m.spec.feat_w * m.spec.feat_c > (1 << 28) || m.spec.hidden1 > (1 << 20) ||
-      m.spec.hidden2 > (1 << 20) || meta_bytes > (1u << 24))
-    fail("%s: corrupt header", f);
+  // Each dimension is bounded before any product is formed (no product can overflow), and the
+  // sizes they imply must add up to the file's real size before anything is allocated for them.
+  const HeadSpec& sp = m.spec;
+  if (sp.feat_h <= 0 || sp.feat_w <= 0 || sp.feat_c <= 0 || sp.hidden1 <= 0 || sp.hidden2 <= 0 || sp.feat_h > 4096 ||
+      sp.feat_w > 4096 || sp.feat_c > 65536 || sp.hidden1 > (1 << 20) || sp.hidden2 > (1 << 20) ||
+      (int64_t)sp.feat_h * sp.feat_w * sp.feat_c > (1 << 28) || meta_bytes > (1u << 24) ||
+      !(sp.dropout >= 0.0f && sp.dropout < 1.0f))
+    fail("%s: corrupt header (dimensions %dx%dx%d -> %d -> %d, dropout %g)", f, sp.feat_h, sp.feat_w, sp.feat_c,
+         sp.hidden1, sp.hidden2, sp.dropout);
+  uint64_t expect = align64(kHeaderBytes + meta_bytes);
+  for (int k = 0; k < (opt ? 2 : 1); k++)
+    for (int64_t s : param_sizes(sp)) expect = align64(expect + 4 * (uint64_t)s);
+  expect += 4;
   if (total != b.size())
     fail("%s: file is %zu bytes but its header says %llu (truncated?); retrain or copy it again", f, b.size(),
+         (unsigned long long)total);
+  if (expect != total)
+    fail("%s: corrupt header (its dimensions need %llu bytes, the file has %llu)", f, (unsigned long long)expect,
          (unsigned long long)total);
   uint32_t stored;
   memcpy(&stored, b.data() + b.size() - 4, 4);

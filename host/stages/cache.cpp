@@ -4,6 +4,8 @@
 #include "host/model/recipe.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -165,6 +167,10 @@ Manifest read_manifest(const std::string& dir) {
     m.entries.push_back(e);
   }
   if (!magic) fail("%s: empty manifest", path.c_str());
+  if (m.classes.size() != 2)
+    fail("%s: lists %zu classes ('# class' lines), a cache has exactly 2: the file is damaged; re-create the cache with "
+         "tl_cache --force",
+         path.c_str(), m.classes.size());
   if (stored_hash != strfmt("%016llx", (unsigned long long)m.settings.hash()))
     fail("%s: the settings were edited by hand (their hash does not match); re-create the cache with tl_cache --force",
          path.c_str());
@@ -186,6 +192,41 @@ std::vector<uint32_t> split_ids(const Manifest& m, Split s) {
     if (e.split == s) ids.push_back(e.id);
   return ids;
 }
+
+// One writer per cache folder: an advisory lock on DIR/.tl_cache.lock, held for the whole run and
+// released by the kernel however the process ends (kill -9 included). The file holds the pid.
+class DirLock {
+ public:
+  explicit DirLock(const std::string& dir) {
+    const std::string path = path_join(dir, ".tl_cache.lock");
+    fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) fail("%s: cannot create the lock file (%s)", path.c_str(), strerror(errno));
+    if (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      const int e = errno;
+      char buf[32] = {0};
+      ssize_t r = pread(fd_, buf, sizeof buf - 1, 0);
+      close(fd_);
+      fd_ = -1;
+      const long pid = r > 0 ? strtol(buf, nullptr, 10) : 0;
+      if (e == EWOULDBLOCK)
+        fail("another tl_cache is writing %s (pid %ld); wait for it to finish, stop it, or choose another --out",
+             dir.c_str(), pid);
+      fail("%s: cannot lock (%s)", path.c_str(), strerror(e));
+    }
+    const std::string pid = strfmt("%ld\n", (long)getpid());
+    if (ftruncate(fd_, 0) != 0 || pwrite(fd_, pid.data(), pid.size(), 0) != (ssize_t)pid.size()) {
+      // The lock holds without the pid; the message of a second run just cannot name it.
+    }
+  }
+  ~DirLock() {
+    if (fd_ >= 0) close(fd_);
+  }
+  DirLock(const DirLock&) = delete;
+  DirLock& operator=(const DirLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
 
 void remove_cache_files(const std::string& dir, bool shards_too) {
   DIR* d = opendir(dir.c_str());
@@ -379,6 +420,7 @@ class CacheBuild {
   // An existing cache in --out is reused only when it was made with these settings.
   void prepare_out_dir() {
     make_dirs(opt_.out);
+    lock_ = std::make_unique<DirLock>(opt_.out);
     if (file_exists(path_join(opt_.out, "manifest.tsv"))) {
       std::string why;
       try {
@@ -459,6 +501,7 @@ class CacheBuild {
   }
 
  private:
+  std::unique_ptr<DirLock> lock_;  // held from prepare_out_dir to the end of the run
   struct Plan {
     Split split;
     uint32_t index;
@@ -520,6 +563,16 @@ class CacheBuild {
         return false;
       std::vector<uint32_t> sk = sh.skipped();
       std::vector<std::string> rs = sh.reasons();
+      // The shard must account for exactly the files of its range (cached or skipped), or a
+      // damaged id would mark the wrong file skipped (or index past the file list).
+      std::vector<uint32_t> have(sh.ids(), sh.ids() + in.count), want = p.ids;
+      have.insert(have.end(), sk.begin(), sk.end());
+      std::sort(have.begin(), have.end());
+      std::sort(want.begin(), want.end());
+      if (have != want || rs.size() != sk.size()) {
+        note("%s: its file ids do not match this dataset's files for that range: rebuilding it", path.c_str());
+        return false;
+      }
       for (size_t i = 0; i < sk.size(); i++) skips_.push_back({sk[i], rs[i]});
       sum_.cached += in.count;
       return true;

@@ -112,8 +112,8 @@ class ImageSource : public FeatureSource {
       try {
         std::vector<uint8_t> bytes = ds_.read(f, kMaxImageFileBytes);
         decode_image(bytes.data(), bytes.size(), f.rel, o_.max_pixels);
-      } catch (const Error& e) {
-        std::string m = e.what();
+      } catch (...) {
+        std::string m = current_exception_message();
         errors[(size_t)i] = starts_with(m, f.rel + ": ") ? m.substr(f.rel.size() + 2) : m;
       }
       const int64_t d = ++done;

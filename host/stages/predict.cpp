@@ -159,8 +159,8 @@ std::vector<Prediction> Predictor::run(const std::vector<PredictInput>& inputs, 
           recipe_.preprocessed(fl, pre[(size_t)i].data() + in_elems);
         }
         ok[(size_t)i] = 1;
-      } catch (const Error& e) {
-        std::string m = e.what();
+      } catch (...) {
+        std::string m = current_exception_message();
         err[(size_t)i] = starts_with(m, it.name + ": ") ? m.substr(it.name.size() + 2) : m;
       }
     });

@@ -206,6 +206,36 @@ void write_history(const std::string& path, const std::vector<EpochStats>& h) {
   write_file_atomic(path, s.data(), s.size());
 }
 
+// The history inside model.bin (its "history" key): model.bin is written atomically, so the weights,
+// the optimiser state, the epoch, the history and the best epoch always agree there, whatever the
+// moment a run was killed; history.csv and best.bin are derived from it (and repaired on --resume).
+std::string history_record(const std::vector<EpochStats>& h) {
+  std::string s;
+  for (auto& e : h)
+    s += strfmt("%s%d:%.17g:%.17g:%.17g:%.17g:%.3f", s.empty() ? "" : ";", e.epoch, e.loss, e.acc, e.val_loss, e.val_acc,
+                e.seconds);
+  return s;
+}
+
+std::vector<EpochStats> parse_history_record(const std::string& s, const std::string& what) {
+  std::vector<EpochStats> out;
+  if (s.empty()) return out;
+  for (const std::string& item : split(s, ';')) {
+    std::vector<std::string> f = split(item, ':');
+    if (f.size() != 6) fail("%s: damaged training history record; retrain without --resume", what.c_str());
+    EpochStats e;
+    e.epoch = atoi(f[0].c_str());
+    e.loss = strtod(f[1].c_str(), nullptr);
+    e.acc = strtod(f[2].c_str(), nullptr);
+    e.val_loss = strtod(f[3].c_str(), nullptr);
+    e.val_acc = strtod(f[4].c_str(), nullptr);
+    e.seconds = strtod(f[5].c_str(), nullptr);
+    if (e.epoch != (int)out.size() + 1) fail("%s: damaged training history record; retrain without --resume", what.c_str());
+    out.push_back(e);
+  }
+  return out;
+}
+
 std::vector<EpochStats> read_history(const std::string& path) {
   std::vector<EpochStats> out;
   if (!file_exists(path)) return out;
@@ -396,15 +426,18 @@ class Trainer {
     if (m.meta["seed"] != std::to_string(o_.seed) || m.meta["batch"] != std::to_string(o_.batch))
       note("note: resuming with --seed %llu --batch %d (the checkpoint used seed %s, batch %s)",
            (unsigned long long)o_.seed, o_.batch, m.meta["seed"].c_str(), m.meta["batch"].c_str());
-    res_.history = read_history(hist_path_);
+    // The history: model.bin's own record (files of older builds: history.csv).
+    res_.history = m.meta.count("history") ? parse_history_record(m.meta["history"], model_path_) : read_history(hist_path_);
     while (!res_.history.empty() && res_.history.back().epoch >= start_epoch_) res_.history.pop_back();
     for (auto& e : res_.history) {
       const double crit = criterion(e);
-      if (crit < best_) best_ = crit, best_epoch_ = e.epoch;
+      if (crit < best_) best_ = crit, best_epoch_ = e.epoch, since_best_ = 0;
+      else since_best_++;
     }
     if (start_epoch_ > o_.epochs)
       fail("%s already holds %d epochs; pass --epochs larger than that to continue", model_path_.c_str(),
            start_epoch_ - 1);
+    repair_derived_files();
     note("resuming after epoch %d (step %llu)", start_epoch_ - 1, (unsigned long long)step_);
   }
 
@@ -434,16 +467,19 @@ class Trainer {
     say("%lld/%lld - %.0fs %.0fms/step - loss: %.4f - accuracy: %.4f - val_loss: %.4f - val_accuracy: %.4f\n",
         (long long)steps_per_epoch_, (long long)steps_per_epoch_, e.seconds, 1e3 * e.seconds / steps_per_epoch_, e.loss,
         e.acc, e.val_loss, e.val_acc);
-    save(model_path_, epoch, true);
+    // model.bin first (it records the history and the best epoch), then what derives from it: a
+    // kill between the writes leaves model.bin complete, and --resume repairs the rest.
     const double crit = criterion(e);
-    if (crit < best_) {
+    const bool improved = crit < best_;
+    if (improved) {
       best_ = crit;
       best_epoch_ = epoch;
       since_best_ = 0;
-      save(best_path_, epoch, false);
     } else {
       since_best_++;
     }
+    save(model_path_, epoch, true);
+    if (improved) save(best_path_, epoch, false);
     write_history(hist_path_, res_.history);
     if (o_.plots) draw_curves(path_join(o_.out, "curves.png"), res_.history, best_epoch_, synthetic_, nvalid_ > 0);
     if (o_.patience > 0 && since_best_ >= o_.patience) {
@@ -500,6 +536,32 @@ class Trainer {
     return !nvalid_ ? "training loss" : o_.monitor == "val_accuracy" ? "validation accuracy" : "validation loss";
   }
 
+  // On --resume: history.csv rewritten from model.bin's record; best.bin, when it does not hold the
+  // recorded best epoch and that epoch is the one model.bin holds (the run was killed between the
+  // two writes), rewritten from model.bin's weights.
+  void repair_derived_files() {
+    write_history(hist_path_, res_.history);
+    if (best_epoch_ == 0) return;
+    int have = -1;
+    if (file_exists(best_path_)) {
+      try {
+        have = atoi(load_model(best_path_).meta["epoch"].c_str());
+      } catch (const Error& e) {
+        note("%s", e.what());
+      }
+    }
+    if (have == best_epoch_) return;
+    if (best_epoch_ == start_epoch_ - 1) {
+      note("%s did not hold epoch %d, the best so far (the run stopped before writing it): rewritten from %s",
+           best_path_.c_str(), best_epoch_, model_path_.c_str());
+      save(best_path_, best_epoch_, false);
+    } else {
+      warn("%s holds %s, not epoch %d (the best so far): its weights are lost; best.bin will be written again when an "
+           "epoch beats it",
+           best_path_.c_str(), have < 0 ? "nothing usable" : strfmt("epoch %d", have).c_str(), best_epoch_);
+    }
+  }
+
   void save(const std::string& path, int epoch, bool with_opt) {
     ModelFile m = model_from_head(head_, with_opt);
     m.meta = prov_;
@@ -510,6 +572,10 @@ class Trainer {
     m.meta["lr"] = strfmt("%g", o_.lr);
     m.meta["optimizer"] = strfmt("rmsprop(rho=%g, eps=%g)", o_.rho, o_.eps);
     m.meta["monitor"] = o_.monitor;
+    if (with_opt) {
+      m.meta["history"] = history_record(res_.history);
+      m.meta["best_epoch"] = std::to_string(best_epoch_);
+    }
     save_model(path, m);
   }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <set>
 
 #include "host/core/common.h"
 
@@ -149,6 +150,7 @@ void H5File::parse_messages(const uint8_t* p, size_t n, int version, bool creati
     if (p + size > end) bad("object header message overruns its block");
     if (flags & 2) bad("shared object header messages");
     if (type == 0x10) {
+      if (size < (size_t)(so_ + sl_)) bad("continuation message too short");
       const uint8_t* q = p;
       uint64_t a = off(q), l = len(q);
       cont.push_back({a, l});
@@ -205,8 +207,11 @@ bool H5File::is_group(uint64_t obj) const {
   return false;
 }
 
-void H5File::symbol_table(uint64_t btree, uint64_t heap, std::vector<Link>& out, int depth) const {
+void H5File::symbol_table(uint64_t btree, uint64_t heap, std::vector<Link>& out, int depth,
+                          std::set<uint64_t>& seen) const {
   if (depth > 32) bad("group B-tree too deep");
+  // A node reached twice would make the walk exponential (a malicious file can point a node at itself).
+  if (!seen.insert(btree).second) bad("group B-tree node reached twice");
   const uint8_t* h = at(heap, 8 + 2 * sl_ + so_);
   if (memcmp(h, "HEAP", 4) != 0) bad("local heap signature");
   const uint8_t* q = h + 8;
@@ -225,7 +230,7 @@ void H5File::symbol_table(uint64_t btree, uint64_t heap, std::vector<Link>& out,
     const uint64_t child = off(e);
     e += sl_;  // next key
     if (level > 0) {
-      symbol_table(child, heap, out, depth + 1);
+      symbol_table(child, heap, out, depth + 1, seen);
       continue;
     }
     const uint8_t* s = at(child, 8);
@@ -249,9 +254,11 @@ std::vector<H5File::Link> H5File::children(uint64_t obj) const {
   std::vector<Link> out;
   for (const Msg& m : messages(obj)) {
     if (m.type == 0x11) {
+      if (m.n < (size_t)(2 * so_)) bad("symbol table message too short");
       const uint8_t* p = m.p;
       uint64_t bt = off(p), heap = off(p);
-      symbol_table(bt, heap, out, 0);
+      std::set<uint64_t> seen;
+      symbol_table(bt, heap, out, 0, seen);
     } else if (m.type == 0x06) {
       const uint8_t* p = m.p;
       const uint8_t* end = m.p + m.n;
@@ -274,6 +281,7 @@ std::vector<H5File::Link> H5File::children(uint64_t obj) const {
         out.push_back({name, off(p)});
       }
     } else if (m.type == 0x02) {
+      if (m.n < 2 || m.n < 2 + ((m.p[1] & 1) ? 8u : 0u) + so_) bad("link info message too short");
       const uint8_t* p = m.p + 2 + ((m.p[1] & 1) ? 8 : 0);
       if (off(p) != kUndef)
         bad("group with dense link storage (fractal heap); re-save the file with h5py's libver='earliest'");
@@ -334,11 +342,12 @@ bool H5File::string_attr(uint64_t obj, const std::string& want, std::vector<std:
     std::vector<int64_t> dims = parse_space(p + pos, space_sz, sl_);
     pos += pad(space_sz);
     if (t.cls != 3) return false;  // not a fixed-length string (e.g. variable-length)
-    int64_t count = 1;
-    for (int64_t d : dims) count *= d;
-    if (pos + (uint64_t)count * t.size > m.n) bad("attribute data");
+    uint64_t count = 1;
+    for (int64_t d : dims)
+      if (d < 0 || __builtin_mul_overflow(count, (uint64_t)d, &count)) bad("attribute dimensions");
+    if (t.size == 0 || count > (m.n - pos) / t.size) bad("attribute data");
     out->clear();
-    for (int64_t i = 0; i < count; i++) {
+    for (uint64_t i = 0; i < count; i++) {
       const char* s = (const char*)p + pos + i * t.size;
       size_t l = strnlen(s, t.size);
       while (l > 0 && s[l - 1] == ' ') l--;
@@ -372,7 +381,17 @@ H5File::Dataset H5File::read_dataset(uint64_t obj, const std::string& what) cons
     count *= (uint64_t)d;
   }
   const uint64_t bytes = count * t.size;
+  // Data not stored in the file (never written, or missing chunks) reads as zeros; deflate expands
+  // at most about 1032 times, so a dataset bigger than that is a lie, refused before any allocation.
+  const uint64_t most = (uint64_t)buf_.size() * 1032 + (1u << 20);
+  if (bytes > most)
+    fail("%s: %s claims %llu bytes of data, more than this %zu-byte file can hold (corrupt file)", path_.c_str(),
+         what.c_str(), (unsigned long long)bytes, buf_.size());
+  auto need = [&](const Msg* m, size_t k, const char* which) {
+    if (m->n < k) bad(which);
+  };
   std::vector<uint8_t> raw;
+  need(layout, 2, "layout message too short");
   const uint8_t* L = layout->p;
   const int lver = L[0];
   auto lptr = L;
@@ -380,10 +399,12 @@ H5File::Dataset H5File::read_dataset(uint64_t obj, const std::string& what) cons
     const int cls = L[1];
     lptr = L + 2;
     if (cls == 0) {  // compact
+      need(layout, 4, "layout message too short");
       const uint64_t sz = rd(lptr, 2);
       if (sz < bytes || 4 + sz > layout->n) bad("compact dataset size");
       raw.assign(lptr + 2, lptr + 2 + bytes);
     } else if (cls == 1) {  // contiguous
+      need(layout, 2 + so_, "layout message too short");
       const uint64_t addr = off(lptr);
       if (addr == kUndef) {
         raw.assign(bytes, 0);  // never written: the fill value (zero)
@@ -392,7 +413,9 @@ H5File::Dataset H5File::read_dataset(uint64_t obj, const std::string& what) cons
         raw.assign(d, d + bytes);
       }
     } else if (cls == 2 && lver == 3) {  // chunked, v1 B-tree
+      need(layout, 3, "layout message too short");
       const int rank = L[2];  // dims + 1 (the element size)
+      need(layout, 3 + so_ + 4 * (size_t)rank, "layout message too short");
       lptr = L + 3;
       const uint64_t bt = off(lptr);
       std::vector<uint64_t> cdims(rank);
@@ -402,6 +425,7 @@ H5File::Dataset H5File::read_dataset(uint64_t obj, const std::string& what) cons
       // Filter pipeline (applied in reverse on read).
       std::vector<int> fids;
       if (filters) {
+        need(filters, 8, "filter pipeline message too short");
         const uint8_t* f = filters->p;
         const uint8_t* fend = f + filters->n;
         const int fver = f[0], nf = f[1];
@@ -420,6 +444,7 @@ H5File::Dataset H5File::read_dataset(uint64_t obj, const std::string& what) cons
           if (fver == 1) name_len = (name_len + 7) / 8 * 8;
           pos += name_len + 4 * nvals;
           if (fver == 1 && (nvals & 1)) pos += 4;
+          if (pos > (size_t)(fend - f)) bad("filter pipeline");
           f += pos;
           fids.push_back(id);
         }
@@ -429,14 +454,19 @@ H5File::Dataset H5File::read_dataset(uint64_t obj, const std::string& what) cons
           fail("%s: %s uses HDF5 filter %d; only deflate (gzip) and shuffle are supported", path_.c_str(), what.c_str(), id);
       raw.assign(bytes, 0);
       uint64_t chunk_elems = 1;
-      for (int i = 0; i < nd; i++) chunk_elems *= cdims[i];
+      for (int i = 0; i < nd; i++)
+        if (cdims[i] == 0 || __builtin_mul_overflow(chunk_elems, cdims[i], &chunk_elems) || chunk_elems > most)
+          bad("chunk dimensions");
       const uint64_t chunk_bytes = chunk_elems * t.size;
+      if (chunk_bytes > most) bad("chunk dimensions");
+      std::set<uint64_t> visited;  // B-tree nodes: each once (a node pointing at itself would never end)
       // Walk the B-tree (type 1: raw data chunks).
       std::vector<std::pair<uint64_t, int>> stack = {{bt, 0}};
       while (!stack.empty()) {
         auto [node, depth] = stack.back();
         stack.pop_back();
         if (depth > 64) bad("chunk B-tree too deep");
+        if (!visited.insert(node).second) bad("chunk B-tree node reached twice");
         const uint8_t* tn = at(node, 8 + 2 * so_);
         if (memcmp(tn, "TREE", 4) != 0 || tn[4] != 1) bad("chunk B-tree signature");
         const int level = tn[5], entries = (int)rd(tn + 6, 2);
@@ -500,6 +530,7 @@ H5File::Dataset H5File::read_dataset(uint64_t obj, const std::string& what) cons
            path_.c_str(), what.c_str(), lver, cls);
     }
   } else if (lver == 1 || lver == 2) {
+    need(layout, 8 + so_, "layout message too short");
     const int cls = L[2];
     lptr = L + 8;
     if (cls != 1) bad("old-style non-contiguous layout");

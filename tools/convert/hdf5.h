@@ -9,6 +9,7 @@
 // one-line error that names the file and the construct. All reads are bounds-checked.
 #pragma once
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -56,7 +57,7 @@ class H5File {
   const uint8_t* at(uint64_t addr, uint64_t n) const;  // bounds-checked pointer (addr relative to base)
   uint64_t off(const uint8_t*& p) const;  // reads a size-of-offsets value
   uint64_t len(const uint8_t*& p) const;  // reads a size-of-lengths value
-  void symbol_table(uint64_t btree, uint64_t heap, std::vector<Link>& out, int depth) const;
+  void symbol_table(uint64_t btree, uint64_t heap, std::vector<Link>& out, int depth, std::set<uint64_t>& seen) const;
   [[noreturn]] void bad(const char* what) const;
 };
 

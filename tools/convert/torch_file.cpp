@@ -1,7 +1,8 @@
 #include "tools/convert/torch_file.h"
 
 #include <cstring>
-#include <memory>
+#include <deque>
+#include <set>
 
 #include "host/core/common.h"
 #include "host/ops/cpu_ops.h"
@@ -15,7 +16,9 @@ namespace {
 // Python objects, as far as torch checkpoints need them.
 
 struct PyObj;
-using Obj = std::shared_ptr<PyObj>;
+// Objects live in their unpickler's arena (freed all at once): a pickle can nest lists thousands
+// deep, share them (a DAG) or make a list hold itself, none of which may recurse when freed.
+using Obj = PyObj*;
 
 struct PyObj {
   enum Kind { None, Bool, Int, Float, Str, Bytes, Tuple, List, Dict, Global, Call, Storage, Tensor } kind = None;
@@ -32,11 +35,6 @@ struct PyObj {
   std::vector<int64_t> size, stride;
 };
 
-Obj make(PyObj::Kind k) {
-  Obj o = std::make_shared<PyObj>();
-  o->kind = k;
-  return o;
-}
 
 int dtype_bytes(const std::string& d) {
   if (d == "f64" || d == "i64") return 8;
@@ -63,6 +61,11 @@ class Unpickler {
  public:
   Unpickler(const uint8_t* p, size_t n, std::string what) : p_(p), n_(n), what_(std::move(what)) {}
   size_t pos() const { return pos_; }
+  Obj make(PyObj::Kind k) {
+    arena_.emplace_back();
+    arena_.back().kind = k;
+    return &arena_.back();
+  }
   void seek(size_t p) { pos_ = p; }
   Obj load();
 
@@ -73,6 +76,7 @@ class Unpickler {
   std::vector<Obj> stack_;
   std::vector<size_t> marks_;
   std::vector<Obj> memo_;
+  std::deque<PyObj> arena_;
 
   [[noreturn]] void bad(const char* why) {
     fail("%s: corrupt or unsupported pickle data at byte %zu (%s)", what_.c_str(), pos_, why);
@@ -116,7 +120,7 @@ class Unpickler {
     return stack_.back();
   }
   void memo_put(size_t idx, Obj o) {
-    if (idx > 10000000) bad("memo index");
+    if (idx > n_) bad("memo index");  // real pickles number their memo entries from 0
     if (memo_.size() <= idx) memo_.resize(idx + 1);
     memo_[idx] = std::move(o);
   }
@@ -151,6 +155,8 @@ Obj Unpickler::persistent(Obj pid) {
   if (pid->items.size() >= 6 && pid->items[5]->kind == PyObj::Tuple) {  // old-style view of a root storage
     const auto& vm = pid->items[5]->items;
     if (vm.size() >= 3) {
+      if (vm[1]->kind != PyObj::Int || vm[2]->kind != PyObj::Int || vm[1]->i < 0 || vm[2]->i < 0)
+        bad("storage view offset or size");
       st->view_offset = vm[1]->i;
       st->numel = vm[2]->i;
     }
@@ -176,6 +182,7 @@ Obj Unpickler::reduce(Obj func, Obj args) {
     if (a.size() < 4 || a[0]->kind != PyObj::Storage) bad("tensor arguments");
     Obj t = make(PyObj::Tensor);
     t->storage = a[0];
+    if (a[1]->kind != PyObj::Int) bad("tensor offset");
     t->offset = a[1]->i;
     t->size = ints(a[2], "tensor size", what_);
     t->stride = ints(a[3], "tensor stride", what_);
@@ -426,18 +433,31 @@ TorchTensor materialise(const std::string& key, const Obj& t, const std::map<std
   if (it == data.end()) fail("%s: tensor %s refers to storage %s, which is missing", what.c_str(), key.c_str(), st->s.c_str());
   const int eb = dtype_bytes(st->dtype);
   const std::vector<uint8_t>& bytes = it->second;
-  const int64_t avail = (int64_t)(bytes.size() / eb) - st->view_offset;
+  const int64_t stored = (int64_t)(bytes.size() / eb);
+  if (st->view_offset > stored)
+    fail("%s: tensor %s views its storage from element %lld, past its end (%lld elements): the file is corrupt",
+         what.c_str(), key.c_str(), (long long)st->view_offset, (long long)stored);
+  const int64_t avail = stored - st->view_offset;
   TorchTensor out;
   out.shape = t->size;
   if (t->stride.size() != t->size.size()) fail("%s: tensor %s has mismatched size and stride", what.c_str(), key.c_str());
+  if (t->offset < 0) fail("%s: tensor %s has a negative storage offset (corrupt file)", what.c_str(), key.c_str());
   int64_t count = 1, max_index = t->offset;
+  bool overflow = false;
   for (size_t d = 0; d < t->size.size(); d++) {
     if (t->size[d] < 0 || t->stride[d] < 0) fail("%s: tensor %s has a negative size or stride", what.c_str(), key.c_str());
-    count *= t->size[d];
-    if (t->size[d] > 0) max_index += (t->size[d] - 1) * t->stride[d];
+    int64_t reach = 0;
+    overflow |= __builtin_mul_overflow(count, t->size[d], &count);
+    if (t->size[d] > 0) overflow |= __builtin_mul_overflow(t->size[d] - 1, t->stride[d], &reach);
+    overflow |= __builtin_add_overflow(max_index, reach, &max_index);
   }
-  if (count > 0 && (t->offset < 0 || max_index >= avail))
+  if (overflow) fail("%s: tensor %s has sizes or strides too large to address (corrupt file)", what.c_str(), key.c_str());
+  if (count > 0 && max_index >= avail)
     fail("%s: tensor %s reaches past the end of its storage (the file is truncated or corrupt)", what.c_str(), key.c_str());
+  // A broadcast view (stride 0) could name far more elements than the file holds; weights never do.
+  if (count > avail)
+    fail("%s: tensor %s has %lld elements but its storage only %lld (an expanded view): not supported", what.c_str(),
+         key.c_str(), (long long)count, (long long)avail);
   out.data.resize((size_t)count);
   // The element type, resolved once (not per element).
   enum class Kind { F32, F64, F16, BF16, I64, I32, Byte };
@@ -479,14 +499,19 @@ std::map<std::string, TorchTensor> finish(const Obj& top, const std::map<std::st
   return out;
 }
 
-// Storages referenced anywhere under o.
-void storages(const Obj& o, std::vector<Obj>& out, int depth = 0) {
-  if (!o || depth > 64) return;
+// Storages referenced anywhere under o, each object visited once (a pickle can share one list
+// from many places, or make a list contain itself).
+void storages(const Obj& o, std::vector<Obj>& out, std::set<const PyObj*>& seen, int depth = 0) {
+  if (!o || depth > 64 || !seen.insert(o).second) return;
   if (o->kind == PyObj::Tensor) {
-    out.push_back(o->storage);
+    if (o->storage) out.push_back(o->storage);
     return;
   }
-  for (auto& x : o->items) storages(x, out, depth + 1);
+  for (auto& x : o->items) storages(x, out, seen, depth + 1);
+}
+void storages(const Obj& o, std::vector<Obj>& out) {
+  std::set<const PyObj*> seen;
+  storages(o, out, seen);
 }
 
 }  // namespace
@@ -557,7 +582,7 @@ std::map<std::string, TorchTensor> read_torch_checkpoint(const std::string& path
     int64_t numel;
     memcpy(&numel, bytes.data() + pos, 8);
     pos += 8;
-    if (numel < 0 || (uint64_t)numel * eb > bytes.size() - pos)
+    if (numel < 0 || (uint64_t)numel > (bytes.size() - pos) / (uint64_t)eb)
       fail("%s: file is truncated (storage %s wants %lld elements); re-download it", path.c_str(), key.c_str(),
            (long long)numel);
     data[key].assign(bytes.begin() + pos, bytes.begin() + pos + numel * eb);
