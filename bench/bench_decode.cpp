@@ -1,7 +1,17 @@
 // bench_decode: JPEG/PNG decoding speed, the engine's decoders (libjpeg-turbo, libpng: PIL-exact)
 // against stb_image (what the engine used before), on the same files in one run, alternating.
 //   build/bench_decode DIR [--rounds N]
+// A private copy of stb_image with its JPEG and PNG decoders (the engine's own copy has them
+// compiled out: it never decodes those formats).
+#define STB_IMAGE_STATIC
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_NO_STDIO
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 #include <stb_image.h>
+#pragma GCC diagnostic pop
 
 #include <algorithm>
 #include <cstdio>

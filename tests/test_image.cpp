@@ -117,7 +117,8 @@ TEST_CASE("[data] every photo of the shared data decodes to PIL's exact pixels (
   CHECK(compared >= 4000);
 }
 
-TEST_CASE("CMYK JPEG, palette PNG with transparency, 16-bit gray and gray+alpha PNGs equal PIL's convert('RGB')") {
+TEST_CASE("CMYK JPEG, palette PNG with transparency, 16-bit gray and gray+alpha PNGs, and BMP, GIF, TGA, PNM files "
+          "equal PIL's convert('RGB')") {
   tlt::Fixture fx("decode_formats.npz");
   for (int i = 0; i < (int)fx.scalar("count"); i++) {
     const NpyArray& na = fx.arrays.at(strfmt("f%d_name", i));
@@ -182,4 +183,25 @@ TEST_CASE("bad image bytes: empty, truncated, not an image, absurd dimensions") 
   be32(20, 60000);
   std::string err = tlt::error_of([&] { decode_image(huge.data(), huge.size(), "huge.png"); });
   CHECK(err.find("too large") != std::string::npos);
+}
+
+TEST_CASE("BMP, GIF, TGA and PNM: every truncation of PIL's files is refused with a message naming the file") {
+  int refused = 0;
+  for (const char* name : {"fmt_rgb24.bmp", "fmt_pal8.bmp", "fmt_bits1.bmp", "fmt_rgba32.bmp", "fmt_pal.gif",
+                           "fmt_rgb_interlaced.gif", "fmt_rgb.tga", "fmt_rgb_rle.tga", "fmt_pal.tga", "fmt_rgb.ppm",
+                           "fmt_gray.pgm"}) {
+    const std::string file = name;
+    CAPTURE(file);
+    const std::vector<uint8_t> b = read_file(path_join(tlt::fixture_dir(), name));
+    // Every prefix that cuts into the pixel data or the headers (a GIF's trailer byte and the
+    // 26-byte footer PIL writes after a TGA's pixels are optional).
+    const size_t keep = ends_with(name, ".gif") ? b.size() - 1 : ends_with(name, ".tga") ? b.size() - 26 : b.size();
+    for (size_t n = 1; n < keep; n += (n < 64 ? 1 : 7)) {
+      const std::string e = tlt::error_of([&] { decode_image(b.data(), n, "cut.img"); });
+      CAPTURE(n);
+      CHECK(starts_with(e, "cut.img: "));
+      refused += !e.empty();
+    }
+  }
+  CHECK(refused > 1000);
 }

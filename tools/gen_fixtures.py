@@ -392,8 +392,8 @@ def gen_onnx():
 
 # ------------------------------------------------------------------------------------------------
 # decode: small files in the layouts real photos come in that the photo sets lack (CMYK JPEG with
-# an Adobe marker, palette PNG with transparency, 16-bit grayscale, gray+alpha), with PIL's
-# convert('RGB') of each.
+# an Adobe marker, palette PNG with transparency, 16-bit grayscale, gray+alpha), and BMP, GIF, TGA
+# and PNM files as PIL writes them, with PIL's convert('RGB') of each.
 
 def gen_decode():
     from PIL import Image
@@ -409,6 +409,24 @@ def gen_decode():
     files["img_gray16.png"] = lambda p: g16.save(p)
     la = Image.fromarray(np.stack([base[..., 0], base[..., 1]], axis=2), "LA")
     files["img_gray_alpha.png"] = lambda p: la.save(p)
+    # The formats read by the engine's own decoders (host/io/image_formats.cpp), as PIL writes them.
+    rgb = Image.fromarray(base)
+    gray = Image.fromarray(base[..., 1])
+    files["fmt_rgb24.bmp"] = lambda p: rgb.save(p)
+    files["fmt_pal8.bmp"] = lambda p: pal.convert("RGB").convert("P", palette=Image.ADAPTIVE, colors=200).save(p)
+    files["fmt_bits1.bmp"] = lambda p: gray.convert("1").save(p)
+    files["fmt_rgba32.bmp"] = lambda p: rgb.convert("RGBA").save(p)
+    files["fmt_gray.bmp"] = lambda p: gray.save(p)
+    files["fmt_pal.gif"] = lambda p: pal.save(p)
+    files["fmt_rgb_interlaced.gif"] = lambda p: rgb.save(p, interlace=True)
+    files["fmt_gray_flat.gif"] = lambda p: gray.save(p, interlace=False)
+    files["fmt_rgb.tga"] = lambda p: rgb.save(p)
+    files["fmt_rgb_rle.tga"] = lambda p: rgb.save(p, compression="tga_rle")
+    files["fmt_rgba_rle.tga"] = lambda p: rgb.convert("RGBA").save(p, compression="tga_rle")
+    files["fmt_gray.tga"] = lambda p: gray.save(p)
+    files["fmt_pal.tga"] = lambda p: pal.save(p)
+    files["fmt_rgb.ppm"] = lambda p: rgb.save(p)
+    files["fmt_gray.pgm"] = lambda p: gray.save(p)
     for i, (name, write) in enumerate(sorted(files.items())):
         path = os.path.join(OUT, name)
         write(path)

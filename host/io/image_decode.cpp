@@ -126,7 +126,9 @@ bool png_decode_raw(const uint8_t* data, size_t n, int64_t max_pixels, Image* im
     return false;
   }
   png_infop info = png_create_info_struct(png);
-  png_bytep* rows = nullptr;
+  // volatile: assigned after setjmp and freed after a longjmp back to it (a plain local could be
+  // restored from a register holding its old value, leaking the row table on a corrupt PNG).
+  png_bytep* volatile rows = nullptr;
   if (!info || setjmp(png_jmpbuf(png))) {
     free(rows);
     png_destroy_read_struct(&png, info ? &info : nullptr, nullptr);
