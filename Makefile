@@ -26,7 +26,10 @@ CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 
 ARCH := $(shell uname -m)
 CXXFLAGS ?= -O3 -g
-CXXFLAGS += -std=c++17 -Wall -Wextra -Wno-unused-parameter -pthread -ffp-contract=off -MMD -MP
+CXXFLAGS += -std=c++17 -Wall -Wextra -Wno-unused-parameter -pthread -ffp-contract=off -MMD -MP $(SANITIZE)
+# SANITIZE: sanitizer flags for every object and link (make sanitize / make fuzz set them, in their
+# own BUILD folders).
+LDFLAGS  += $(SANITIZE)
 CPPFLAGS += -I. -I/usr/include/stb
 # STATIC_IMAGE_LIBS=1: libjpeg, libpng and zlib linked statically (binaries for machines without them,
 # e.g. the GPU machines of bench/gpu_check.sh).
@@ -72,7 +75,9 @@ EMU_FLAGS := -Itests/cuda_emu/include -DTL_CUDA_EMULATION -DTL_CUDA_MIN_SM=$(CUD
 # (the emulation runs where it is built).
 EMU_FLAGS += $(shell grep -qw fma /proc/cpuinfo 2>/dev/null && echo -mfma)
 LIB := $(BUILD)/libtl.a
-PROGRAMS := tl_cache tl_train tl_predict tl_inspect tl_convert
+# PROG_PREFIX: where the programs go (the top of the checkout; the sanitizer build puts its own elsewhere).
+PROG_PREFIX ?=
+PROGRAMS := $(addprefix $(PROG_PREFIX),tl_cache tl_train tl_predict tl_inspect tl_convert)
 TEST_SRCS := $(wildcard tests/*.cpp)
 TEST_BIN := $(BUILD)/test_tl
 EMU_TEST_BIN := $(BUILD)/test_tl_emu
@@ -118,7 +123,7 @@ $(LIB): $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
-tl_%: $(BUILD)/host/programs/tl_%.o $(LIB)
+$(PROG_PREFIX)tl_%: $(BUILD)/host/programs/tl_%.o $(LIB)
 	$(CXX) $(CXXFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(TEST_BIN): $(patsubst %.cpp,$(BUILD)/%.o,$(TEST_SRCS)) $(LIB)
@@ -163,6 +168,48 @@ clean:
 	rm -rf $(BUILD) $(PROGRAMS)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# ------------------------------------------------------------------------------------------------
+# Sanitizers and fuzzing (README: "Hardening").
+#   make sanitize     the unit suite and the end-to-end script built with ASan+UBSan (-fno-sanitize-recover)
+#   make fuzz         one libFuzzer harness per parser (clang++), seeds in build/fuzz/seeds/<target>
+#   make fuzz-smoke   each harness for FUZZ_SECONDS (default 10) on its seeds: a parser regression fails
+#   FUZZ_TARGET=shard FUZZ_SECONDS=600 make fuzz-run   a long run of one harness
+SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+SAN_BUILD := $(BUILD)/asan
+FUZZ_BUILD := $(BUILD)/fuzz
+FUZZ_TARGETS := weights_h5 weights_torch weights_npz onnx zip npy raw_weights shard manifest model image
+FUZZ_BINS := $(addprefix $(FUZZ_BUILD)/fuzz_,$(FUZZ_TARGETS))
+FUZZ_SECONDS ?= 10
+
+sanitize:
+	CXXFLAGS="-O1 -g" $(MAKE) CUDA=0 BUILD=$(SAN_BUILD) PROG_PREFIX=$(SAN_BUILD)/root/ SANITIZE="$(SAN_FLAGS)" \
+	  $(SAN_BUILD)/test_tl $(addprefix $(SAN_BUILD)/root/,tl_cache tl_train tl_predict tl_inspect tl_convert)
+	bash tests/sanitize.sh $(SAN_BUILD)
+
+$(FUZZ_BUILD)/libtl.a: FORCE
+	CXX=clang++ CXXFLAGS="-O1 -g" $(MAKE) CUDA=0 BUILD=$(FUZZ_BUILD) \
+	  SANITIZE="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all" $(FUZZ_BUILD)/libtl.a
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_targets.cpp $(FUZZ_BUILD)/libtl.a
+	clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(CPPFLAGS) \
+	  -DFUZZ_$(shell echo $* | tr a-z A-Z) $< $(FUZZ_BUILD)/libtl.a -ljpeg -lpng -lz -lpthread -ldl -o $@
+
+$(FUZZ_BUILD)/make_seeds: tests/fuzz/make_seeds.cpp $(LIB)
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+fuzz: $(FUZZ_BINS) $(FUZZ_BUILD)/make_seeds
+	$(FUZZ_BUILD)/make_seeds $(FUZZ_BUILD)/seeds
+
+fuzz-smoke: fuzz
+	bash tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-run: fuzz
+	bash tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGET)
+
+FORCE:
+.PHONY: sanitize fuzz fuzz-smoke fuzz-run FORCE
 
 # libFuzzer harness for the ONNX reader (clang with libFuzzer, ASan and UBSan); seeds: tests/fixtures/*.onnx.
 #   make fuzz-onnx && mkdir -p build/fuzz_onnx_corpus && build/fuzz_onnx build/fuzz_onnx_corpus tests/fixtures -max_total_time=60
