@@ -29,6 +29,11 @@ ap.add_argument("--epochs", type=int, default=10)
 ap.add_argument("--batch", type=int, default=32)
 ap.add_argument("--threads", type=int, default=0)
 ap.add_argument("--tl", default=".", help="folder with tl_train and tl_inspect")
+ap.add_argument("--draws", choices=["own", "shared"], default="own",
+                help="own: the reference draws its initial weights, shuffles and dropout masks from torch's and "
+                     "numpy's generators (seed luck differs between the sides); shared: it draws them exactly as "
+                     "tl_train does (restated below in numpy), so both sides start from the same weights and see "
+                     "the same batches and masks, and any difference left is the implementations'")
 a = ap.parse_args()
 seeds = [int(s) for s in a.seeds.split(",")]
 if a.threads:
@@ -64,7 +69,7 @@ def ours(seed):
     with open(os.path.join(out, "history.csv")) as f:
         rows = [(float(r["loss"]), float(r["accuracy"]), float(r["val_loss"]), float(r["val_accuracy"]))
                 for r in csv.DictReader(f)]
-    return best_epoch(rows)
+    return rows
 
 
 def glorot(layer):
@@ -73,22 +78,93 @@ def glorot(layer):
     return layer
 
 
+# tl_train's random draws, restated from host/core/common.h (splitmix64), host/model/head.cpp (glorot
+# init), host/stages/train.cpp (epoch_order) and host/ops/dropout_mask.h, for --draws shared.
+M64 = (1 << 64) - 1
+GOLDEN, MIX1, MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+
+
+def mix(z):
+    """splitmix64's finaliser on a numpy uint64 array (wrapping arithmetic)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(MIX1)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(MIX2)
+    return z ^ (z >> np.uint64(31))
+
+
+def splitmix_stream(state, count):
+    """The next `count` outputs of splitmix64 from `state` (uint64 array) and the state after them."""
+    k = np.arange(1, count + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        return mix(np.uint64(state) + k * np.uint64(GOLDEN)), (state + count * GOLDEN) & M64
+
+
+def shared_init(seed, sizes):
+    """Glorot-uniform weights in tl_train's order (W1, W2, W3 from one stream), as [in, out] float32."""
+    state, out = seed & M64, []
+    for fan_in, fan_out in sizes:
+        z, state = splitmix_stream(state, fan_in * fan_out)
+        u = (z >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        out.append(((u * 2.0 - 1.0) * limit).astype(np.float32).reshape(fan_in, fan_out))
+    return out
+
+
+def shared_order(n, seed, epoch):
+    z, _ = splitmix_stream((seed * GOLDEN + epoch * 0xD1B54A32D192ED03 + 0x5851F42D4C957F2D) & M64, n - 1)
+    p = list(range(n))
+    for k, i in enumerate(range(n - 1, 0, -1)):
+        j = int(z[k]) % (i + 1)
+        p[i], p[j] = p[j], p[i]
+    return np.array(p)
+
+
+def shared_keep(seed, step, count, rate):
+    with np.errstate(over="ignore"):
+        key = mix(np.array([(seed + GOLDEN * (step + 1)) & M64], dtype=np.uint64))[0]
+        h = mix(key ^ (np.arange(count, dtype=np.uint64) * np.uint64(0xD1B54A32D192ED03)))
+    return (h >> np.uint64(40)).astype(np.float32) * np.float32(1.0 / 16777216.0) >= np.float32(rate)
+
+
+class Head(torch.nn.Module):
+    def __init__(self, n_in, init=None):
+        super().__init__()
+        self.l1, self.l2, self.l3 = (glorot(torch.nn.Linear(i, o)) for i, o in ((n_in, 400), (400, 20), (20, 1)))
+        if init is not None:
+            with torch.no_grad():
+                for layer, w in zip((self.l1, self.l2, self.l3), init):
+                    layer.weight.copy_(torch.from_numpy(w.T.copy()))
+        self.drop = torch.nn.Dropout(0.2)
+
+    def forward(self, x, keep=None):
+        h = torch.relu(self.l1(x))
+        if keep is not None:  # tl_train's mask, inverted dropout as torch's
+            h = h * keep * (1.0 / (1.0 - 0.2))
+        elif self.training:
+            h = self.drop(h)
+        return self.l3(torch.relu(self.l2(h)))
+
+
 def reference(seed):
+    shared = a.draws == "shared"
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    m = torch.nn.Sequential(glorot(torch.nn.Linear(Xtr.shape[1], 400)), torch.nn.ReLU(), torch.nn.Dropout(0.2),
-                            glorot(torch.nn.Linear(400, 20)), torch.nn.ReLU(), glorot(torch.nn.Linear(20, 1)))
+    m = Head(Xtr.shape[1], shared_init(seed, [(Xtr.shape[1], 400), (400, 20), (20, 1)]) if shared else None)
     opt = torch.optim.RMSprop(m.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
     xt, yt = torch.from_numpy(Xtr), torch.from_numpy(ytr)
     xv, yv = torch.from_numpy(Xva), torch.from_numpy(yva)
     rows = []
-    for _ in range(a.epochs):
+    step = 0
+    for epoch in range(1, a.epochs + 1):
         m.train()
-        perm = torch.from_numpy(rng.permutation(len(Xtr)))
+        perm = torch.from_numpy(shared_order(len(Xtr), seed, epoch) if shared else rng.permutation(len(Xtr)))
         losses, correct = [], 0
         for i in range(0, len(perm), a.batch):
             idx = perm[i:i + a.batch]
-            z = m(xt[idx]).squeeze(1)
+            keep = None
+            if shared:
+                keep = torch.from_numpy(shared_keep(seed, step, len(idx) * 400, 0.2).reshape(len(idx), 400))
+            step += 1
+            z = m(xt[idx], keep).squeeze(1)
             loss = torch.nn.functional.binary_cross_entropy_with_logits(z, yt[idx])
             opt.zero_grad()
             loss.backward()
@@ -101,23 +177,27 @@ def reference(seed):
             vl = torch.nn.functional.binary_cross_entropy_with_logits(z.double(), yv.double()).item()
             va = float(((z > 0).float() == yv).float().mean())
         rows.append((float(np.mean(losses)), correct / len(Xtr), vl, va))
-    return best_epoch(rows)
+    return rows
 
 
 results = {"ours (tl_train)": [], f"PyTorch {torch.__version__} reference": []}
 import time  # noqa: E402
 for s in seeds:
     t0 = time.time()
-    o = ours(s)
+    o_rows = ours(s)
     t1 = time.time()
-    r = reference(s)
+    r_rows = reference(s)
+    o, r = best_epoch(o_rows), best_epoch(r_rows)
+    for e, (x, y) in enumerate(zip(o_rows, r_rows), 1):
+        print(f"  epoch {e:2d}: ours loss {x[0]:.4f} val_loss {x[2]:.4f} val_acc {x[3]:.4f} | reference loss "
+              f"{y[0]:.4f} val_loss {y[2]:.4f} val_acc {y[3]:.4f}", flush=True)
     print(f"seed {s}: ours {t1 - t0:.0f} s, reference {time.time() - t1:.0f} s", flush=True)
     results["ours (tl_train)"].append(o)
     results[f"PyTorch {torch.__version__} reference"].append(r)
     print(f"seed {s}: ours val_acc {o[3]:.4f} val_loss {o[2]:.4f} | reference val_acc {r[3]:.4f} "
           f"val_loss {r[2]:.4f}", flush=True)
 
-print(f"\n{len(seeds)} seeds, {a.epochs} epochs, batch {a.batch}, best epoch by val_loss; "
+print(f"\n{len(seeds)} seeds, {a.epochs} epochs, batch {a.batch}, best epoch by val_loss, reference draws: {a.draws}; "
       f"{len(Xva)} validation photos")
 print("| | val accuracy mean | min | max | val log loss mean | min | max |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
