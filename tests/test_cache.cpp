@@ -1,6 +1,8 @@
 // tl_cache's parts: dataset layouts (folders and zips), the stable split, shards, the whole
 // caching pass against the direct forward pass, resume, bad files, stale caches.
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -431,6 +433,88 @@ TEST_CASE("a cache made with other settings is refused (never reused silently), 
   mt.replace(mt.find("image_size\t32"), 13, "image_size\t33");
   put(path_join(out, "manifest.tsv"), std::vector<uint8_t>(mt.begin(), mt.end()));
   CHECK(tlt::error_of([&] { open_cache(out); }).find("edited by hand") != std::string::npos);
+}
+
+TEST_CASE("damaged caches: too few class lines, reused shards whose file ids do not match their range") {
+  const std::string data = fresh_dir("hdata");
+  for (int i = 0; i < 7; i++) {
+    put(path_join(data, strfmt("cat/c%d.jpg", i)), test_image(i));
+    put(path_join(data, strfmt("dog/d%d.jpg", i)), test_image(50 + i));
+  }
+  put(path_join(data, "cat/broken.jpg"), {'n', 'o'});
+  put(path_join(data, "dog/empty.jpg"), {});
+  const std::string out = fresh_dir("hout"), ref = fresh_dir("href");
+  CacheOptions o = small_options(data, ref);
+  o.max_bad = 0.5;
+  build_cache(o);
+  o.out = out;
+  build_cache(o);
+  REQUIRE(cache_files(out) == cache_files(ref));
+  // A manifest with one '# class' line (the settings hash does not cover them) used to crash
+  // tl_inspect and tl_train.
+  {
+    const std::string mp = path_join(out, "manifest.tsv");
+    const std::vector<uint8_t> keep = read_file(mp);
+    std::string t(keep.begin(), keep.end());
+    const size_t at = t.find("# class\t1\t");
+    REQUIRE(at != std::string::npos);
+    t.erase(at, t.find('\n', at) - at + 1);
+    put(mp, std::vector<uint8_t>(t.begin(), t.end()));
+    CHECK(tlt::error_of([&] { open_cache(out); }).find("lists 1 classes ('# class' lines), a cache has exactly 2") !=
+          std::string::npos);
+    put(mp, keep);
+  }
+  // A reused shard whose skipped-file id is out of range used to make tl_cache write out of bounds;
+  // an in-range wrong id marked the wrong file skipped. Both shards are now rebuilt.
+  std::string victim;
+  ShardData d;
+  for (const auto& [name, bytes] : cache_files(out)) {
+    if (name == "manifest.tsv") continue;
+    MappedShard sh(path_join(out, name));
+    if (sh.skipped().empty()) continue;
+    victim = name;
+    d.info = sh.info();
+    d.labels.assign(sh.labels(), sh.labels() + sh.info().count);
+    d.ids.assign(sh.ids(), sh.ids() + sh.info().count);
+    d.skipped = sh.skipped();
+    d.reasons = sh.reasons();
+    const uint8_t* f = (const uint8_t*)sh.features();
+    d.features.assign(f, f + (size_t)sh.info().count * sh.info().feature_elems() * 4);
+    break;
+  }
+  REQUIRE(!victim.empty());
+  for (uint32_t bad_id : {999999u, d.skipped[0] == 0 ? 1u : 0u}) {
+    CAPTURE(bad_id);
+    ShardData x = d;
+    x.skipped[0] = bad_id;
+    write_shard(path_join(out, victim), x);
+    CacheSummary s = build_cache(o);
+    CHECK(s.written_shards == 1);
+    CHECK(s.skipped == 2);
+    CHECK(cache_files(out) == cache_files(ref));
+  }
+}
+
+TEST_CASE("one tl_cache per folder: a second run is refused, naming the folder and the other's pid") {
+  const std::string data = fresh_dir("ldata");
+  for (int i = 0; i < 3; i++) {
+    put(path_join(data, strfmt("cat.%d.jpg", i)), test_image(i));
+    put(path_join(data, strfmt("dog.%d.jpg", i)), test_image(20 + i));
+  }
+  const std::string out = fresh_dir("lout");
+  CacheOptions o = small_options(data, out);
+  // Another process's lock, as tl_cache takes it (flock on DIR/.tl_cache.lock holding the pid).
+  int fd = open(path_join(out, ".tl_cache.lock").c_str(), O_RDWR | O_CREAT, 0644);
+  REQUIRE(fd >= 0);
+  REQUIRE(flock(fd, LOCK_EX | LOCK_NB) == 0);
+  REQUIRE(write(fd, "4242\n", 5) == 5);
+  CHECK(tlt::error_of([&] { build_cache(o); }) ==
+        "another tl_cache is writing " + out + " (pid 4242); wait for it to finish, stop it, or choose another --out");
+  CHECK(!file_exists(path_join(out, "manifest.tsv")));  // nothing was touched
+  close(fd);
+  CacheSummary s = build_cache(o);
+  CHECK(s.cached == 6);
+  CHECK(build_cache(o).written_shards == 0);  // the lock is released after each run
 }
 
 CUDA_CASE("caching on the GPU (double-buffered copies, on-device fp16 cast) writes the CPU's cache") {

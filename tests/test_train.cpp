@@ -273,6 +273,53 @@ TEST_CASE("resume equals an uninterrupted run, bit for bit, and thread count doe
   CHECK(tlt::error_of([&] { train_head(*src, ob); }).find("already holds 4 epochs") != std::string::npos);
 }
 
+TEST_CASE("resume after kill -9 between the epoch's writes: history, model.bin and best.bin end consistent") {
+  FakeSplit sp[2];
+  learnable(sp, 32, 100, 30, 2);
+  const std::string cache = fresh("kcache");
+  write_fake_cache(cache, sp, 2, 2, 8);
+  auto src = open_cached_source(cache, Device::CPU);
+  const std::string a = fresh("kA"), b = fresh("kB");
+  TrainResult ra = train_head(*src, quick(a, 3));
+  REQUIRE(ra.history.size() == 3);
+  REQUIRE(ra.history[1].val_loss < ra.history[0].val_loss);  // epoch 2 is a new best: best.bin is rewritten
+  // Run B: epoch 1, then epoch 2 killed right after model.bin was written (its best.bin and
+  // history.csv still those of epoch 1), as kill -9 between the writes leaves them.
+  TrainOptions ob = quick(b, 1);
+  train_head(*src, ob);
+  const std::vector<uint8_t> best1 = read_file(path_join(b, "best.bin")), hist1 = read_file(path_join(b, "history.csv"));
+  ob.epochs = 2;
+  ob.resume = true;
+  train_head(*src, ob);
+  write_file_atomic(path_join(b, "best.bin"), best1.data(), best1.size());
+  write_file_atomic(path_join(b, "history.csv"), hist1.data(), hist1.size());
+  // Resumed to 3 epochs: the same files as the uninterrupted run (history without the timings).
+  ob.epochs = 3;
+  TrainResult rb = train_head(*src, ob);
+  REQUIRE(rb.history.size() == 3);
+  CHECK(rb.best_epoch == ra.best_epoch);
+  CHECK(read_file(path_join(a, "model.bin")) == read_file(path_join(b, "model.bin")));
+  CHECK(read_file(path_join(a, "best.bin")) == read_file(path_join(b, "best.bin")));
+  auto no_seconds = [](const std::string& dir) {
+    std::vector<uint8_t> h = read_file(path_join(dir, "history.csv"));
+    std::string out;
+    for (const std::string& line : split(std::string(h.begin(), h.end()), '\n'))
+      out += line.substr(0, line.rfind(',')) + "\n";
+    return out;
+  };
+  CHECK(no_seconds(a) == no_seconds(b));
+  // Killed after epoch 2's best.bin but before history.csv: the line comes back from model.bin.
+  const std::string c = fresh("kC");
+  TrainOptions oc = quick(c, 2);
+  train_head(*src, oc);
+  write_file_atomic(path_join(c, "history.csv"), hist1.data(), hist1.size());
+  oc.epochs = 3;
+  oc.resume = true;
+  train_head(*src, oc);
+  CHECK(no_seconds(a) == no_seconds(c));
+  CHECK(read_file(path_join(a, "best.bin")) == read_file(path_join(c, "best.bin")));
+}
+
 TEST_CASE("the tutorial's .npy files train exactly like the same features in a cache") {
   FakeSplit sp[2];
   learnable(sp, 32, 64, 20, 4);

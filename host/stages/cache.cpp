@@ -126,6 +126,12 @@ Manifest read_manifest(const std::string& dir) {
   bool header_seen = false, magic = false;
   std::string stored_hash;
   size_t line_no = 0;
+  auto check_classes = [&] {
+    if (m.classes.size() != 2)
+      fail("%s: lists %zu classes ('# class' lines), a cache has exactly 2: the file is damaged; re-create the cache "
+           "with tl_cache --force",
+           path.c_str(), m.classes.size());
+  };
   for (const std::string& line : split(text, '\n')) {
     line_no++;
     if (line.empty()) continue;
@@ -151,6 +157,7 @@ Manifest read_manifest(const std::string& dir) {
     }
     if (!header_seen) {
       header_seen = true;
+      check_classes();  // the class lines come before the table
       continue;
     }
     if (f.size() != 8) fail("%s:%zu: malformed line (%zu fields, expected 8)", path.c_str(), line_no, f.size());
@@ -167,10 +174,7 @@ Manifest read_manifest(const std::string& dir) {
     m.entries.push_back(e);
   }
   if (!magic) fail("%s: empty manifest", path.c_str());
-  if (m.classes.size() != 2)
-    fail("%s: lists %zu classes ('# class' lines), a cache has exactly 2: the file is damaged; re-create the cache with "
-         "tl_cache --force",
-         path.c_str(), m.classes.size());
+  check_classes();
   if (stored_hash != strfmt("%016llx", (unsigned long long)m.settings.hash()))
     fail("%s: the settings were edited by hand (their hash does not match); re-create the cache with tl_cache --force",
          path.c_str());

@@ -210,10 +210,10 @@ void write_history(const std::string& path, const std::vector<EpochStats>& h) {
 // the optimiser state, the epoch, the history and the best epoch always agree there, whatever the
 // moment a run was killed; history.csv and best.bin are derived from it (and repaired on --resume).
 std::string history_record(const std::vector<EpochStats>& h) {
+  // Without the seconds: the file stays a pure function of the training (resumed or not, bit for bit).
   std::string s;
   for (auto& e : h)
-    s += strfmt("%s%d:%.17g:%.17g:%.17g:%.17g:%.3f", s.empty() ? "" : ";", e.epoch, e.loss, e.acc, e.val_loss, e.val_acc,
-                e.seconds);
+    s += strfmt("%s%d:%.17g:%.17g:%.17g:%.17g", s.empty() ? "" : ";", e.epoch, e.loss, e.acc, e.val_loss, e.val_acc);
   return s;
 }
 
@@ -222,14 +222,13 @@ std::vector<EpochStats> parse_history_record(const std::string& s, const std::st
   if (s.empty()) return out;
   for (const std::string& item : split(s, ';')) {
     std::vector<std::string> f = split(item, ':');
-    if (f.size() != 6) fail("%s: damaged training history record; retrain without --resume", what.c_str());
+    if (f.size() != 5) fail("%s: damaged training history record; retrain without --resume", what.c_str());
     EpochStats e;
     e.epoch = atoi(f[0].c_str());
     e.loss = strtod(f[1].c_str(), nullptr);
     e.acc = strtod(f[2].c_str(), nullptr);
     e.val_loss = strtod(f[3].c_str(), nullptr);
     e.val_acc = strtod(f[4].c_str(), nullptr);
-    e.seconds = strtod(f[5].c_str(), nullptr);
     if (e.epoch != (int)out.size() + 1) fail("%s: damaged training history record; retrain without --resume", what.c_str());
     out.push_back(e);
   }
@@ -427,7 +426,12 @@ class Trainer {
       note("note: resuming with --seed %llu --batch %d (the checkpoint used seed %s, batch %s)",
            (unsigned long long)o_.seed, o_.batch, m.meta["seed"].c_str(), m.meta["batch"].c_str());
     // The history: model.bin's own record (files of older builds: history.csv).
-    res_.history = m.meta.count("history") ? parse_history_record(m.meta["history"], model_path_) : read_history(hist_path_);
+    const std::vector<EpochStats> csv = read_history(hist_path_);
+    res_.history = m.meta.count("history") ? parse_history_record(m.meta["history"], model_path_) : csv;
+    for (EpochStats& e : res_.history)  // the epochs' durations, from history.csv where it agrees
+      for (const EpochStats& c : csv)
+        if (c.epoch == e.epoch && c.loss == e.loss && (c.val_loss == e.val_loss || (std::isnan(c.val_loss) && std::isnan(e.val_loss))))
+          e.seconds = c.seconds;
     while (!res_.history.empty() && res_.history.back().epoch >= start_epoch_) res_.history.pop_back();
     for (auto& e : res_.history) {
       const double crit = criterion(e);
