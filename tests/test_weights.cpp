@@ -98,7 +98,7 @@ TEST_CASE("ONNX: the conv stack found by walking the graph; what it cannot conve
       {"onnx_bad_batchnorm.onnx", "Conv 'conv2' is followed by BatchNormalization, not by a Relu"},
       {"onnx_bad_external.onnx", "stored in an external data file"},
   };
-  // Found by fuzzing (tests/fuzz/fuzz_onnx.cpp): a graph whose Conv is fed by its own Relu made the walk
+  // Found by fuzzing (tests/fuzz/fuzz_targets.cpp, the onnx target): a graph whose Conv is fed by its own Relu made the walk
   // loop until memory ran out; an empty packed float list reached memcpy with a null pointer.
   e = tlt::error_of([&] { convert_weights(fx("onnx_fuzz_loop.onnx"), &kCaffe, nullptr); });
   CHECK(e.find("loops back to Conv") != std::string::npos);

@@ -331,9 +331,7 @@ void write_png(const std::string& path, const Image& img) {
 }
 
 void write_jpeg(const std::string& path, const Image& img, int quality) {
-  std::vector<uint8_t> out;
-  if (!stbi_write_jpg_to_func(append_bytes, &out, img.w, img.h, 3, img.rgb.data(), quality) || out.empty())
-    fail("%s: cannot encode JPEG (%dx%d)", path.c_str(), img.w, img.h);
+  const std::vector<uint8_t> out = encode_jpeg(img, quality, path);
   write_file_atomic(path, out.data(), out.size());
 }
 

@@ -47,6 +47,7 @@ void write_jpeg(const std::string& path, const Image& img, int quality);
 
 // JPEG (libjpeg-turbo) and PNG (libpng) with PIL's settings (image_decode.cpp); used by decode_image.
 Image decode_jpeg_or_png(const uint8_t* data, size_t n, bool jpeg, const std::string& what, int64_t max_pixels);
+std::vector<uint8_t> encode_jpeg(const Image& img, int quality, const std::string& what);  // libjpeg-turbo
 // BMP, GIF (first frame), TGA and binary PNM (image_formats.cpp); false when the bytes are none of them.
 bool decode_other_format(const uint8_t* data, size_t n, const std::string& what, int64_t max_pixels, Image* out);
 

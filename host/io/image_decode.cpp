@@ -192,6 +192,43 @@ bool png_decode_raw(const uint8_t* data, size_t n, int64_t max_pixels, Image* im
 
 }  // namespace
 
+// JPEG encoding with libjpeg-turbo (4:2:0, libjpeg's defaults at the given quality), for test files
+// and photo sheets; stb's JPEG writer has undefined behaviour (shifts of negative values).
+std::vector<uint8_t> encode_jpeg(const Image& img, int quality, const std::string& what) {
+  jpeg_compress_struct cinfo;
+  JpegErr jerr;
+  cinfo.err = jpeg_std_error(&jerr.mgr);
+  jerr.mgr.error_exit = jpeg_error_exit;
+  unsigned char* volatile mem = nullptr;  // assigned by libjpeg after setjmp: volatile across longjmp
+  unsigned long size = 0;
+  if (setjmp(jerr.jump)) {
+    jpeg_destroy_compress(&cinfo);
+    free(mem);
+    fail("%s: cannot encode JPEG (%s)", what.c_str(), jerr.msg);
+  }
+  jpeg_create_compress(&cinfo);
+  unsigned char* out = nullptr;
+  jpeg_mem_dest(&cinfo, &out, &size);
+  mem = out;
+  cinfo.image_width = (JDIMENSION)img.w;
+  cinfo.image_height = (JDIMENSION)img.h;
+  cinfo.input_components = 3;
+  cinfo.in_color_space = JCS_RGB;
+  jpeg_set_defaults(&cinfo);
+  jpeg_set_quality(&cinfo, quality, TRUE);
+  jpeg_start_compress(&cinfo, TRUE);
+  while (cinfo.next_scanline < cinfo.image_height) {
+    JSAMPROW row = (JSAMPROW)&img.rgb[(size_t)cinfo.next_scanline * img.w * 3];
+    jpeg_write_scanlines(&cinfo, &row, 1);
+  }
+  jpeg_finish_compress(&cinfo);
+  mem = out;  // the destination may have grown (reallocated) while compressing
+  std::vector<uint8_t> bytes(out, out + size);
+  jpeg_destroy_compress(&cinfo);
+  free(out);
+  return bytes;
+}
+
 // Called by decode_image for JPEG and PNG bytes; throws tl::Error with a short reason.
 Image decode_jpeg_or_png(const uint8_t* data, size_t n, bool jpeg, const std::string& what, int64_t max_pixels) {
   Image img;
