@@ -240,12 +240,17 @@ TEST_CASE("a learnable synthetic cache is learnt to 100% accuracy; outputs are w
   CHECK(tlt::error_of([&] { load_model(bad); }).find("checksum mismatch") != std::string::npos);
 }
 
-TEST_CASE("resume equals an uninterrupted run, bit for bit, and thread count does not matter") {
+// The small learnable cache of the resume tests (2x2x8 features, 100 train and 30 valid samples).
+std::unique_ptr<FeatureSource> resume_source(const std::string& name) {
   FakeSplit sp[2];
   learnable(sp, 32, 100, 30, 2);
-  const std::string cache = fresh("rcache");
+  const std::string cache = fresh(name);
   write_fake_cache(cache, sp, 2, 2, 8);
-  auto src = open_cached_source(cache, Device::CPU);
+  return open_cached_source(cache, Device::CPU);
+}
+
+TEST_CASE("resume equals an uninterrupted run, bit for bit, and thread count does not matter") {
+  auto src = resume_source("rcache");
   const std::string a = fresh("rA"), b = fresh("rB"), c = fresh("rC");
   TrainResult ra = train_head(*src, quick(a, 4));
   TrainOptions ob = quick(b, 4);
@@ -274,11 +279,7 @@ TEST_CASE("resume equals an uninterrupted run, bit for bit, and thread count doe
 }
 
 TEST_CASE("resume after kill -9 between the epoch's writes: history, model.bin and best.bin end consistent") {
-  FakeSplit sp[2];
-  learnable(sp, 32, 100, 30, 2);
-  const std::string cache = fresh("kcache");
-  write_fake_cache(cache, sp, 2, 2, 8);
-  auto src = open_cached_source(cache, Device::CPU);
+  auto src = resume_source("kcache");
   const std::string a = fresh("kA"), b = fresh("kB");
   TrainResult ra = train_head(*src, quick(a, 3));
   REQUIRE(ra.history.size() == 3);

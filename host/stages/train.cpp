@@ -217,18 +217,25 @@ std::string history_record(const std::vector<EpochStats>& h) {
   return s;
 }
 
+// epoch, loss, accuracy, val_loss, val_accuracy[, seconds] from the fields of one history line.
+EpochStats epoch_from_fields(const std::vector<std::string>& f) {
+  EpochStats e;
+  e.epoch = atoi(f[0].c_str());
+  e.loss = strtod(f[1].c_str(), nullptr);
+  e.acc = strtod(f[2].c_str(), nullptr);
+  e.val_loss = strtod(f[3].c_str(), nullptr);
+  e.val_acc = strtod(f[4].c_str(), nullptr);
+  if (f.size() > 5) e.seconds = strtod(f[5].c_str(), nullptr);
+  return e;
+}
+
 std::vector<EpochStats> parse_history_record(const std::string& s, const std::string& what) {
   std::vector<EpochStats> out;
   if (s.empty()) return out;
   for (const std::string& item : split(s, ';')) {
     std::vector<std::string> f = split(item, ':');
     if (f.size() != 5) fail("%s: damaged training history record; retrain without --resume", what.c_str());
-    EpochStats e;
-    e.epoch = atoi(f[0].c_str());
-    e.loss = strtod(f[1].c_str(), nullptr);
-    e.acc = strtod(f[2].c_str(), nullptr);
-    e.val_loss = strtod(f[3].c_str(), nullptr);
-    e.val_acc = strtod(f[4].c_str(), nullptr);
+    const EpochStats e = epoch_from_fields(f);
     if (e.epoch != (int)out.size() + 1) fail("%s: damaged training history record; retrain without --resume", what.c_str());
     out.push_back(e);
   }
@@ -243,14 +250,7 @@ std::vector<EpochStats> read_history(const std::string& path) {
   for (size_t i = 1; i < lines.size(); i++) {
     std::vector<std::string> f = split(lines[i], ',');
     if (f.size() < 6) continue;
-    EpochStats e;
-    e.epoch = atoi(f[0].c_str());
-    e.loss = strtod(f[1].c_str(), nullptr);
-    e.acc = strtod(f[2].c_str(), nullptr);
-    e.val_loss = strtod(f[3].c_str(), nullptr);
-    e.val_acc = strtod(f[4].c_str(), nullptr);
-    e.seconds = strtod(f[5].c_str(), nullptr);
-    out.push_back(e);
+    out.push_back(epoch_from_fields(f));
   }
   return out;
 }

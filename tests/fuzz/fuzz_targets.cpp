@@ -116,8 +116,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         out += line;
       out += "\n";
     }
-    static const std::string dir = tl::strfmt("/dev/shm/tl_fuzz_manifest_%d", (int)getpid());
-    tl::make_dirs(dir);
+    static const std::string dir = [] {
+      std::string d = tl::strfmt("/dev/shm/tl_fuzz_manifest_%d", (int)getpid());
+      tl::make_dirs(d);
+      atexit([] { system(tl::strfmt("rm -rf /dev/shm/tl_fuzz_manifest_%d", (int)getpid()).c_str()); });
+      return d;
+    }();
     tl::write_file_atomic(dir + "/manifest.tsv", out.data(), out.size());
     tl::Manifest m = tl::read_manifest(dir);
     if (m.classes.size() != 2) __builtin_trap();
