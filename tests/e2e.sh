@@ -132,6 +132,61 @@ else
   for f in "$R1"/*.bin "$R1"/manifest.tsv; do cmp -s "$f" "$R2/$(basename "$f")" || same=0; done
   [ $same -eq 1 ] && ok "resumed cache is byte-identical ($total shards + manifest)" || bad "resumed cache differs"
 
+  echo "== partitioned caching: the Slurm script (sbatch and srun replaced by loops), merge = one run"
+  FB=$TMP/fakebin
+  mkdir -p "$FB"
+  # sbatch: an array job runs its tasks as separate processes at once, with Slurm's variables;
+  # --dependency=afterok waits for them and runs only when all succeeded; --wrap runs its command.
+  cat >"$FB/sbatch" <<'SBEOF'
+#!/usr/bin/env bash
+state=${FAKE_SLURM_STATE:?}
+array="" dep="" wrap="" out=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --array=*) array=${1#--array=} ;;
+    --dependency=afterok:*) dep=${1#--dependency=afterok:} ;;
+    --output=*) out=${1#--output=} ;;
+    --wrap) wrap=$2; shift ;;
+    --parsable|--job-name=*) ;;
+    -*) echo "fake sbatch: unexpected option $1" >&2; exit 2 ;;
+    *) break ;;
+  esac
+  shift
+done
+id=$(( $(cat "$state/next" 2>/dev/null || echo 100) + 1 )); echo $id >"$state/next"
+if [ -n "$dep" ] && [ "$(cat "$state/$dep")" != ok ]; then echo failed >"$state/$id"; echo $id; exit 0; fi
+if [ -n "$array" ]; then
+  lo=${array%-*} hi=${array#*-} pids=()
+  for i in $(seq "$lo" "$hi"); do
+    SLURM_ARRAY_TASK_ID=$i SLURM_ARRAY_TASK_MIN=$lo SLURM_ARRAY_TASK_COUNT=$((hi - lo + 1)) SLURM_ARRAY_JOB_ID=$id \
+      bash "$@" >"${out//%a/$i}" 2>&1 &
+    pids+=($!)
+  done
+  status=ok
+  for p in "${pids[@]}"; do wait "$p" || status=failed; done
+else
+  status=ok
+  bash -c "$wrap" >"$out" 2>&1 || status=failed
+fi
+echo $status >"$state/$id"
+echo $id
+SBEOF
+  printf '#!/usr/bin/env bash\nexec "$@"\n' >"$FB/srun"
+  chmod +x "$FB/sbatch" "$FB/srun"
+  mkdir -p "$TMP/slurm_state"
+  S=$TMP/slurm
+  check "tools/cluster/slurm_cache.sh: 3 parts and the merge" env PATH="$FB:$PATH" FAKE_SLURM_STATE="$TMP/slurm_state" \
+    tools/cluster/slurm_cache.sh 3 "$PH" "$W" "$S" --image-size 32 --limit 60 --shard-size 7
+  check "every part ran as its own process, with --part auto" bash -c "grep -q 'part 3 of 3 (from Slurm: SLURM_ARRAY_TASK_ID=3' '$S/part-3.log'"
+  ./tl_cache --data "$PH" --weights "$W" --out "$TMP/single" --image-size 32 --limit 60 --shard-size 7 --quiet
+  check "the merged cache equals one run over all files, byte for byte" diff -r -x .tl_cache.lock "$TMP/single" "$S/cache"
+  # Trained from the same path (model files record the cache's folder), the models are the same bytes.
+  ./tl_train --cache "$TMP/single" --out "$TMP/single_model" --epochs 2 --batch 8 --no-plots --quiet
+  mv "$TMP/single" "$TMP/single_run" && mv "$S/cache" "$TMP/single"
+  ./tl_train --cache "$TMP/single" --out "$TMP/merged_model" --epochs 2 --batch 8 --no-plots --quiet
+  check "training on the merged cache is bit-identical" cmp "$TMP/single_model/model.bin" "$TMP/merged_model/model.bin"
+  expect_error "--merge with a part missing" "--merge: part 2/3 missing" ./tl_cache --merge "$TMP/m2" "$S/part-1" "$S/part-3"
+
   echo "== bad files are skipped, counted and listed"
   B=$TMP/bad_data
   mkdir -p "$B/cat" "$B/dog"

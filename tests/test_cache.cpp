@@ -517,6 +517,77 @@ TEST_CASE("one tl_cache per folder: a second run is refused, naming the folder a
   CHECK(build_cache(o).written_shards == 0);  // the lock is released after each run
 }
 
+TEST_CASE("partitioned caching: parts by file identity, --part auto from Slurm or Kubernetes, merge = one run") {
+  // A file's part depends on its class and name only, and spreads files evenly.
+  CHECK(part_of_file(0, "cat", "train/cat.7.jpg", 5) == part_of_file(0, "cat", "elsewhere/cat.7.jpg", 5));
+  int count[4] = {0, 0, 0, 0};
+  for (int i = 0; i < 3000; i++) count[part_of_file(0, i % 2 ? "dog" : "cat", strfmt("x.%d.jpg", i), 3)]++;
+  CHECK(count[0] == 0);
+  for (int k = 1; k <= 3; k++) CHECK(std::abs(count[k] - 1000) < 100);
+  // --part: given, Slurm job arrays (ids from SLURM_ARRAY_TASK_MIN), Kubernetes indexed Jobs.
+  std::map<std::string, std::string> env;
+  auto get = [&](const char* name) -> const char* { return env.count(name) ? env[name].c_str() : nullptr; };
+  int k = 0, n = 0;
+  std::string how;
+  parse_part("2/8", get, &k, &n, &how);
+  CHECK((k == 2 && n == 8));
+  env = {{"SLURM_ARRAY_TASK_ID", "5"}, {"SLURM_ARRAY_TASK_MIN", "3"}, {"SLURM_ARRAY_TASK_COUNT", "4"}};
+  parse_part("auto", get, &k, &n, &how);
+  CHECK((k == 3 && n == 4));
+  CHECK(how == "from Slurm: SLURM_ARRAY_TASK_ID=5, SLURM_ARRAY_TASK_MIN=3, SLURM_ARRAY_TASK_COUNT=4");
+  env = {{"JOB_COMPLETION_INDEX", "0"}};
+  parse_part("auto/6", get, &k, &n, &how);
+  CHECK((k == 1 && n == 6));
+  CHECK(tlt::error_of([&] { parse_part("auto", get, &k, &n, &how); }).find("no SLURM_ARRAY_TASK_ID") != std::string::npos);
+  CHECK(tlt::error_of([&] { parse_part("4/3", get, &k, &n, &how); }) ==
+        "--part 4/3: part 4 of 3 does not exist (K runs from 1 to N)");
+  CHECK(tlt::error_of([&] { parse_part("2", get, &k, &n, &how); }).find("expected K/N") != std::string::npos);
+
+  // Three parts merged equal the single run, byte for byte (bad files included).
+  const std::string data = fresh_dir("pdata");
+  for (int i = 0; i < 12; i++) {
+    put(path_join(data, strfmt("cat.%d.jpg", i)), test_image(i));
+    put(path_join(data, strfmt("dog.%d.jpg", i)), test_image(70 + i));
+  }
+  put(path_join(data, "cat.99.jpg"), {'b', 'a', 'd'});
+  CacheOptions o = small_options(data, fresh_dir("psingle"));
+  o.valid_fraction = 0.25;
+  o.max_bad = 0.5;
+  build_cache(o);
+  std::vector<std::string> parts;
+  int64_t total = 0;
+  for (int p = 1; p <= 3; p++) {
+    CacheOptions op = o;
+    op.out = fresh_dir(strfmt("ppart%d", p));
+    op.part_k = p, op.part_n = 3;
+    total += build_cache(op).files;
+    parts.push_back(op.out);
+  }
+  CHECK(total == 25);
+  const std::string merged = fresh_dir("pmerged");
+  merge_caches(merged, {parts[2], parts[0], parts[1]}, false);
+  CHECK(cache_files(merged) == cache_files(o.out));
+  // Refusals: a missing part, a part given twice, a part made with other settings, an unfinished part.
+  CHECK(tlt::error_of([&] { merge_caches(fresh_dir("pm2"), {parts[0], parts[2]}, false); }) ==
+        "--merge: part 2/3 missing (every part 1..3 must be given once)");
+  CHECK(tlt::error_of([&] { merge_caches(fresh_dir("pm3"), {parts[0], parts[1], parts[1]}, false); })
+            .find("--merge: part 2/3 given twice") == 0);
+  CHECK(tlt::error_of([&] { merge_caches(fresh_dir("pm4"), {o.out}, false); }).find("is not a part") != std::string::npos);
+  CacheOptions other = o;
+  other.out = fresh_dir("ppart3b");
+  other.part_k = 3, other.part_n = 3, other.dtype = "fp16";
+  build_cache(other);
+  CHECK(tlt::error_of([&] { merge_caches(fresh_dir("pm5"), {parts[0], parts[1], other.out}, false); })
+            .find("was made with other settings") != std::string::npos);
+  other.dtype = "fp32";
+  other.out = fresh_dir("ppart3c");
+  other.stop_after_shards = 1;
+  build_cache(other);
+  CHECK(tlt::error_of([&] { merge_caches(fresh_dir("pm6"), {parts[0], parts[1], other.out}, false); })
+            .find("is not finished") != std::string::npos);
+  CHECK(tlt::error_of([&] { merge_caches(merged, parts, false); }).find("already holds a cache") != std::string::npos);
+}
+
 CUDA_CASE("caching on the GPU (double-buffered copies, on-device fp16 cast) writes the CPU's cache") {
   const std::string data = fresh_dir("gdata");
   for (int i = 0; i < 3; i++) {

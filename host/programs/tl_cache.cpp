@@ -12,7 +12,7 @@ using namespace tl;
 int main(int argc, char** argv) {
   return guarded_main("tl_cache", [&] {
     CacheOptions o;
-    Cli cli("tl_cache", "tl_cache [--data DIR|ZIP] [--weights FILE] [--out DIR] [options]",
+    Cli cli("tl_cache", "tl_cache [--data DIR|ZIP] [--weights FILE] [--out DIR] [--part K/N] [options]\n       tl_cache --merge OUT PART_DIR...",
             "Streams a dataset through the frozen VGG conv base and writes the activation maps to shards in\n"
             "--out, with a manifest of every file, its label, split and status. Rerunning the same command\n"
             "resumes an interrupted run (only whole shards are ever on disk); a cache made with other\n"
@@ -29,6 +29,15 @@ int main(int argc, char** argv) {
     cli.opt("--seed", &o.seed, "N", "seed of the split and of --limit's sample");
     cli.opt("--shard-size", &o.shard_size, "N", "images per shard (the unit of resuming)");
     cli.flag("--force", &o.force, "rebuild a cache made with other settings instead of refusing");
+    std::string part;
+    cli.opt("--part", &part, "K/N",
+            "cache only part K of N of the files (a stable hash of each file's class and name), for one machine "
+            "of N; auto: from Slurm's job array variables; auto/N: from Kubernetes' JOB_COMPLETION_INDEX");
+    bool merge = false;
+    std::vector<std::string> merge_dirs;
+    cli.flag("--merge", &merge, "tl_cache --merge OUT PART_DIR...: join the caches of parts 1..N into OUT, the same "
+                                "cache one run over all files makes");
+    cli.positional(&merge_dirs, "OUT PART_DIR...", "with --merge: the output folder, then every part's folder");
     bool quiet_flag = false;
     cli.flag("--quiet", &quiet_flag, "no progress or summary");
     cli.epilog(
@@ -39,6 +48,18 @@ int main(int argc, char** argv) {
         "           kagglecatsanddogs_5340.zip; then ./tl_cache --data train.zip && ./tl_train");
     if (!cli.parse(argc, argv)) return 0;
     set_quiet(quiet_flag);
+    if (merge) {
+      if (merge_dirs.size() < 2) fail("--merge: expected OUT PART_DIR... (the output folder, then the parts' folders)");
+      merge_caches(merge_dirs[0], std::vector<std::string>(merge_dirs.begin() + 1, merge_dirs.end()), o.force);
+      note("merged %zu parts into %s", merge_dirs.size() - 1, merge_dirs[0].c_str());
+      return 0;
+    }
+    if (!merge_dirs.empty()) fail("unexpected argument '%s' (positional folders go with --merge)", merge_dirs[0].c_str());
+    if (!part.empty()) {
+      std::string how;
+      parse_part(part, [](const char* name) { return (const char*)getenv(name); }, &o.part_k, &o.part_n, &how);
+      note("part %d of %d (%s)", o.part_k, o.part_n, how.c_str());
+    }
     install_interrupt_handler();
     CacheSummary s = build_cache(o);
     return s.interrupted ? 130 : 0;

@@ -189,11 +189,15 @@ int64_t Cache::count(Split s) const {
 
 namespace {
 
-// Shards of one split: ranges of `shard_size` files of the split, in manifest order.
+// The status of a file that another part of a partitioned cache holds (--part).
+const char* const kOtherPart = "other part";
+
+// Shards of one split: ranges of `shard_size` files of the split, in manifest order (the files of
+// this cache: a part's manifest lists every file, the other parts' marked as such).
 std::vector<uint32_t> split_ids(const Manifest& m, Split s) {
   std::vector<uint32_t> ids;
   for (auto& e : m.entries)
-    if (e.split == s) ids.push_back(e.id);
+    if (e.split == s && e.status != kOtherPart) ids.push_back(e.id);
   return ids;
 }
 
@@ -418,6 +422,7 @@ class CacheBuild {
     so.limit = opt.limit;
     ds_ = scan_dataset(opt.data, opt.valid_data, so);
     if (ds_.files.size() > 0xFFFFFFF0u) fail("%s: too many files", opt.data.c_str());
+    if (opt.part_k < 1 || opt.part_k > opt.part_n) fail("--part %d/%d: K must be between 1 and N", opt.part_k, opt.part_n);
     make_manifest();
   }
 
@@ -449,7 +454,8 @@ class CacheBuild {
 
   // Plans the shards; complete ones already on disk are kept (resume).
   void plan_shards() {
-    sum_.files = (int64_t)ds_.files.size();
+    sum_.files = 0;
+    for (auto& e : m_.entries) sum_.files += e.status != kOtherPart;
     for (Split s : {Split::Train, Split::Valid}) {
       std::vector<uint32_t> ids = split_ids(m_, s);
       sum_.per_split[(int)s] = (int64_t)ids.size();
@@ -467,8 +473,11 @@ class CacheBuild {
   }
 
   void announce() const {
-    note("%s: %zu images (%lld train, %lld valid; classes %s=0, %s=1; layout %s)%s", opt_.data.c_str(),
-         ds_.files.size(), (long long)sum_.per_split[0], (long long)sum_.per_split[1], ds_.classes[0].c_str(),
+    if (opt_.part_n > 1)
+      note("part %d of %d: %lld of the dataset's %zu files", opt_.part_k, opt_.part_n, (long long)sum_.files,
+           ds_.files.size());
+    note("%s: %lld images (%lld train, %lld valid; classes %s=0, %s=1; layout %s)%s", opt_.data.c_str(),
+         (long long)sum_.files, (long long)sum_.per_split[0], (long long)sum_.per_split[1], ds_.classes[0].c_str(),
          ds_.classes[1].c_str(), ds_.layout.c_str(),
          ds_.ignored ? strfmt("; %lld non-image files ignored", (long long)ds_.ignored).c_str() : "");
     note("weights %s: %s", opt_.weights.c_str(), weights_.describe().c_str());
@@ -494,7 +503,8 @@ class CacheBuild {
   CacheSummary finish() {
     sum_.skipped = (int64_t)skips_.size();
     sum_.seconds = now_s() - t_start_;
-    for (auto& e : m_.entries) e.status = "ok";
+    for (auto& e : m_.entries)
+      if (e.status != kOtherPart) e.status = "ok";
     for (auto& [id, reason] : skips_) m_.entries[id].status = "skipped: " + reason;
     write_manifest(opt_.out, m_);
     if (!quiet()) print_summary();
@@ -540,6 +550,7 @@ class CacheBuild {
     st.kv["files"] = std::to_string(ds_.files.size());
     st.kv["listing_hash"] = strfmt("%016llx", (unsigned long long)ds_.listing_hash());
     st.kv["info.data"] = opt_.data;
+    if (opt_.part_n > 1) st.kv["part"] = strfmt("%d/%d", opt_.part_k, opt_.part_n);
     hash_ = st.hash();
     m_.classes = ds_.classes;
     for (auto& s : ds_.sources) m_.sources.push_back(s->path());
@@ -551,6 +562,9 @@ class CacheBuild {
       e.bytes = ds_.files[i].bytes;
       e.source = ds_.files[i].source;
       e.rel = ds_.files[i].rel;
+      if (opt_.part_n > 1 &&
+          part_of_file(opt_.seed, ds_.classes[(size_t)e.label], e.rel, opt_.part_n) != opt_.part_k)
+        e.status = kOtherPart;
       m_.entries.push_back(e);
     }
   }
@@ -725,6 +739,172 @@ CacheSummary build_cache(const CacheOptions& opt) {
   b.announce();
   if (!b.run_pipeline()) return b.interrupted_summary();
   return b.finish();
+}
+
+}  // namespace tl
+
+// ------------------------------------------------------------------------------------------------
+// Partitioned caching: parts and their merge.
+
+namespace tl {
+
+int part_of_file(uint64_t seed, const std::string& cls, const std::string& rel, int n) {
+  // The split's identity (class/file name) under another salt, so parts and splits are independent.
+  const double u = split_hash(seed ^ 0x9A27C0DEF00DULL, cls + "/" + basename_of(rel));
+  return std::min(n, (int)(u * n) + 1);
+}
+
+void parse_part(const std::string& spec, const std::function<const char*(const char*)>& env, int* k, int* n,
+                std::string* how) {
+  auto number = [&](const char* name, const char* v) -> long {
+    char* end = nullptr;
+    const long x = v && *v ? strtol(v, &end, 10) : -1;
+    if (!v || !*v || *end || x < 0 || x > 1000000)
+      fail("--part %s: %s is %s", spec.c_str(), name, v ? strfmt("'%s', not a number", v).c_str() : "not set");
+    return x;
+  };
+  if (spec == "auto" || starts_with(spec, "auto/")) {
+    if (spec == "auto") {  // Slurm: sbatch --array=A-B sets the task's id, the lowest id and the count
+      if (!env("SLURM_ARRAY_TASK_ID"))
+        fail("--part auto: no SLURM_ARRAY_TASK_ID in the environment (not a Slurm job array?); on Kubernetes use "
+             "--part auto/N with an indexed Job, elsewhere --part K/N");
+      const long id = number("SLURM_ARRAY_TASK_ID", env("SLURM_ARRAY_TASK_ID"));
+      const long lo = env("SLURM_ARRAY_TASK_MIN") ? number("SLURM_ARRAY_TASK_MIN", env("SLURM_ARRAY_TASK_MIN")) : 0;
+      *n = (int)number("SLURM_ARRAY_TASK_COUNT", env("SLURM_ARRAY_TASK_COUNT"));
+      *k = (int)(id - lo + 1);
+      *how = strfmt("from Slurm: SLURM_ARRAY_TASK_ID=%ld, SLURM_ARRAY_TASK_MIN=%ld, SLURM_ARRAY_TASK_COUNT=%d", id, lo, *n);
+    } else {  // Kubernetes indexed Job: JOB_COMPLETION_INDEX counts from 0; N is the Job's completions
+      *n = (int)number("N", spec.c_str() + 5);
+      if (!env("JOB_COMPLETION_INDEX"))
+        fail("--part %s: no JOB_COMPLETION_INDEX in the environment (not a Kubernetes indexed Job?)", spec.c_str());
+      *k = (int)number("JOB_COMPLETION_INDEX", env("JOB_COMPLETION_INDEX")) + 1;
+      *how = strfmt("from Kubernetes: JOB_COMPLETION_INDEX=%d, N=%d", *k - 1, *n);
+    }
+  } else {
+    const size_t slash = spec.find('/');
+    if (slash == std::string::npos) fail("--part: expected K/N (e.g. 2/8), auto or auto/N, got '%s'", spec.c_str());
+    *k = (int)number("K", spec.substr(0, slash).c_str());
+    *n = (int)number("N", spec.substr(slash + 1).c_str());
+    *how = "given";
+  }
+  if (*n < 1 || *k < 1 || *k > *n) fail("--part %s: part %d of %d does not exist (K runs from 1 to N)", spec.c_str(), *k, *n);
+}
+
+void merge_caches(const std::string& out, const std::vector<std::string>& parts, bool force) {
+  if (parts.empty()) fail("--merge: no part folders given (tl_cache --merge OUT PART_DIR...)");
+  // The parts: one of each 1..N, the same settings (but for the part) and the same files.
+  std::vector<Manifest> ms;
+  int n = 0;
+  std::vector<int> owner_of_part;
+  for (const std::string& dir : parts) {
+    ms.push_back(read_manifest(dir));
+    const std::string p = ms.back().settings.get("part");
+    int k = 0, pn = 0;
+    if (p.empty() || sscanf(p.c_str(), "%d/%d", &k, &pn) != 2 || k < 1 || k > pn)
+      fail("--merge: %s is not a part of a partitioned cache (made without --part K/N)", dir.c_str());
+    if (!n) n = pn, owner_of_part.assign((size_t)n + 1, -1);
+    if (pn != n) fail("--merge: %s is part %d of %d, but %s is a part of %d", dir.c_str(), k, pn, parts[0].c_str(), n);
+    if (owner_of_part[(size_t)k] >= 0)
+      fail("--merge: part %d/%d given twice (%s and %s)", k, n, parts[(size_t)owner_of_part[(size_t)k]].c_str(), dir.c_str());
+    owner_of_part[(size_t)k] = (int)ms.size() - 1;
+  }
+  std::string missing;
+  for (int k = 1; k <= n; k++)
+    if (owner_of_part[(size_t)k] < 0) missing += strfmt("%s%d/%d", missing.empty() ? "" : ", ", k, n);
+  if (!missing.empty()) fail("--merge: part %s missing (every part 1..%d must be given once)", missing.c_str(), n);
+  CacheSettings st = ms[0].settings;
+  st.kv.erase("part");
+  for (size_t i = 1; i < ms.size(); i++) {
+    CacheSettings other = ms[i].settings;
+    other.kv.erase("part");
+    if (other.hash() != st.hash())
+      fail("--merge: %s was made with other settings than %s (%s)", parts[i].c_str(), parts[0].c_str(),
+           st.diff(other).c_str());
+    if (ms[i].classes != ms[0].classes || ms[i].entries.size() != ms[0].entries.size())
+      fail("--merge: %s and %s list different files", parts[i].c_str(), parts[0].c_str());
+    for (size_t j = 0; j < ms[0].entries.size(); j++) {
+      const ManifestEntry &a = ms[0].entries[j], &b = ms[i].entries[j];
+      if (a.rel != b.rel || a.split != b.split || a.label != b.label || a.bytes != b.bytes || a.source != b.source)
+        fail("--merge: %s and %s list different files (%s / %s)", parts[i].c_str(), parts[0].c_str(), a.rel.c_str(),
+             b.rel.c_str());
+    }
+  }
+  // Each file cached (or skipped) by exactly one part, which has finished.
+  Manifest m = ms[0];
+  m.settings = st;
+  std::vector<int> owner(m.entries.size(), -1);
+  for (size_t i = 0; i < ms.size(); i++)
+    for (size_t j = 0; j < m.entries.size(); j++) {
+      const std::string& s = ms[i].entries[j].status;
+      if (s == kOtherPart) continue;
+      if (s != "ok" && !starts_with(s, "skipped: "))
+        fail("--merge: %s is not finished (%s: %s); rerun its tl_cache command to complete it", parts[i].c_str(),
+             ms[i].entries[j].rel.c_str(), s.c_str());
+      if (owner[j] >= 0)
+        fail("--merge: %s is in two parts (%s and %s)", m.entries[j].rel.c_str(), parts[(size_t)owner[j]].c_str(),
+             parts[i].c_str());
+      owner[j] = (int)i;
+      m.entries[j].status = s;
+    }
+  for (size_t j = 0; j < m.entries.size(); j++)
+    if (owner[j] < 0) fail("--merge: no part holds %s", m.entries[j].rel.c_str());
+  // Where each cached file's features are, and why each skipped file was skipped.
+  std::vector<Cache> caches;
+  for (const std::string& dir : parts) caches.push_back(open_cache(dir, true));
+  struct Where {
+    const MappedShard* shard = nullptr;
+    uint32_t row = 0;
+    std::string reason;
+  };
+  std::vector<Where> where(m.entries.size());
+  for (const Cache& c : caches)
+    for (int s = 0; s < 2; s++)
+      for (const MappedShard& sh : c.shards[s]) {
+        for (uint32_t r = 0; r < sh.info().count; r++) where[sh.ids()[r]] = {&sh, r, ""};
+        const std::vector<uint32_t> sk = sh.skipped();
+        const std::vector<std::string> rs = sh.reasons();
+        for (size_t q = 0; q < sk.size(); q++) where[sk[q]].reason = rs[q];
+      }
+  // The output: shards in the single run's layout, then the manifest.
+  make_dirs(out);
+  DirLock lock(out);
+  if (file_exists(path_join(out, "manifest.tsv")) && !force)
+    fail("%s already holds a cache; pass --force to replace it, or choose another folder", out.c_str());
+  remove_cache_files(out, true);
+  const int shard_size = st.get_int("shard_size");
+  const Cache& c0 = caches[0];
+  const size_t fbytes = (size_t)c0.feature_elems() * dtype_size(c0.dtype);
+  for (Split s : {Split::Train, Split::Valid}) {
+    const std::vector<uint32_t> ids = split_ids(m, s);
+    for (uint32_t k = 0; (size_t)k * shard_size < ids.size(); k++) {
+      ShardData d;
+      d.info.dtype = c0.dtype;
+      d.info.feat_h = (uint32_t)c0.feat_h, d.info.feat_w = (uint32_t)c0.feat_w, d.info.feat_c = (uint32_t)c0.feat_c;
+      d.info.split = s;
+      d.info.index = k;
+      d.info.first_pos = (uint64_t)k * shard_size;
+      d.info.settings_hash = st.hash();
+      for (size_t q = (size_t)k * shard_size; q < ids.size() && q < (size_t)(k + 1) * shard_size; q++) {
+        const uint32_t id = ids[q];
+        const Where& w = where[id];
+        if (m.entries[id].status == "ok") {
+          if (!w.shard) fail("--merge: %s is marked cached but is in no shard of its part", m.entries[id].rel.c_str());
+          d.ids.push_back(id);
+          d.labels.push_back((uint8_t)m.entries[id].label);
+          const uint8_t* f = (const uint8_t*)w.shard->features() + (size_t)w.row * fbytes;
+          d.features.insert(d.features.end(), f, f + fbytes);
+        } else {
+          d.skipped.push_back(id);
+          d.reasons.push_back(w.reason);
+        }
+      }
+      d.info.count = (uint32_t)d.ids.size();
+      d.info.range_count = (uint32_t)(d.ids.size() + d.skipped.size());
+      write_shard(path_join(out, shard_file_name(s, k)), d);
+    }
+  }
+  write_manifest(out, m);
+  open_cache(out, true);  // the result reads as any cache
 }
 
 }  // namespace tl

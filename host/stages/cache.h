@@ -5,6 +5,7 @@
 #pragma once
 #include "host/stages/input_options.h"
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -60,6 +61,8 @@ struct CacheOptions : DatasetInput {
   int decode_threads = 0; // 0: automatic
   int shard_size = 512;
   bool force = false;
+  // --part K/N (1 <= K <= N): only the files of part K of N (see part_of_file); N = 1: all of them.
+  int part_k = 1, part_n = 1;
   // Tests: stop (as if interrupted) after this many shards have been written (0: never).
   int stop_after_shards = 0;
 };
@@ -73,6 +76,20 @@ struct CacheSummary {
 
 // Runs the caching pass; returns its summary (interrupted when Ctrl-C or stop_after_shards).
 CacheSummary build_cache(const CacheOptions& opt);
+
+// Partitioned caching. A file's part (1..n) is a hash of its identity (class and file name, as the
+// train/valid split, with another salt): every machine agrees without talking to the others, the
+// part does not depend on where or how the dataset is stored, and adding files moves none.
+int part_of_file(uint64_t seed, const std::string& cls, const std::string& rel, int n);
+// "K/N", "auto" (Slurm job arrays: SLURM_ARRAY_TASK_ID, _MIN, _COUNT) or "auto/N" (Kubernetes
+// indexed Jobs: JOB_COMPLETION_INDEX, 0-based) -> (k, n); *how says where it came from. env(name)
+// returns the variable's value or nullptr.
+void parse_part(const std::string& spec, const std::function<const char*(const char*)>& env, int* k, int* n,
+                std::string* how);
+// Joins the caches of parts 1..N (made with --part K/N and otherwise the same settings and data)
+// into one cache in out: the same manifest and shards, byte for byte, as one run over all files.
+// Missing, duplicated, incomplete or mismatched parts are refused with the reason.
+void merge_caches(const std::string& out, const std::vector<std::string>& parts, bool force);
 
 // A finished cache, mapped.
 struct Cache {
