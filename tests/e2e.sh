@@ -259,6 +259,31 @@ PYEOF
       bad "tl_predict lying zip: rc=$rc $out"
     fi
   fi
+  echo "== ONNX export (tl_predict --export-onnx), run in ONNX Runtime against tl_predict"
+  if python3 -c "import onnxruntime, PIL, numpy" 2>/dev/null; then
+    mapfile -t OP < <(ls "$PH"/valid/cat/*.jpg | head -3; ls "$PH"/valid/dog/*.jpg | head -3)
+    onnx_case() {  # onnx_case NAME MODEL
+      ./tl_predict --model "$2" --export-onnx "$TMP/$1.onnx" --csv "$TMP/$1.csv" --quiet "${OP[@]}" >/dev/null &&
+        python3 tests/onnx_check.py "$TMP/$1.onnx" "$TMP/$1.csv" >"$TMP/$1.onnx.log" 2>&1
+      local rc=$?
+      if [ $rc -eq 0 ]; then ok "ONNX, $1: $(cat "$TMP/$1.onnx.log")"; else bad "ONNX, $1: $(cat "$TMP/$1.onnx.log")"; fi
+    }
+    onnx_case "caffe convention, synthetic weights, 64x64" "$M/best.bin"
+    ./tl_convert --synthetic "$TMP/w_torch.bin" --preprocess torch --seed 5 >/dev/null
+    ./tl_cache --data "$PH" --weights "$TMP/w_torch.bin" --out "$TMP/c_torch" --image-size 32 --limit 40 --quiet
+    ./tl_train --cache "$TMP/c_torch" --out "$TMP/m_torch" --epochs 1 --no-plots --quiet
+    onnx_case "torch convention, synthetic weights, 32x32" "$TMP/m_torch/best.bin"
+    if ./tl_inspect weights/vgg16_notop.bin 2>/dev/null | grep -q "known as       keras-vgg16-imagenet"; then
+      ./tl_cache --data "$PH" --weights weights/vgg16_notop.bin --out "$TMP/c_real" --limit 24 --quiet
+      ./tl_train --cache "$TMP/c_real" --out "$TMP/m_real" --epochs 1 --no-plots --quiet
+      onnx_case "genuine ImageNet weights, 224x224" "$TMP/m_real/best.bin"
+    fi
+  elif [ "${TL_REQUIRE_ONNX:-0}" = 1 ]; then
+    bad "ONNX export check: python3 lacks onnxruntime, PIL or numpy (pip install onnxruntime pillow numpy)"
+  else
+    echo "SKIPPED: ONNX export check: python3 lacks onnxruntime, PIL or numpy (pip install onnxruntime pillow numpy)"
+  fi
+
   L=$TMP/labelled
   mkdir -p "$L/cat" "$L/dog"
   cp "$PH"/valid/cat/*.jpg "$L/cat/" 2>/dev/null; cp "$PH"/valid/dog/*.jpg "$L/dog/" 2>/dev/null

@@ -17,7 +17,7 @@ using namespace tl;
 int main(int argc, char** argv) {
   return guarded_main("tl_predict", [&] {
     std::vector<std::string> paths;
-    std::string model, weights, device = "auto", csv, kaggle, report, sheet;
+    std::string model, weights, device = "auto", csv, kaggle, report, sheet, export_onnx;
     double clip = 0;
     int batch = 16, threads = 0;
     bool tta = false, quiet = false;
@@ -43,9 +43,12 @@ int main(int argc, char** argv) {
             "draw the predictions as a sheet of photos: the most confident mistakes when the paths carry labels, "
             "else the most confident predictions (up to 16)");
     cli.flag("--tta", &tta, "test-time augmentation: average over the image and its horizontal flip");
+    cli.opt("--export-onnx", &export_onnx, "FILE",
+            "write the whole classifier (VGG base with the input convention, and the head) as one ONNX model: "
+            "input 'pixels' uint8 [N, S, S, 3] RGB resized as the model's recipe says, output 'p_dog' [N, 1]");
     cli.flag("--quiet", &quiet, "no progress or summary on stderr");
     if (!cli.parse(argc, argv)) return 0;
-    if (paths.empty()) fail("no images given; see tl_predict --help");
+    if (paths.empty() && export_onnx.empty()) fail("no images given; see tl_predict --help");
     if (!(clip >= 0 && clip < 0.5)) fail("--clip must be in [0, 0.5), got %g", clip);
     if (threads > 0) set_num_threads(threads);
     if (model.empty()) model = file_exists("model/best.bin") ? "model/best.bin" : "model/model.bin";
@@ -53,6 +56,13 @@ int main(int argc, char** argv) {
     const Device d = resolve_device(device);
     Predictor pred(model, weights, d, batch, tta);
     note("%s", pred.describe().c_str());
+    if (!export_onnx.empty()) {
+      const std::vector<uint8_t> b = pred.onnx();
+      write_file_atomic(export_onnx, b.data(), b.size());
+      note("wrote %s (%s): input 'pixels' uint8 [N, %d, %d, 3] RGB, output 'p_dog' [N, 1]", export_onnx.c_str(),
+           human_bytes((double)b.size()).c_str(), pred.image_size(), pred.image_size());
+      if (paths.empty()) return 0;
+    }
     std::vector<PredictInput> inputs = expand_inputs(paths);
     std::vector<Prediction> res = pred.run(inputs, !quiet && inputs.size() > (size_t)batch);
     const auto& cls = pred.classes();

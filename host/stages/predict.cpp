@@ -1,4 +1,5 @@
 #include "host/stages/predict.h"
+#include "host/model/onnx_export.h"
 
 #include <algorithm>
 #include <cmath>
@@ -130,6 +131,11 @@ Predictor::Predictor(const std::string& model_path, const std::string& weights_p
 }
 
 Predictor::~Predictor() = default;
+
+std::vector<uint8_t> Predictor::onnx() const {
+  if (tta_) fail("--export-onnx: the exported model has no test-time augmentation; drop --tta");
+  return export_onnx(weights_, model_, size_, desc_);
+}
 
 std::vector<Prediction> Predictor::run(const std::vector<PredictInput>& inputs, bool progress) {
   std::vector<Prediction> out(inputs.size());

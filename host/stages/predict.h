@@ -46,6 +46,9 @@ class Predictor {
   std::vector<Prediction> run(const std::vector<PredictInput>& inputs, bool progress = false);
   const std::vector<std::string>& classes() const { return classes_; }
   std::string describe() const { return desc_; }
+  int image_size() const { return size_; }
+  // The whole classifier (base, input convention, head) as an ONNX model (host/model/onnx_export.h).
+  std::vector<uint8_t> onnx() const;
 
  private:
   ModelFile model_;
