@@ -106,9 +106,13 @@ void inspect_cache(const std::string& dir, FILE* out) {
     }
   fprintf(out, "%s: activation cache, %zu shards, %s, every crc32 verified\n", dir.c_str(), nshards,
           human_bytes((double)bytes).c_str());
-  fprintf(out, "  files          %zu listed, %lld cached (train %lld, valid %lld), %lld skipped\n", m.entries.size(),
+  size_t other = 0;  // a part of a partitioned cache (tl_cache --part) lists the other parts' files too
+  for (auto& e : m.entries) other += e.status == "other part";
+  fprintf(out, "  files          %zu listed, %lld cached (train %lld, valid %lld), %lld skipped%s\n", m.entries.size(),
           (long long)(c.count(Split::Train) + c.count(Split::Valid)), (long long)c.count(Split::Train),
-          (long long)c.count(Split::Valid), (long long)skipped);
+          (long long)c.count(Split::Valid), (long long)skipped,
+          other ? strfmt(", %zu in the other parts (this is part %s; tl_cache --merge joins them)", other,
+                         m.settings.get("part").c_str()).c_str() : "");
   fprintf(out, "  classes        %s=0, %s=1\n", m.classes[0].c_str(), m.classes[1].c_str());
   for (auto& [k, v] : m.settings.kv)
     if (k != "classes") fprintf(out, "  %-14s %s\n", k.c_str(), v.c_str());
