@@ -15,10 +15,16 @@ struct State {
   cudaEvent_t copy_done = nullptr, compute_done = nullptr;
   cublasHandle_t blas = nullptr;
 };
+constexpr int kMaxDevices = 16;
+// One State per device, created the first time a thread uses that device.
 State& state() {
-  static State s;
-  static std::once_flag once;
-  std::call_once(once, [] {
+  static State states[kMaxDevices];
+  static std::once_flag once[kMaxDevices];
+  int d = 0;
+  CUDA_CHECK(cudaGetDevice(&d));
+  if (d < 0 || d >= kMaxDevices) ::tl::fail("CUDA device %d: at most %d devices are supported", d, kMaxDevices);
+  State& s = states[d];
+  std::call_once(once[d], [&s] {
     CUDA_CHECK(cudaStreamCreateWithFlags(&s.compute, cudaStreamNonBlocking));
     CUDA_CHECK(cudaStreamCreateWithFlags(&s.copy, cudaStreamNonBlocking));
     CUDA_CHECK(cudaEventCreateWithFlags(&s.copy_done, cudaEventDisableTiming));
@@ -33,6 +39,25 @@ State& state() {
 }  // namespace
 
 cudaStream_t compute_stream() { return state().compute; }
+
+int device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+void set_device(int d) {
+  const int n = device_count();
+  if (d < 0 || d >= n) ::tl::fail("CUDA device %d does not exist (%d device%s here)", d, n, n == 1 ? "" : "s");
+  CUDA_CHECK(cudaSetDevice(d));
+}
+int current_device() {
+  int d = 0;
+  CUDA_CHECK(cudaGetDevice(&d));
+  return d;
+}
 
 namespace {
 unsigned g_element_grid_cap = 65535u * 16u;

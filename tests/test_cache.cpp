@@ -13,6 +13,7 @@
 
 #include "helpers.h"
 #include "host/stages/cache.h"
+#include "host/core/device.h"
 #include "host/ops/cpu_ops.h"
 #include "host/io/image.h"
 #include "host/model/vgg.h"
@@ -625,4 +626,36 @@ CUDA_CASE("caching on the GPU (double-buffered copies, on-device fp16 cast) writ
     }
     CHECK(compared == 6);
   }
+}
+
+CUDA_CASE("several GPUs (--device cuda:0,1): batches in turn on each, the same cache as one GPU writes") {
+  if (cuda::emulated()) setenv("TL_EMU_DEVICES", "2", 1);  // two emulated devices
+  if (cuda::device_count() < 2) {
+    MESSAGE("SKIPPED: one GPU here; the two-device case runs in the emulator");
+    return;
+  }
+  const std::string data = fresh_dir("mgdata");
+  for (int i = 0; i < 5; i++) {
+    put(path_join(data, strfmt("cat/c%d.jpg", i)), test_image(i));
+    put(path_join(data, strfmt("dog/d%d.jpg", i)), test_image(60 + i));
+  }
+  put(path_join(data, "dog/bad.jpg"), {'x'});
+  for (int batch : {1, 3}) {
+    CAPTURE(batch);
+    CacheOptions one = small_options(data, fresh_dir("mg_one"));
+    one.device = "cuda";
+    one.batch = batch;
+    one.max_bad = 0.5;
+    CacheOptions two = one;
+    two.out = fresh_dir("mg_two");
+    two.device = "cuda:0,1";
+    build_cache(one);
+    build_cache(two);
+    CHECK(cache_files(two.out) == cache_files(one.out));
+  }
+  CHECK(tlt::error_of([&] { cuda_device_list("cuda:0,7"); }).find("there is no GPU 7") != std::string::npos);
+  CHECK(tlt::error_of([&] { cuda_device_list("cuda:1,1"); }).find("given twice") != std::string::npos);
+  CHECK(cuda_device_list("cuda:all").size() == (size_t)cuda::device_count());
+  cuda::set_device(0);
+  if (cuda::emulated()) setenv("TL_EMU_DEVICES", "1", 1);
 }

@@ -18,6 +18,11 @@ bool compiled();                          // built with nvcc
 bool emulated();                          // the tests' CPU emulation of CUDA (tests/cuda_emu), not a GPU
 bool available(std::string* why = nullptr);  // a usable GPU is present
 std::string device_description();        // "NVIDIA H100 80GB HBM3 (sm_90, 79.1 GiB)"
+// Several GPUs: every call below works on the calling host thread's current device (CUDA's rule);
+// each device has its own streams, events and cuBLAS handle, created on first use.
+int device_count();
+void set_device(int d);
+int current_device();
 
 void* malloc(size_t bytes);
 void free(void* p);

@@ -1,5 +1,6 @@
 #include "host/core/tensor.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -184,18 +185,42 @@ void Tensor::from_vector(const std::vector<float>& v) {
     memcpy(ptr, v.data(), bytes());
 }
 
+std::vector<int> cuda_device_list(const std::string& flag) {
+  if (!starts_with(flag, "cuda:")) return {};
+  const int n = cuda::device_count();
+  std::vector<int> ids;
+  if (flag == "cuda:all") {
+    for (int d = 0; d < n; d++) ids.push_back(d);
+  } else {
+    for (const std::string& part : split(flag.substr(5), ',')) {
+      char* end = nullptr;
+      const long d = strtol(part.c_str(), &end, 10);
+      if (part.empty() || *end || d < 0) fail("--device %s: '%s' is not a device number", flag.c_str(), part.c_str());
+      if (d >= n) fail("--device %s: there is no GPU %ld (%d here: 0 to %d)", flag.c_str(), d, n, n - 1);
+      if (std::find(ids.begin(), ids.end(), (int)d) != ids.end())
+        fail("--device %s: GPU %ld given twice", flag.c_str(), d);
+      ids.push_back((int)d);
+    }
+  }
+  if (ids.empty()) fail("--device %s: no GPU here", flag.c_str());
+  return ids;
+}
+
 Device resolve_device(const std::string& flag) {
   if (flag == "cpu") {
     note("device: CPU, %d threads", num_threads());
     return Device::CPU;
   }
-  if (flag != "auto" && flag != "cuda") fail("--device: expected auto, cpu or cuda, got '%s'", flag.c_str());
+  const bool several = starts_with(flag, "cuda:");
+  if (flag != "auto" && flag != "cuda" && !several)
+    fail("--device: expected auto, cpu, cuda, cuda:all or cuda:0,1,..., got '%s'", flag.c_str());
   std::string why;
   if (cuda::available(&why)) {
     note("device: CUDA, %s", cuda::device_description().c_str());
     return Device::CUDA;
   }
-  if (flag == "cuda") fail("--device cuda: no usable GPU (%s); use --device cpu or auto", why.c_str());
+  if (flag == "cuda" || several)
+    fail("--device %s: no usable GPU (%s); use --device cpu or auto", flag.c_str(), why.c_str());
   // A machine without an NVIDIA driver or device never had a GPU: nothing to say. One with a driver
   // whose GPU cannot be used is told why.
   if (why.find("no NVIDIA driver") == std::string::npos && why.find("no CUDA device") == std::string::npos &&

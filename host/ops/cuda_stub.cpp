@@ -18,6 +18,9 @@ bool available(std::string* why) {
   return false;
 }
 std::string device_description() { return "none (built without CUDA)"; }
+int device_count() { return 0; }
+void set_device(int) { ::tl::fail("built without CUDA (make CUDA=0): no GPU to select"); }
+int current_device() { return -1; }
 void* malloc(size_t) { no_cuda(); }
 void free(void*) {}
 void* malloc_host(size_t) { no_cuda(); }

@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
                    default_base_batch(Device::CUDA)).c_str());
     cli.opt("--threads", &o.threads, "N", "CPU threads (0: all cores; results are identical for any count)");
     cli.opt("--decode-threads", &o.decode_threads, "N", "image decoding threads (default: half the cores, 1 to 8)");
-    cli.opt("--device", &o.device, "D", "auto, cpu or cuda");
+    cli.opt("--device", &o.device, "D", "auto, cpu, cuda, or several GPUs: cuda:all or cuda:0,1 (one pipeline per GPU, batches in turn; the same cache as one GPU writes)");
     cli.opt("--seed", &o.seed, "N", "seed of the split and of --limit's sample");
     cli.opt("--shard-size", &o.shard_size, "N", "images per shard (the unit of resuming)");
     cli.flag("--force", &o.force, "rebuild a cache made with other settings instead of refusing");

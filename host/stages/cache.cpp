@@ -626,8 +626,21 @@ bool CacheBuild::run_pipeline() {
   if (seq.empty()) return true;
   const int batch = opt_.batch > 0 ? opt_.batch : default_base_batch(device_);
   const int64_t in_elems = (int64_t)opt_.image_size * opt_.image_size * 3;
-  FeatureExtractor fx(weights_, device_, batch, opt_.image_size, recipe_.dtype);
-  const size_t fbytes = (size_t)fx.feat_elems() * dtype_size(recipe_.dtype);
+  // One extractor per GPU with --device cuda:0,1 / cuda:all (each made, and always used, with its
+  // device current); batches go round-robin and their results are taken in batch order.
+  const std::vector<int> gpus = device_ == Device::CUDA ? cuda_device_list(opt_.device) : std::vector<int>();
+  const size_t ndev = gpus.empty() ? 1 : gpus.size();
+  std::vector<std::unique_ptr<FeatureExtractor>> fxs;
+  for (size_t g = 0; g < ndev; g++) {
+    if (!gpus.empty()) cuda::set_device(gpus[g]);
+    fxs.push_back(std::make_unique<FeatureExtractor>(weights_, device_, batch, opt_.image_size, recipe_.dtype));
+  }
+  int64_t batch_no = 0, next_emit = 0;
+  auto fx_of = [&](int64_t b) -> FeatureExtractor& {
+    if (!gpus.empty()) cuda::set_device(gpus[(size_t)(b % (int64_t)ndev)]);
+    return *fxs[(size_t)(b % (int64_t)ndev)];
+  };
+  const size_t fbytes = (size_t)fxs[0]->feat_elems() * dtype_size(recipe_.dtype);
   const int decoders = opt_.decode_threads > 0 ? opt_.decode_threads : default_decode_threads();
   OrderedLoader loader((int64_t)seq.size(), (size_t)in_elems, decoders, 2 * batch + 2 * decoders,
                        [&](int64_t i, float* out) {
@@ -667,12 +680,9 @@ bool CacheBuild::run_pipeline() {
            ds_.display_path(ds_.files[skips_.back().first]).c_str(), skips_.back().second.c_str());
   };
   std::vector<int64_t> in_batch;  // positions in seq
-  float* xin = fx.next_input();
-  auto run_batch = [&]() {
-    if (in_batch.empty()) return;
-    std::vector<int64_t> items = in_batch;
-    in_batch.clear();
-    fx.submit((int)items.size(), [&, items](const uint8_t* feats, int n) {
+  float* xin = fx_of(batch_no).next_input();
+  // A batch's features into its shards (in batch order: shards list their samples in file order).
+  auto take = [&](const std::vector<int64_t>& items, const uint8_t* feats, int n) {
       for (int j = 0; j < n; j++) {
         const auto [p, id] = seq[(size_t)items[j]];
         OpenShard& o = open[p];
@@ -684,8 +694,24 @@ bool CacheBuild::run_pipeline() {
         newly_cached++;
         maybe_finish(p);
       }
+  };
+  std::map<int64_t, std::pair<std::vector<int64_t>, std::vector<uint8_t>>> early;  // several GPUs: out of turn
+  auto run_batch = [&]() {
+    if (in_batch.empty()) return;
+    std::vector<int64_t> items = in_batch;
+    in_batch.clear();
+    const int64_t b = batch_no;
+    fx_of(b).submit((int)items.size(), [&, items, b](const uint8_t* feats, int n) {
+      if (ndev == 1) return take(items, feats, n);
+      early[b] = {items, std::vector<uint8_t>(feats, feats + (size_t)n * fbytes)};
+      for (auto it = early.find(next_emit); it != early.end(); it = early.find(next_emit)) {
+        take(it->second.first, it->second.second.data(), (int)it->second.first.size());
+        early.erase(it);
+        next_emit++;
+      }
     });
-    xin = fx.next_input();
+    batch_no++;
+    xin = fx_of(batch_no).next_input();
   };
   int64_t idx;
   const float* data;
@@ -715,7 +741,7 @@ bool CacheBuild::run_pipeline() {
     }
   }
   if (!stopped) run_batch();
-  fx.flush();
+  for (size_t g = 0; g < ndev; g++) fx_of((int64_t)g).flush();
   loader.stop();
   writer.close();
   writer.check();

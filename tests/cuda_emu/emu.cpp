@@ -184,6 +184,7 @@ std::string dims(dim3 d) { return std::to_string(d.x) + "," + std::to_string(d.y
 struct Stream {
   std::deque<std::function<void()>> queue;
   bool draining = false;
+  int device = -1;  // the device current when it was created (-1: the default stream, any device)
 };
 struct Event {
   Stream* stream = nullptr;
@@ -199,6 +200,15 @@ std::recursive_mutex g_mu;  // the runtime is called from the caching pipeline's
 Stream g_default;
 std::set<Stream*> g_streams = {&g_default};
 std::map<uintptr_t, size_t> g_device;  // device allocations: base -> bytes
+std::map<uintptr_t, int> g_device_of;   // device allocations: base -> the device that owns it
+// Several devices (TL_EMU_DEVICES=N, default 1); the current one is per host thread, as in CUDA.
+thread_local int t_device = 0;
+std::string g_handle_msg;
+int emu_device_count() {
+  const char* v = getenv("TL_EMU_DEVICES");
+  const int n = v ? atoi(v) : 1;
+  return n < 1 ? 1 : n > 8 ? 8 : n;
+}
 std::map<uintptr_t, size_t> g_pinned;  // cudaMallocHost allocations
 double g_clock_ms = 0;                  // emulated time: advances with the work run
 
@@ -249,6 +259,13 @@ bool in_device(const void* p, size_t n) {
   --it;
   return (uintptr_t)p >= it->first && (uintptr_t)p + n <= it->first + it->second;
 }
+// The device owning the allocation that holds p (-1: none).
+int device_of(const void* p) {
+  auto it = g_device.upper_bound((uintptr_t)p);
+  if (it == g_device.begin()) return -1;
+  --it;
+  return (uintptr_t)p < it->first + it->second ? g_device_of[it->first] : -1;
+}
 bool is_pinned(const void* p, size_t n) {
   auto it = g_pinned.upper_bound((uintptr_t)p);
   if (it == g_pinned.begin()) return false;
@@ -280,9 +297,16 @@ bool check_launch(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes
   return false;
 }
 
-void enqueue(cudaStream_t s, std::function<void()> fn) {
+bool enqueue(cudaStream_t s, std::function<void()> fn) {
   std::lock_guard<std::recursive_mutex> lk(g_mu);
+  if (S(s)->device >= 0 && S(s)->device != t_device) {  // CUDA: a stream belongs to its device
+    g_handle_msg = "work queued on a stream of device " + std::to_string(S(s)->device) + " while device " +
+                   std::to_string(t_device) + " is current (a missing cudaSetDevice)";
+    g_last_error = cudaErrorInvalidResourceHandle;
+    return false;
+  }
   S(s)->queue.push_back(std::move(fn));
+  return true;
 }
 
 uint64_t launches() { return g_launches; }
@@ -434,17 +458,21 @@ void __syncthreads() {
 // ---------------------------------------------------------------- runtime API
 
 cudaError_t cudaGetDeviceCount(int* count) {
-  *count = 1;
+  *count = emu_device_count();
   return cudaSuccess;
 }
-cudaError_t cudaSetDevice(int device) { return device == 0 ? cudaSuccess : cudaErrorInvalidValue; }
+cudaError_t cudaSetDevice(int device) {
+  if (device < 0 || device >= emu_device_count()) return cudaErrorInvalidValue;
+  t_device = device;
+  return cudaSuccess;
+}
 cudaError_t cudaGetDevice(int* device) {
-  *device = 0;
+  *device = t_device;
   return cudaSuccess;
 }
 
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
-  if (device != 0) return cudaErrorInvalidValue;
+  if (device < 0 || device >= emu_device_count()) return cudaErrorInvalidValue;
   memset(p, 0, sizeof *p);
   snprintf(p->name, sizeof p->name, "CUDA emulator on the CPU (tests/cuda_emu)");
   p->totalGlobalMem = 16ull << 30;
@@ -461,7 +489,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
 }
 
 cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr attr, int device) {
-  if (device != 0) return cudaErrorInvalidValue;
+  if (device < 0 || device >= emu_device_count()) return cudaErrorInvalidValue;
   switch (attr) {
     case cudaDevAttrMaxThreadsPerBlock: *v = 1024; break;
     case cudaDevAttrMultiProcessorCount: *v = 1; break;
@@ -482,7 +510,7 @@ const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorLaunchFailure: return g_fault.empty() ? "unspecified launch failure" : g_fault.c_str();
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorInsufficientDriver: return "CUDA driver version is insufficient for CUDA runtime version";
-    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    case cudaErrorInvalidResourceHandle: return g_handle_msg.empty() ? "invalid resource handle" : g_handle_msg.c_str();
   }
   return "unknown error";
 }
@@ -502,6 +530,7 @@ cudaError_t cudaMalloc(void** p, size_t bytes) {
   if (!q) return cudaErrorMemoryAllocation;
   memset(q, 0xff, n);  // NaN in every float: reading memory nobody wrote shows in the results
   g_device[(uintptr_t)q] = bytes;
+  g_device_of[(uintptr_t)q] = t_device;
   *p = q;
   return cudaSuccess;
 }
@@ -516,6 +545,7 @@ cudaError_t cudaFree(void* p) {
     return cudaErrorInvalidValue;
   }
   g_device.erase(it);
+  g_device_of.erase((uintptr_t)p);
   free(p);
   return cudaSuccess;
 }
@@ -554,26 +584,30 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind
   std::lock_guard<std::recursive_mutex> lk(g_mu);
   if (n == 0) return cudaSuccess;
   const bool dd = in_device(dst, n), sd = in_device(src, n);
+  // Device memory of one device, copied on another's stream: a cross-device bug in the engine.
+  const int on = S(s)->device >= 0 ? S(s)->device : t_device;
+  if ((dd && device_of(dst) != on) || (sd && device_of(src) != on))
+    return bad_copy(("device memory of another device in a copy on device " + std::to_string(on)).c_str());
   switch (kind) {
     case cudaMemcpyHostToDevice:
       if (!dd) return bad_copy("host-to-device copy whose destination is not inside a device allocation");
       if (sd) return bad_copy("host-to-device copy from device memory");
       if (is_pinned(src, n)) {
-        enqueue(s, [=] { memcpy(dst, src, n); });
+        if (!enqueue(s, [=] { memcpy(dst, src, n); })) return cudaErrorInvalidResourceHandle;
       } else {
         auto staged = std::make_shared<std::vector<uint8_t>>((const uint8_t*)src, (const uint8_t*)src + n);
-        enqueue(s, [=] { memcpy(dst, staged->data(), n); });
+        if (!enqueue(s, [=] { memcpy(dst, staged->data(), n); })) return cudaErrorInvalidResourceHandle;
       }
       return cudaSuccess;
     case cudaMemcpyDeviceToHost:
       if (!sd) return bad_copy("device-to-host copy whose source is not inside a device allocation");
       if (dd) return bad_copy("device-to-host copy into device memory");
-      enqueue(s, [=] { memcpy(dst, src, n); });
+      if (!enqueue(s, [=] { memcpy(dst, src, n); })) return cudaErrorInvalidResourceHandle;
       if (!is_pinned(dst, n)) return drain(S(s));
       return cudaSuccess;
     case cudaMemcpyDeviceToDevice:
       if (!sd || !dd) return bad_copy("device-to-device copy outside the device allocations");
-      enqueue(s, [=] { memmove(dst, src, n); });
+      if (!enqueue(s, [=] { memmove(dst, src, n); })) return cudaErrorInvalidResourceHandle;
       return cudaSuccess;
     default: return bad_copy("unsupported copy kind");
   }
@@ -591,7 +625,7 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind kind
 cudaError_t cudaMemsetAsync(void* dst, int value, size_t n, cudaStream_t s) {
   std::lock_guard<std::recursive_mutex> lk(g_mu);
   if (n && !in_device(dst, n)) return bad_copy("memset outside the device allocations");
-  enqueue(s, [=] { memset(dst, value, n); });
+  if (!enqueue(s, [=] { memset(dst, value, n); })) return cudaErrorInvalidResourceHandle;
   return cudaSuccess;
 }
 cudaError_t cudaMemset(void* dst, int value, size_t n) {
@@ -608,6 +642,7 @@ cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
   std::lock_guard<std::recursive_mutex> lk(g_mu);
   *s = new Stream;
+  (*s)->device = t_device;
   g_streams.insert(*s);
   return cudaSuccess;
 }
@@ -638,10 +673,11 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
   Stream* st = S(s);
   const uint64_t gen = ++e->recorded;
   e->stream = st;
-  enqueue(s, [e, gen] {
-    e->completed = gen;
-    e->when_ms = g_clock_ms;
-  });
+  if (!enqueue(s, [e, gen] {
+        e->completed = gen;
+        e->when_ms = g_clock_ms;
+      }))
+    return cudaErrorInvalidResourceHandle;
   return cudaSuccess;
 }
 // Runs the recording stream until the event's latest record has executed.
@@ -662,9 +698,10 @@ cudaError_t cudaEventSynchronize(cudaEvent_t e) {
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned) {
   std::lock_guard<std::recursive_mutex> lk(g_mu);
   const uint64_t gen = e->recorded;  // the record that precedes this call, as CUDA defines it
-  enqueue(s, [e, gen] {
-    if (wait_event(e, gen) != cudaSuccess) throw KernelFault(g_fault);
-  });
+  if (!enqueue(s, [e, gen] {
+        if (wait_event(e, gen) != cudaSuccess) throw KernelFault(g_fault);
+      }))
+    return cudaErrorInvalidResourceHandle;
   return cudaSuccess;
 }
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
@@ -699,7 +736,7 @@ cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
       ldb < ((tb == CUBLAS_OP_N ? k : n) > 1 ? (tb == CUBLAS_OP_N ? k : n) : 1))
     return CUBLAS_STATUS_INVALID_VALUE;
   const float al = *alpha, be = *beta;  // host pointer mode: read at the call
-  enqueue(h->stream, [=] {
+  const bool queued = enqueue(h->stream, [=] {
     for (int j = 0; j < n; j++)
       for (int i = 0; i < m; i++) {
         float acc = 0.0f;
@@ -712,5 +749,5 @@ cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta, cublasOperati
         c = be == 0.0f ? al * acc : al * acc + be * c;
       }
   });
-  return CUBLAS_STATUS_SUCCESS;
+  return queued ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
 }

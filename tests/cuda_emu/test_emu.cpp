@@ -5,6 +5,7 @@
 // cuBLAS SGEMM emulation honours transposes and leading dimensions.
 #include <doctest/doctest.h>
 
+#include <thread>
 #include <vector>
 
 #include "cublas_v2.h"
@@ -132,6 +133,38 @@ TEST_CASE("[cuda] emulator: launch limits, copies outside allocations, fresh mem
   CHECK(cudaMemcpy(host.data(), d, 11 * sizeof(float), cudaMemcpyDeviceToHost) == cudaErrorInvalidValue);
   CHECK(cudaMemcpy(d, host.data(), 4, cudaMemcpyDeviceToHost) == cudaErrorInvalidValue);  // wrong direction
   cudaFree(d);
+}
+
+TEST_CASE("[cuda] emulator: several devices; a stream or memory of another device is an error, as on GPUs") {
+  setenv("TL_EMU_DEVICES", "2", 1);
+  int n = 0;
+  REQUIRE(cudaGetDeviceCount(&n) == cudaSuccess);
+  CHECK(n == 2);
+  CHECK(cudaSetDevice(2) == cudaErrorInvalidValue);
+  REQUIRE(cudaSetDevice(1) == cudaSuccess);
+  cudaStream_t s1;
+  REQUIRE(cudaStreamCreate(&s1) == cudaSuccess);
+  float* d1 = dev_alloc<float>(4);
+  int cur = -1;
+  // The current device is per host thread.
+  std::thread([&] { cudaGetDevice(&cur); }).join();
+  CHECK(cur == 0);
+  REQUIRE(cudaSetDevice(0) == cudaSuccess);
+  TL_LAUNCH(fill_kernel, 1, 32, 0, s1)(d1, 1.0f, 4);  // device 1's stream while device 0 is current
+  cudaError_t e = cudaGetLastError();
+  CHECK(e == cudaErrorInvalidResourceHandle);
+  CHECK(std::string(cudaGetErrorString(e)).find("stream of device 1 while device 0 is current") != std::string::npos);
+  float h[4] = {0, 0, 0, 0};
+  CHECK(cudaMemcpyAsync(d1, h, sizeof h, cudaMemcpyHostToDevice, nullptr) == cudaErrorInvalidValue);  // d1 is device 1's
+  REQUIRE(cudaSetDevice(1) == cudaSuccess);
+  TL_LAUNCH(fill_kernel, 1, 32, 0, s1)(d1, 2.0f, 4);
+  CHECK(cudaGetLastError() == cudaSuccess);
+  REQUIRE(cudaMemcpy(h, d1, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess);
+  CHECK(h[3] == 2.0f);
+  cudaFree(d1);
+  cudaStreamDestroy(s1);
+  cudaSetDevice(0);
+  setenv("TL_EMU_DEVICES", "1", 1);
 }
 
 TEST_CASE("[cuda] emulator: cuBLAS SGEMM honours transposes, leading dimensions, alpha and beta") {

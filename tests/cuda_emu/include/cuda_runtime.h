@@ -164,8 +164,9 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t stop)
 // ---------------------------------------------------------------- launches
 namespace cuda_emu {
 
-// Queues fn on stream s (nullptr: the default stream).
-void enqueue(cudaStream_t s, std::function<void()> fn);
+// Queues fn on stream s (nullptr: the default stream); false (and the sticky error set) when s
+// belongs to another device than the calling thread's current one.
+bool enqueue(cudaStream_t s, std::function<void()> fn);
 // Checks a launch's configuration against the device's limits; false (and the sticky error set)
 // when it would fail on a GPU.
 bool check_launch(const char* kernel, dim3 grid, dim3 block, size_t shared_bytes);
