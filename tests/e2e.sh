@@ -36,6 +36,7 @@ expect_error "tl_cache --batch (no value)" "--batch needs a value" ./tl_cache --
 expect_error "tl_cache --dtype fp8" "--dtype: expected fp32 or fp16" ./tl_cache --dtype fp8 --weights /dev/null --data .
 expect_error "tl_convert without arguments" "expected IN and OUT" ./tl_convert
 expect_error "tl_predict without images" "no images given" ./tl_predict
+expect_error "tl_train on several GPUs is refused" "only tl_cache runs on several GPUs" ./tl_train --device cuda:0,1
 
 echo "== the README's examples use flags the programs have"
 nflags=0; nbad=0

@@ -206,12 +206,15 @@ std::vector<int> cuda_device_list(const std::string& flag) {
   return ids;
 }
 
-Device resolve_device(const std::string& flag) {
+Device resolve_device(const std::string& flag, bool allow_several) {
   if (flag == "cpu") {
     note("device: CPU, %d threads", num_threads());
     return Device::CPU;
   }
   const bool several = starts_with(flag, "cuda:");
+  if (several && !allow_several)
+    fail("--device %s: only tl_cache runs on several GPUs; this program uses one: --device cuda (choose it with "
+         "CUDA_VISIBLE_DEVICES)", flag.c_str());
   if (flag != "auto" && flag != "cuda" && !several)
     fail("--device: expected auto, cpu, cuda, cuda:all or cuda:0,1,..., got '%s'", flag.c_str());
   std::string why;

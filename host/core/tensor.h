@@ -65,7 +65,8 @@ struct Tensor {
 
 // --device auto|cpu|cuda. "auto" takes CUDA when a usable GPU is present, otherwise the CPU,
 // and says so in one line on stderr (prefixed with prog). "cuda" without a GPU is an error.
-Device resolve_device(const std::string& flag);  // "auto", "cpu" or "cuda"; says which (log.h)
+// "auto", "cpu" or "cuda"; says which (log.h). several: "cuda:all" / "cuda:0,1" accepted too (tl_cache).
+Device resolve_device(const std::string& flag, bool several = false);
 // --device cuda:all or cuda:0,1 (tl_cache: one pipeline per GPU): the device numbers, checked
 // against the GPUs present; empty for auto, cpu and cuda (the current device only).
 std::vector<int> cuda_device_list(const std::string& flag);

@@ -409,7 +409,7 @@ class CacheBuild {
  public:
   explicit CacheBuild(const CacheOptions& opt) : opt_(opt), t_start_(now_s()) {
     if (opt.threads > 0) set_num_threads(opt.threads);
-    device_ = resolve_device(opt.device);
+    device_ = resolve_device(opt.device, true);
     weights_ = load_weights(opt.weights);
     if (weights_.out_size(opt.image_size) < 1)
       fail("--image-size %d is too small for %s: its %d pools need at least %d pixels", opt.image_size,
