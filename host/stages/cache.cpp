@@ -889,7 +889,10 @@ void merge_caches(const std::string& out, const std::vector<std::string>& parts,
         for (uint32_t r = 0; r < sh.info().count; r++) where[sh.ids()[r]] = {&sh, r, ""};
         const std::vector<uint32_t> sk = sh.skipped();
         const std::vector<std::string> rs = sh.reasons();
-        for (size_t q = 0; q < sk.size(); q++) where[sk[q]].reason = rs[q];
+        for (size_t q = 0; q < sk.size(); q++) {
+          if (sk[q] >= where.size()) fail("--merge: %s lists a skipped file id %u past the manifest", sh.path().c_str(), sk[q]);
+          where[sk[q]].reason = rs[q];
+        }
       }
   // The output: shards in the single run's layout, then the manifest.
   make_dirs(out);
