@@ -37,6 +37,10 @@ expect_error "tl_cache --dtype fp8" "--dtype: expected fp32 or fp16" ./tl_cache 
 expect_error "tl_convert without arguments" "expected IN and OUT" ./tl_convert
 expect_error "tl_predict without images" "no images given" ./tl_predict
 expect_error "tl_train on several GPUs is refused" "only tl_cache runs on several GPUs" ./tl_train --device cuda:0,1
+expect_error "tl_cache --precision fp8" "--precision: expected fp32, tf32 or bf16, got 'fp8'" ./tl_cache --precision fp8 --weights /dev/null --data .
+expect_error "tl_cache --precision bf16 on the CPU" "--precision bf16 runs on the GPU's tensor cores only; the CPU computes in fp32" \
+  ./tl_cache --precision bf16 --device cpu --weights tests/fixtures/weights_keras1.h5 --data . --out "$TMP/bfc"
+expect_error "tl_train --precision with a cache" "--precision needs --images" ./tl_train --cache "$TMP" --precision tf32
 
 echo "== the README's examples use flags the programs have"
 nflags=0; nbad=0
@@ -219,6 +223,9 @@ SBEOF
   check "--monitor val_accuracy with --force" ./tl_train --cache "$C" --out "$TMP/mon" --epochs 2 --monitor val_accuracy --quiet
   check "report.txt: by validation accuracy" grep -q "by validation accuracy, --monitor" "$TMP/mon/report.txt"
   expect_error "--model DIR" "is a directory; give the model file inside it" ./tl_predict --model "$M" "$TMP"
+  expect_error "tl_predict --precision other than the model's" "--precision bf16: $M/best.bin was trained on features computed in fp32" \
+    ./tl_predict --model "$M/best.bin" --precision bf16 "$TMP"
+  check "tl_inspect of a cache shows its precision" bash -c "./tl_inspect '$C' | grep -q 'precision.*fp32'"
   check "tl_inspect of a cache names the classes once" bash -c "[ \$(./tl_inspect '$C' | grep -c classes) -eq 1 ]"
   check "history.csv has 4 epochs after resume" bash -c "[ \$(wc -l <'$M/history.csv') -eq 5 ]"
   P=$TMP/pred

@@ -18,6 +18,8 @@
 #include "host/io/image.h"
 #include "host/model/vgg.h"
 #include "host/io/zip.h"
+#include "host/stages/predict.h"
+#include "host/stages/train.h"
 
 using namespace tl;
 
@@ -626,6 +628,56 @@ CUDA_CASE("caching on the GPU (double-buffered copies, on-device fp16 cast) writ
     }
     CHECK(compared == 6);
   }
+}
+
+CUDA_CASE("--precision bf16: recorded in the cache and the model, an fp32 run refuses the cache, predict refuses a mismatch") {
+  const std::string data = fresh_dir("bfdata");
+  for (int i = 0; i < 3; i++) {
+    put(path_join(data, strfmt("cat/c%d.jpg", i)), test_image(i));
+    put(path_join(data, strfmt("dog/d%d.jpg", i)), test_image(60 + i));
+  }
+  CacheOptions o = small_options(data, fresh_dir("bfcache"));
+  o.device = "cuda";
+  o.precision = "bf16";
+  o.valid_fraction = 0.34;
+  build_cache(o);
+  CHECK(read_manifest(o.out).settings.get("precision") == "bf16");
+  // The same folder at fp32: refused (a bf16 cache is never reused for an fp32 run), named.
+  CacheOptions o32 = o;
+  o32.precision = "fp32";
+  CHECK(tlt::error_of([&] { build_cache(o32); }).find("holds a cache made with other settings (precision: bf16 -> fp32)") !=
+        std::string::npos);
+  // On the CPU, bf16 is refused before anything is read.
+  CacheOptions ocpu = o;
+  ocpu.device = "cpu";
+  ocpu.out = fresh_dir("bfcpu");
+  CHECK(tlt::error_of([&] { build_cache(ocpu); }).find("--precision bf16 runs on the GPU's tensor cores only") == 0);
+  // Its features differ from an fp32 cache's by bf16's rounding, no more.
+  o32.out = fresh_dir("bfcache32");
+  build_cache(o32);
+  Cache cb = open_cache(o.out), cf = open_cache(o32.out);
+  std::vector<float> fb(512), ff(512);
+  cb.shards[0][0].feature_f32(0, fb.data());
+  cf.shards[0][0].feature_f32(0, ff.data());
+  const double err = tlt::rel_err(fb, ff);
+  CHECK((err > 1e-5 && err < 3e-2));
+  // A model trained on it records bf16; predicting with it needs the GPU and that precision.
+  TrainOptions to;
+  to.epochs = 1;
+  to.batch = 2;
+  to.plots = false;
+  to.out = fresh_dir("bfmodel");
+  train_head(*open_cached_source(o.out, Device::CPU), to);
+  const std::string mp = path_join(to.out, "model.bin");
+  CHECK(load_model(mp).meta.at("precision") == "bf16");
+  CHECK(tlt::error_of([&] { Predictor(mp, o.weights, Device::CPU, 2, false); })
+            .find("was trained on features computed in bf16 on a GPU's tensor cores") != std::string::npos);
+  CHECK(tlt::error_of([&] { Predictor(mp, o.weights, Device::CUDA, 2, false, "fp32"); })
+            .find("--precision fp32: ") == 0);
+  Predictor pred(mp, o.weights, Device::CUDA, 2, false, "bf16");
+  std::vector<Prediction> ps = pred.run(expand_inputs({data}));
+  CHECK(ps.size() == 6);
+  for (auto& p : ps) CHECK(p.ok);
 }
 
 CUDA_CASE("several GPUs (--device cuda:0,1): batches in turn on each, the same cache as one GPU writes") {

@@ -20,6 +20,29 @@ size_t dtype_size(DType t) {
   return 0;
 }
 
+const char* precision_name(Precision p) {
+  switch (p) {
+    case Precision::FP32: return "fp32";
+    case Precision::TF32: return "tf32";
+    case Precision::BF16: return "bf16";
+  }
+  return "?";
+}
+
+Precision parse_precision(const std::string& s) {
+  if (s == "fp32") return Precision::FP32;
+  if (s == "tf32") return Precision::TF32;
+  if (s == "bf16") return Precision::BF16;
+  fail("--precision: expected fp32, tf32 or bf16, got '%s'", s.c_str());
+}
+
+void check_precision(Precision p, Device d) {
+  if (p != Precision::FP32 && d != Device::CUDA)
+    fail("--precision %s runs on the GPU's tensor cores only; the CPU computes in fp32: use --precision fp32 "
+         "or --device cuda",
+         precision_name(p));
+}
+
 const char* dtype_name(DType t) {
   switch (t) {
     case DType::F32: return "fp32";

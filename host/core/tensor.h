@@ -21,6 +21,16 @@ size_t dtype_size(DType t);
 const char* dtype_name(DType t);
 const char* device_name(Device d);
 
+// The arithmetic of the frozen conv base (--precision): fp32 (the default and exact mode: FFMA on
+// the GPU, within 1e-4 of float64 on the CPU), or the GPU's tensor cores with operands rounded to
+// tf32 or bf16 and fp32 accumulation. Recorded in caches and models; features made at one precision
+// are never mixed with another's.
+enum class Precision : uint8_t { FP32 = 0, TF32 = 1, BF16 = 2 };
+const char* precision_name(Precision p);
+Precision parse_precision(const std::string& s);  // fails naming the flag on anything else
+// Fails with the fix when `d` cannot compute at precision p (the CPU computes fp32 only).
+void check_precision(Precision p, Device d);
+
 struct Tensor {
   int ndim = 0;
   int64_t shape[4] = {0, 0, 0, 0};

@@ -17,7 +17,8 @@ namespace tl {
 
 class FeatureExtractor {
  public:
-  FeatureExtractor(const VggWeights& w, Device d, int max_batch, int image_size, DType out_dtype = DType::F32);
+  FeatureExtractor(const VggWeights& w, Device d, int max_batch, int image_size, DType out_dtype = DType::F32,
+                   Precision precision = Precision::FP32);
   ~FeatureExtractor();
   int image_size() const { return size_; }
   int feat_h() const { return fh_; }

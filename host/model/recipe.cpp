@@ -8,7 +8,7 @@
 namespace tl {
 
 InputRecipe InputRecipe::of(const VggWeights& w, const std::string& weights_file, int image_size, Resize resize,
-                            DType dtype) {
+                            DType dtype, Precision precision) {
   InputRecipe r;
   r.weights_crc = w.crc;
   r.weights_arch = w.arch;
@@ -19,6 +19,7 @@ InputRecipe InputRecipe::of(const VggWeights& w, const std::string& weights_file
   r.image_size = image_size;
   r.resize = resize;
   r.dtype = dtype;
+  r.precision = precision;
   r.feat_h = r.feat_w = w.out_size(image_size);
   r.feat_c = w.out_channels();
   return r;
@@ -45,6 +46,7 @@ void InputRecipe::write(std::map<std::string, std::string>* kv, Where where) con
   m["resize"] = resize_name(resize);
   if (where == Where::Cache || weights_crc) m["dtype"] = dtype == DType::F16 ? "fp16" : "fp32";
   m["feature_shape"] = strfmt("%dx%dx%d", feat_h, feat_w, feat_c);
+  m["precision"] = precision_name(precision);
 }
 
 InputRecipe InputRecipe::read(const std::map<std::string, std::string>& kv, const std::string& what) {
@@ -70,6 +72,8 @@ InputRecipe InputRecipe::read(const std::map<std::string, std::string>& kv, cons
          what.c_str());
   r.resize = parse_resize(get("resize").empty() ? "nearest" : get("resize"));
   r.dtype = get("dtype") == "fp16" ? DType::F16 : DType::F32;
+  // Written by every version since --precision existed; older caches and models were fp32.
+  r.precision = get("precision").empty() ? Precision::FP32 : parse_precision(get("precision"));
   std::vector<std::string> fs = split(get("feature_shape"), 'x');
   if (fs.size() != 3 || (r.feat_h = atoi(fs[0].c_str())) <= 0 || (r.feat_w = atoi(fs[1].c_str())) <= 0 ||
       (r.feat_c = atoi(fs[2].c_str())) <= 0)

@@ -24,11 +24,12 @@ struct InputRecipe {
   int image_size = kTutorialImageSize;
   Resize resize = Resize::Nearest;
   DType dtype = DType::F32;   // storage of cached features
+  Precision precision = Precision::FP32;  // the conv base's arithmetic (--precision)
   int feat_h = 0, feat_w = 0, feat_c = 0;  // what the base gives at image_size
 
   // The recipe of these weights at this size.
   static InputRecipe of(const VggWeights& w, const std::string& weights_file, int image_size, Resize resize,
-                        DType dtype = DType::F32);
+                        DType dtype = DType::F32, Precision precision = Precision::FP32);
 
   // A file's bytes -> the network's input (image_size^2 * 3 floats, HWC): decode, resize, preprocess.
   // Throws tl::Error with the reason for a file that cannot be used.

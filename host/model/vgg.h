@@ -11,17 +11,21 @@ namespace tl {
 
 class VggBase {
  public:
-  VggBase(const VggWeights& w, Device d);
+  // precision: the convolutions' arithmetic (tensor.h); tf32 and bf16 need a CUDA device. The
+  // first layer (K = 27) computes in fp32 at every precision.
+  VggBase(const VggWeights& w, Device d, Precision precision = Precision::FP32);
   // x: [n, s, s, 3] preprocessed input on this base's device -> [n, s', s', C] (s' = s / 2^pools).
   // The returned tensor is a view of internal scratch, valid until the next call.
   Tensor forward(const Tensor& x);
   Device device() const { return device_; }
+  Precision precision() const { return precision_; }
   const VggWeights& weights() const { return *w_; }
   int out_channels() const { return w_->out_channels(); }
   int out_size(int s) const { return w_->out_size(s); }
  private:
   const VggWeights* w_;
   Device device_;
+  Precision precision_;
   struct Layer {
     Tensor w, b;
   };

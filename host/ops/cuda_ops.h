@@ -16,6 +16,11 @@ void set_element_grid_cap(unsigned blocks);
 // Op kernels: pointers are device pointers; layouts as in host/ops/ops.h.
 void conv3x3(const float* x, const float* w, const float* b, float* y, int n, int h, int wd, int cin,
              int cout, bool relu);
+// The numbered conv3x3 kernels (kernels/conv3x3.cu, kernels/conv3x3_tc.cu): 1 fp32 FFMA 128x64 tiles
+// (the fp32 default), 2 fp32 FFMA 128x128 tiles 8x8 per thread, 3 TF32 tensor cores, 4 BF16 tensor
+// cores. Same arguments as conv3x3.
+void conv3x3_variant(int variant, const float* x, const float* w, const float* b, float* y, int n, int h, int wd,
+                     int cin, int cout, bool relu);
 void relu(const float* x, float* y, int64_t n);
 void relu_backward(const float* y, const float* dy, float* dx, int64_t n);
 void maxpool2x2(const float* x, float* y, int n, int h, int w, int c);

@@ -4,6 +4,7 @@
 #include "host/ops/cuda_ops.h"
 #include "host/core/threads.h"
 
+#include <cstdlib>
 #include <cstring>
 
 namespace tl {
@@ -27,7 +28,19 @@ void expect(bool ok, const char* op, const char* what, const Tensor& t) {
 
 }  // namespace
 
-void conv3x3(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool relu) {
+int cuda_conv_variant(Precision precision) {
+  if (precision == Precision::TF32) return 3;
+  if (precision == Precision::BF16) return 4;
+  static const int fp32 = [] {
+    const char* v = getenv("TL_CUDA_CONV_FP32");
+    if (!v || !*v) return 1;
+    if (strcmp(v, "1") && strcmp(v, "2")) fail("TL_CUDA_CONV_FP32=%s: expected 1 or 2 (the fp32 conv kernel)", v);
+    return atoi(v);
+  }();
+  return fp32;
+}
+
+void conv3x3(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool relu, Precision precision) {
   same_device("conv3x3", {&x, &w, &b, &y});
   expect(x.ndim == 4, "conv3x3", "x (want [n,h,w,cin])", x);
   const int n = (int)x.dim(0), h = (int)x.dim(1), wd = (int)x.dim(2), cin = (int)x.dim(3);
@@ -36,8 +49,9 @@ void conv3x3(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool 
   expect(b.numel() == cout, "conv3x3", "b (want [cout])", b);
   expect(y.ndim == 4 && y.dim(0) == n && y.dim(1) == h && y.dim(2) == wd && y.dim(3) == cout, "conv3x3",
          "y (want [n,h,w,cout])", y);
+  check_precision(precision, x.device);
   if (x.on_cuda())
-    cuda::conv3x3(x.f32(), w.f32(), b.f32(), y.f32(), n, h, wd, cin, cout, relu);
+    cuda::conv3x3_variant(cuda_conv_variant(precision), x.f32(), w.f32(), b.f32(), y.f32(), n, h, wd, cin, cout, relu);
   else
     cpu::conv3x3(x.f32(), w.f32(), b.f32(), y.f32(), n, h, wd, cin, cout, relu);
 }

@@ -13,7 +13,12 @@ namespace tl {
 namespace ops {
 
 // x [n,h,w,cin], w [3,3,cin,cout], b [cout] -> y [n,h,w,cout]; stride 1, zero padding 1.
-void conv3x3(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool relu);
+// precision (tensor.h): fp32 anywhere; tf32 and bf16 on the GPU's tensor cores (kernels 3 and 4).
+// The fp32 GPU kernel is number 1 unless TL_CUDA_CONV_FP32=2 picks the 8x8-per-thread one.
+void conv3x3(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool relu,
+             Precision precision = Precision::FP32);
+// The GPU kernel number conv3x3 uses at this precision.
+int cuda_conv_variant(Precision precision);
 void relu(const Tensor& x, Tensor& y);  // y may be x
 void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx);
 // x [n,h,w,c] -> y [n,h/2,w/2,c] (floor, as Keras MaxPooling2D with 'valid' padding)

@@ -17,7 +17,7 @@ using namespace tl;
 int main(int argc, char** argv) {
   return guarded_main("tl_predict", [&] {
     std::vector<std::string> paths;
-    std::string model, weights, device = "auto", csv, kaggle, report, sheet, export_onnx;
+    std::string model, weights, device = "auto", precision, csv, kaggle, report, sheet, export_onnx;
     double clip = 0;
     int batch = 16, threads = 0;
     bool tta = false, quiet = false;
@@ -30,6 +30,9 @@ int main(int argc, char** argv) {
     cli.opt("--model", &model, "FILE", "trained head (default: model/best.bin, else model/model.bin)");
     cli.opt("--weights", &weights, "FILE", "converted VGG weights (default: the file the model's cache used)");
     cli.opt("--device", &device, "D", "auto, cpu or cuda");
+    cli.opt("--precision", &precision, "P",
+            "the conv base's arithmetic (fp32, tf32, bf16); default and only choice: the one the model's features "
+            "were made with (recorded in the model)");
     cli.opt("--batch", &batch, "N", "images per forward pass");
     cli.opt("--threads", &threads, "N", "CPU threads (0: all cores; results are identical for any count)");
     cli.opt("--csv", &csv, "FILE", "also write the table as CSV (path,p_dog,label,error)");
@@ -54,7 +57,7 @@ int main(int argc, char** argv) {
     if (model.empty()) model = file_exists("model/best.bin") ? "model/best.bin" : "model/model.bin";
     set_quiet(quiet);
     const Device d = resolve_device(device);
-    Predictor pred(model, weights, d, batch, tta);
+    Predictor pred(model, weights, d, batch, tta, precision);
     note("%s", pred.describe().c_str());
     if (!export_onnx.empty()) {
       const std::vector<uint8_t> b = pred.onnx();

@@ -70,6 +70,9 @@ int main(int argc, char** argv) {
       src = open_image_source(io);
     } else if (io.augment || save_augmented > 0 || cli.given("--valid-data")) {
       fail("--augment, --save-augmented and --valid-data need --images (training without a cache)");
+    } else if (cli.given("--precision")) {
+      fail("--precision needs --images: cached features were computed at the precision their cache records "
+           "(tl_inspect shows it; make the cache with tl_cache --precision)");
     } else if (!npy.empty()) {
       if (cli.given("--cache")) fail("give --cache or --npy, not both");
       src = open_npy_source(npy, o.device);

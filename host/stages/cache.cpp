@@ -31,6 +31,9 @@ uint64_t CacheSettings::hash() const {
   uint64_t h = 0xcbf29ce484222325ull;
   for (auto& [k, v] : kv) {
     if (starts_with(k, "info.")) continue;  // recorded, but not part of the cache's identity
+    // fp32 is what every cache made before --precision holds: left out, so their hashes (kept in
+    // their shards) still match; tf32 and bf16 caches hash differently from fp32 ones.
+    if (k == "precision" && v == "fp32") continue;
     for (char c : k + "=" + v + "\n") {
       h ^= (unsigned char)c;
       h *= 0x100000001b3ull;
@@ -53,12 +56,15 @@ std::string CacheSettings::diff(const CacheSettings& n) const {
   for (auto& [k, v] : n.kv)
     if (!kv.count(k)) keys.push_back(k);
   for (auto& k : keys) {
-    if (starts_with(k, "info.") || get(k) == n.get(k)) continue;
+    // A cache made before --precision existed is fp32.
+    auto val = [&](const CacheSettings& s) { return k == "precision" && s.get(k).empty() ? std::string("fp32") : s.get(k); };
+    const std::string a = val(*this), b = val(n);
+    if (starts_with(k, "info.") || a == b) continue;
     if (!out.empty()) out += "; ";
     if (k == "listing_hash")
       out += "the dataset's files changed";
     else
-      out += k + ": " + (get(k).empty() ? "(none)" : get(k)) + " -> " + (n.get(k).empty() ? "(none)" : n.get(k));
+      out += k + ": " + (a.empty() ? "(none)" : a) + " -> " + (b.empty() ? "(none)" : b);
   }
   return out;
 }
@@ -390,6 +396,7 @@ void validate_cache_options(const CacheOptions& opt) {
   if (opt.limit < 0) fail("--limit must be positive");
   if (opt.dtype != "fp32" && opt.dtype != "fp16") fail("--dtype: expected fp32 or fp16, got '%s'", opt.dtype.c_str());
   parse_resize(opt.resize);
+  parse_precision(opt.precision);
   // What is missing, all at once, with what to do about it.
   std::vector<std::string> missing;
   if (!file_exists(opt.weights)) missing.push_back(opt.weights + " is missing. " + missing_weights_hint());
@@ -410,12 +417,13 @@ class CacheBuild {
   explicit CacheBuild(const CacheOptions& opt) : opt_(opt), t_start_(now_s()) {
     if (opt.threads > 0) set_num_threads(opt.threads);
     device_ = resolve_device(opt.device, true);
+    check_precision(parse_precision(opt.precision), device_);
     weights_ = load_weights(opt.weights);
     if (weights_.out_size(opt.image_size) < 1)
       fail("--image-size %d is too small for %s: its %d pools need at least %d pixels", opt.image_size,
            weights_.arch.c_str(), weights_.num_pools(), 1 << weights_.num_pools());
     recipe_ = InputRecipe::of(weights_, opt.weights, opt.image_size, parse_resize(opt.resize),
-                              opt.dtype == "fp16" ? DType::F16 : DType::F32);
+                              opt.dtype == "fp16" ? DType::F16 : DType::F32, parse_precision(opt.precision));
     ScanOptions so;
     so.valid_fraction = opt.valid_fraction;
     so.seed = opt.seed;
@@ -481,8 +489,8 @@ class CacheBuild {
          ds_.classes[1].c_str(), ds_.layout.c_str(),
          ds_.ignored ? strfmt("; %lld non-image files ignored", (long long)ds_.ignored).c_str() : "");
     note("weights %s: %s", opt_.weights.c_str(), weights_.describe().c_str());
-    note("features %dx%dx%d %s per image, %d images per shard%s", recipe_.feat_h, recipe_.feat_w, recipe_.feat_c,
-         opt_.dtype.c_str(), opt_.shard_size,
+    note("features %dx%dx%d %s per image (computed in %s), %d images per shard%s", recipe_.feat_h, recipe_.feat_w,
+         recipe_.feat_c, opt_.dtype.c_str(), precision_name(recipe_.precision), opt_.shard_size,
          sum_.reused_shards ? strfmt("; resuming: %lld complete shards kept", (long long)sum_.reused_shards).c_str() : "");
     if (weights_.synthetic) note("NOTE: synthetic weights: these features are not ImageNet features");
   }
@@ -633,7 +641,8 @@ bool CacheBuild::run_pipeline() {
   std::vector<std::unique_ptr<FeatureExtractor>> fxs;
   for (size_t g = 0; g < ndev; g++) {
     if (!gpus.empty()) cuda::set_device(gpus[g]);
-    fxs.push_back(std::make_unique<FeatureExtractor>(weights_, device_, batch, opt_.image_size, recipe_.dtype));
+    fxs.push_back(std::make_unique<FeatureExtractor>(weights_, device_, batch, opt_.image_size, recipe_.dtype,
+                                                   recipe_.precision));
   }
   int64_t batch_no = 0, next_emit = 0;
   auto fx_of = [&](int64_t b) -> FeatureExtractor& {

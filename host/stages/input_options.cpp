@@ -13,6 +13,10 @@ void add_input_flags(Cli& cli, DatasetInput* in, const char* data_flag, const st
   cli.opt("--weights", &in->weights, "FILE", h("converted VGG weights (make weights, or ./tl_convert, makes them)").c_str());
   cli.opt("--image-size", &in->image_size, "N", h("input size the images are resized to (N x N)").c_str());
   cli.opt("--resize", &in->resize, "MODE", h("nearest (Keras load_img's default) or bilinear (PIL's, antialiased)").c_str());
+  cli.opt("--precision", &in->precision, "P",
+          h("the conv base's arithmetic: fp32 (exact, the default), or on the GPU's tensor cores tf32 or bf16 (fp32 "
+            "accumulation; features differ from fp32 by about 1e-3 / 1e-2 relative); recorded in the cache and model")
+              .c_str());
   cli.opt("--valid-fraction", &in->valid_fraction, "F",
           h("fraction of files put in validation, by a hash of each file's class and name (default 0.07696 = the "
             "tutorial's 1,924 of 25,000)")

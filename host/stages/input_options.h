@@ -13,13 +13,14 @@ struct DatasetInput {
   std::string data, valid_data, weights = kDefaultWeightsFile;
   int image_size = kTutorialImageSize;
   std::string resize = "nearest";
+  std::string precision = "fp32";  // the conv base's arithmetic: fp32, tf32, bf16 (tensor.h)
   double valid_fraction = kTutorialValidFraction, max_bad = 0.05;
   uint64_t seed = 0;
   int64_t limit = 0, max_pixels = kMaxPixelsDefault;
 };
 
 // Declares the shared flags: data_flag ("--data" or "--images") and --valid-data, --weights,
-// --image-size, --resize, --valid-fraction, --limit, --max-bad, --max-pixels; every help text starts
+// --image-size, --resize, --precision, --valid-fraction, --limit, --max-bad, --max-pixels; every help text starts
 // with `prefix` ("" or "with --images: "), the data flag's with data_help.
 void add_input_flags(Cli& cli, DatasetInput* in, const char* data_flag, const std::string& prefix,
                      const std::string& data_help = "");

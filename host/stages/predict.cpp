@@ -90,7 +90,8 @@ std::string labelled_report(const std::vector<Prediction>& res, const std::vecto
   return rep;
 }
 
-Predictor::Predictor(const std::string& model_path, const std::string& weights_path, Device d, int batch, bool tta)
+Predictor::Predictor(const std::string& model_path, const std::string& weights_path, Device d, int batch, bool tta,
+                     const std::string& precision)
     : batch_(batch), tta_(tta) {
   if (batch < 1 || batch > 4096) fail("--batch must be between 1 and 4096");
   model_ = load_model(model_path);
@@ -99,6 +100,14 @@ Predictor::Predictor(const std::string& model_path, const std::string& weights_p
     return it == model_.meta.end() ? std::string() : it->second;
   };
   recipe_ = InputRecipe::read(model_.meta, model_path);
+  if (!precision.empty() && parse_precision(precision) != recipe_.precision)
+    fail("--precision %s: %s was trained on features computed in %s; predict with those (omit --precision) or "
+         "train a model on %s features",
+         precision.c_str(), model_path.c_str(), precision_name(recipe_.precision), precision.c_str());
+  if (recipe_.precision != Precision::FP32 && d != Device::CUDA)
+    fail("%s was trained on features computed in %s on a GPU's tensor cores; predict on a GPU (--device cuda), or "
+         "train a model on fp32 features to predict on the CPU",
+         model_path.c_str(), precision_name(recipe_.precision));
   std::string wpath = weights_path.empty() ? recipe_.weights_file : weights_path;
   if (wpath.empty() || !file_exists(wpath)) {
     if (weights_path.empty() && file_exists(kDefaultWeightsFile))
@@ -117,7 +126,7 @@ Predictor::Predictor(const std::string& model_path, const std::string& weights_p
   recipe_.check_weights(weights_, wpath, model_path);
   size_ = recipe_.image_size;
   const int per = tta ? 2 : 1;
-  fx_ = std::make_unique<FeatureExtractor>(weights_, d, batch * per, size_);
+  fx_ = std::make_unique<FeatureExtractor>(weights_, d, batch * per, size_, DType::F32, recipe_.precision);
   if (fx_->feat_h() != model_.spec.feat_h || fx_->feat_w() != model_.spec.feat_w || fx_->feat_c() != model_.spec.feat_c)
     fail("%s expects %dx%dx%d features, but %s at %dx%d gives %dx%dx%d", model_path.c_str(), model_.spec.feat_h,
          model_.spec.feat_w, model_.spec.feat_c, wpath.c_str(), size_, size_, fx_->feat_h(), fx_->feat_w(), fx_->feat_c());
@@ -125,8 +134,9 @@ Predictor::Predictor(const std::string& model_path, const std::string& weights_p
   head_from_model(model_, *head_, false);
   std::vector<std::string> cls = split(meta("classes"), ',');
   if (cls.size() == 2) classes_ = cls;
-  desc_ = strfmt("%s (epoch %s) on %s features of %s; images %dx%d %s, preprocessing %s%s", model_path.c_str(),
-                 meta("epoch").c_str(), strfmt("%dx%dx%d", recipe_.feat_h, recipe_.feat_w, recipe_.feat_c).c_str(), wpath.c_str(), size_, size_,
+  desc_ = strfmt("%s (epoch %s) on %s features (%s) of %s; images %dx%d %s, preprocessing %s%s", model_path.c_str(),
+                 meta("epoch").c_str(), strfmt("%dx%dx%d", recipe_.feat_h, recipe_.feat_w, recipe_.feat_c).c_str(),
+                 precision_name(recipe_.precision), wpath.c_str(), size_, size_,
                  resize_name(recipe_.resize), preprocess_name(recipe_.preprocess), tta ? ", test-time augmentation (flip)" : "");
 }
 

@@ -41,7 +41,10 @@ std::string labelled_report(const std::vector<Prediction>& res, const std::vecto
 class Predictor {
  public:
   // weights may be empty: the file the model's features were made with.
-  Predictor(const std::string& model_path, const std::string& weights_path, Device d, int batch, bool tta);
+  // precision: the conv base's arithmetic, "" for the one the model's features were made with (any
+  // other is refused: the head was trained on those features).
+  Predictor(const std::string& model_path, const std::string& weights_path, Device d, int batch, bool tta,
+            const std::string& precision = "");
   ~Predictor();
   std::vector<Prediction> run(const std::vector<PredictInput>& inputs, bool progress = false);
   const std::vector<std::string>& classes() const { return classes_; }

@@ -117,8 +117,9 @@ class CachedSource : public RowSource {
     prov_["cache_settings_hash"] = strfmt("%016llx", (unsigned long long)st.hash());
     prov_["classes"] = cache_.manifest.classes[0] + "," + cache_.manifest.classes[1];
     classes_ = cache_.manifest.classes;
-    desc_ = strfmt("cache %s: %lld train + %lld valid samples, %dx%dx%d %s", dir.c_str(),
-                   (long long)rows_[0].size(), (long long)rows_[1].size(), fh_, fw_, fc_, f16_ ? "fp16" : "fp32");
+    desc_ = strfmt("cache %s: %lld train + %lld valid samples, %dx%dx%d %s (computed in %s)", dir.c_str(),
+                   (long long)rows_[0].size(), (long long)rows_[1].size(), fh_, fw_, fc_, f16_ ? "fp16" : "fp32",
+                   prov_["precision"].c_str());
     upload();
   }
 
@@ -415,6 +416,8 @@ class Trainer {
                       now_shape = strfmt("%dx%dx%d", now.feat_h, now.feat_w, now.feat_c);
     for (auto [k, a, b] : {std::make_tuple("cache_settings_hash", m.meta["cache_settings_hash"], prov_["cache_settings_hash"]),
                            std::make_tuple("feature shape", was_shape, now_shape),
+                           std::make_tuple("precision", std::string(precision_name(was.precision)),
+                                           std::string(precision_name(now.precision))),
                            std::make_tuple("source", m.meta["source"], prov_["source"])})
       if (a != b)
         fail("--resume: %s was trained on other features (%s: %s, here %s); use another --out or drop --resume",
