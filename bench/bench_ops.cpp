@@ -3,7 +3,10 @@
 // machine's ceiling. The CPU ceilings are measured here, in the same run: the peak FMA rate of
 // the kernel build in use on all threads, and the bandwidth of a large multi-threaded copy.
 //
-//   build/bench_ops [--batch 8,32] [--device cpu|cuda|all] [--reps N] [--only conv,pool,head]
+//   build/bench_ops [--batch 8,32] [--device cpu|cuda|all] [--reps N] [--only conv,pool,head] [--kernels 1,2,3,4]
+//
+// --kernels: the GPU's numbered conv3x3 kernels to time (host/ops/cuda_ops.h: 1 fp32 FFMA, 2 fp32
+// FFMA 8x8 per thread, 3 TF32 tensor cores, 4 BF16 tensor cores), each per layer and in total.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -98,12 +101,19 @@ const ConvShape kVgg16[] = {
     {"block5_conv3", 14, 512, 512, true},
 };
 
-void bench_device(Device d, const std::vector<int>& batches, int reps, const std::string& only, const Ceil& c) {
+const char* kernel_label(int k) {
+  return k == 1 ? "fp32 FFMA" : k == 2 ? "fp32 FFMA 8x8" : k == 3 ? "tf32 tensor cores" : "bf16 tensor cores";
+}
+
+void bench_device(Device d, const std::vector<int>& batches, int reps, const std::string& only, const Ceil& c,
+                  const std::vector<int>& kernels) {
   const char* dn = device_name(d);
   bool do_conv = only.find("conv") != std::string::npos, do_pool = only.find("pool") != std::string::npos,
        do_head = only.find("head") != std::string::npos;
+  // The CPU has one conv (its own algorithm choice); the GPU each numbered kernel asked for.
+  const std::vector<int> ks = d == Device::CUDA ? kernels : std::vector<int>{0};
   for (int B : batches) {
-    double conv_total = 0;
+    std::vector<double> conv_total(ks.size(), 0.0);
     for (const ConvShape& L : kVgg16) {
       if (!do_conv && !(do_pool && L.pool_after)) continue;
       Tensor x({B, L.hw, L.hw, L.cin}, d), w({3, 3, L.cin, L.cout}, d), b({L.cout}, d), y({B, L.hw, L.hw, L.cout}, d);
@@ -111,11 +121,20 @@ void bench_device(Device d, const std::vector<int>& batches, int reps, const std
       fill(w, 2, 0.05f);
       fill(b, 3, 0.1f);
       if (do_conv) {
-        double s = time_op(d, reps, [&] { ops::conv3x3(x, w, b, y, true); });
-        conv_total += s;
-        double flops = 2.0 * B * L.hw * L.hw * 9.0 * L.cin * L.cout;
-        row(dn, std::string("conv3x3+relu ") + L.name, strfmt("%dx%dx%dx%d->%d", B, L.hw, L.hw, L.cin, L.cout), s,
-            flops, true, c);
+        for (size_t ki = 0; ki < ks.size(); ki++) {
+          const int k = ks[ki];
+          double s = time_op(d, reps, [&] {
+            if (k == 0)
+              ops::conv3x3(x, w, b, y, true);
+            else
+              cuda::conv3x3_variant(k, x.f32(), w.f32(), b.f32(), y.f32(), B, L.hw, L.hw, L.cin, L.cout, true);
+          });
+          conv_total[ki] += s;
+          double flops = 2.0 * B * L.hw * L.hw * 9.0 * L.cin * L.cout;
+          // Tensor-core kernels are shown against the fp32 ceiling too (their own is 8-16x higher).
+          row(dn, (k ? strfmt("conv3x3+relu k%d ", k) : std::string("conv3x3+relu ")) + L.name,
+              strfmt("%dx%dx%dx%d->%d", B, L.hw, L.hw, L.cin, L.cout), s, flops, true, c);
+        }
       }
       if (do_pool && L.pool_after) {
         Tensor p({B, L.hw / 2, L.hw / 2, L.cout}, d);
@@ -125,8 +144,13 @@ void bench_device(Device d, const std::vector<int>& batches, int reps, const std
       }
     }
     if (do_conv) {
-      printf("%-5s %-22s %-28s %10.3f ms  -> %.2f images/s through the 13 conv layers (batch %d)\n", dn,
-             "VGG16 conv total", strfmt("%dx224x224x3", B).c_str(), conv_total * 1e3, B / conv_total, B);
+      for (size_t ki = 0; ki < ks.size(); ki++) {
+        const int k = ks[ki];
+        printf("%-5s %-22s %-28s %10.3f ms  -> %.2f images/s through the 13 conv layers (batch %d)%s\n", dn,
+               k ? strfmt("VGG16 conv total k%d", k).c_str() : "VGG16 conv total", strfmt("%dx224x224x3", B).c_str(),
+               conv_total[ki] * 1e3, B / conv_total[ki], B,
+               k ? strfmt(" [kernel %d: %s]", k, kernel_label(k)).c_str() : "");
+      }
     }
   }
   if (!do_head) return;
@@ -174,9 +198,18 @@ int main(int argc, char** argv) {
     cli.opt("--reps", &reps, "N", "timed repetitions per op (the median is reported)");
     cli.opt("--only", &only, "LIST", "subset of conv,pool,head");
     cli.opt("--threads", &threads, "N", "CPU threads (default: all cores)");
+    std::string kernels_s = "1";
+    cli.opt("--kernels", &kernels_s, "LIST",
+            "GPU conv kernels to time: 1 fp32 FFMA (the fp32 default), 2 fp32 FFMA 8x8, 3 tf32 and 4 bf16 tensor cores");
     if (!cli.parse(argc, argv)) return 0;
     if (reps < 1) fail("--reps must be at least 1");
     if (threads > 0) set_num_threads(threads);
+    std::vector<int> kernels;
+    for (auto& s : split(kernels_s, ',')) {
+      const int k = atoi(s.c_str());
+      if (k < 1 || k > 4) fail("--kernels: expected numbers 1-4, got '%s'", s.c_str());
+      kernels.push_back(k);
+    }
     std::vector<int> batches;
     for (auto& s : split(batches_s, ',')) batches.push_back(std::max(1, atoi(s.c_str())));
     printf("%-5s %-22s %-28s %13s %17s %6s\n", "dev", "op", "shape", "median", "rate", "ceil");
@@ -184,7 +217,7 @@ int main(int argc, char** argv) {
       Ceil c = measure_cpu_ceilings();
       printf("cpu: %d threads, kernels %s; measured ceilings: %.1f GFLOP/s fp32 FMA, %.1f GB/s copy\n",
              num_threads(), cpu::kernels().isa, c.flops / 1e9, c.bytes / 1e9);
-      bench_device(Device::CPU, batches, reps, only, c);
+      bench_device(Device::CPU, batches, reps, only, c, kernels);
     }
     std::string why;
     if (device == "cuda" || device == "all") {
@@ -196,7 +229,7 @@ int main(int argc, char** argv) {
         cuda::device_peaks(&c.flops, &c.bytes);
         printf("cuda: %s; datasheet-style ceilings from attributes: %.1f TFLOP/s fp32, %.0f GB/s\n",
                cuda::device_description().c_str(), c.flops / 1e12, c.bytes / 1e9);
-        bench_device(Device::CUDA, batches, reps, only, c);
+        bench_device(Device::CUDA, batches, reps, only, c, kernels);
       }
     }
     return 0;

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # gpu_check.sh: the project's one prepared check for a machine with a GPU (H100/H200), in under 8
 # minutes: the [cuda] test cases on the real device (TL_REQUIRE_GPU=1, counted), compute-sanitizer
-# (memcheck on small tl_cache/tl_train/tl_predict runs; racecheck and synccheck on the conv case),
-# the conv base's time per layer and whole against PyTorch/cuDNN (fp32, channels-last, TF32, bf16)
-# at batch 32/64/128, and the whole test suite. Results under $OUT (default ./gpu_check_out):
+# (memcheck on small tl_cache/tl_train/tl_predict runs; racecheck and synccheck on the conv cases),
+# every numbered conv kernel (1 fp32 FFMA, 2 fp32 FFMA 8x8, 3 tf32 and 4 bf16 tensor cores) per
+# layer and whole against PyTorch/cuDNN (fp32, channels-last, TF32, bf16) at batch 32/64/128, and
+# the whole test suite. Results under $OUT (default ./gpu_check_out):
 # summary.txt (read it first), tests.log, sanitizer.log, bench.log.
 #
 #   bash bench/gpu_check.sh --prepare   # HERE (no GPU needed): build, then copy stripped binaries to .gpu_bin/
@@ -130,12 +131,14 @@ sanitize "memcheck tl_train" memcheck 90 "$P/tl_train" --cache "$W/cache" --out 
 sanitize "memcheck tl_predict" memcheck 60 "$P/tl_predict" --model "$W/model/best.bin" --device cuda "$W/data"
 sanitize "racecheck conv3x3" racecheck 90 "$BIN/test_tl" --test-case='*conv3x3 matches*'
 sanitize "synccheck conv3x3" synccheck 60 "$BIN/test_tl" --test-case='*conv3x3 matches*'
+sanitize "racecheck conv kernels 2-4" racecheck 90 "$BIN/test_tl" --test-case='*conv3x3 kernels 2*'
 
 # 4. Speed: ours per layer and whole (bench_ops), PyTorch/cuDNN beside it.
 if [ "$(left)" -gt 60 ]; then
-  run_to "$BEN" 150 "$BIN/bench_ops" --device cuda --batch 32,64,128 --only conv,pool --reps 10
-  grep -q 'VGG16 conv total' "$BEN" && result PASS "ours: conv base timed" "$(grep 'VGG16 conv total' "$BEN" | sed -E 's/.*-> ([0-9.]+) images\/s.*batch ([0-9]+).*/b\2 \1 img\/s/' | tr '\n' ' ')" ||
-    result FAIL "ours: conv base timed" "bench.log"
+  # Every numbered conv kernel (1 fp32 FFMA, 2 fp32 FFMA 8x8, 3 tf32 and 4 bf16 tensor cores), per layer.
+  run_to "$BEN" 170 "$BIN/bench_ops" --device cuda --batch 32,64,128 --only conv,pool --reps 10 --kernels 1,2,3,4
+  grep -q 'VGG16 conv total k' "$BEN" && result PASS "ours: conv kernels 1-4 timed" "$(grep -c 'VGG16 conv total k' "$BEN") kernel x batch totals (bench.log)" ||
+    result FAIL "ours: conv kernels 1-4 timed" "bench.log"
 fi
 if [ "$(left)" -gt 60 ] && python3 -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   run_to "$BEN" $(( $(left) > 200 ? 180 : $(left) - 20 )) env BUDGET_S=150 PYTHONUNBUFFERED=1 python3 bench/torch_vgg_gpu.py 32 64 128
@@ -150,21 +153,41 @@ if [ "$(left)" -gt 40 ]; then
   [ $rc = 0 ] && result PASS "whole doctest suite" "$line" || result FAIL "whole doctest suite" "rc=$rc $line"
 fi
 
-# 6. The table.
+# 6. The tables: the whole base per kernel/mode and batch, then each layer (ms) per kernel against cuDNN.
 say ""
-say "VGG16 conv base, 224x224, images/s (median):"
+say "VGG16 conv base, 224x224, images/s (median); ours kN = conv kernel N (1 fp32 FFMA, 2 fp32 FFMA 8x8, 3 tf32, 4 bf16):"
 python3 - "$BEN" <<'EOF' | tee -a "$SUM"
 import re, sys
 t = open(sys.argv[1]).read()
-rows = {}
-for m in re.finditer(r"^cuda\s+VGG16 conv total\s+(\d+)x224x224x3\s+[\d.]+ ms\s+-> ([\d.]+) images/s", t, re.M):
-    rows.setdefault("ours fp32 (FFMA)", {})[int(m.group(1))] = float(m.group(2))
+rows, layers = {}, {}
+for m in re.finditer(r"^cuda\s+VGG16 conv total k(\d)\s+(\d+)x224x224x3\s+[\d.]+ ms\s+-> ([\d.]+) images/s", t, re.M):
+    rows.setdefault("ours k" + m.group(1), {})[int(m.group(2))] = float(m.group(3))
 for m in re.finditer(r"^RESULT torch (\S+) batch (\d+): [\d.]+ ms ([\d.]+) images/s", t, re.M):
     rows.setdefault("torch " + m.group(1), {})[int(m.group(2))] = float(m.group(3))
+for m in re.finditer(r"^cuda\s+conv3x3\+relu k(\d) (\S+)\s+(\d+)x\S+\s+([\d.]+) ms", t, re.M):
+    layers.setdefault((int(m.group(3)), m.group(2)), {})["k" + m.group(1)] = float(m.group(4))
+for m in re.finditer(r"^LAYER torch (\S+) (\S+) batch (\d+): ([\d.]+) ms", t, re.M):
+    layers.setdefault((int(m.group(3)), m.group(2)), {})[m.group(1)] = float(m.group(4))
 bs = sorted({b for r in rows.values() for b in r})
 print("%-20s" % "" + "".join("%12s" % f"batch {b}" for b in bs))
 for k, r in rows.items():
     print("%-20s" % k + "".join("%12s" % (f"{r[b]:.0f}" if b in r else "-") for b in bs))
+cols = ["k1", "k2", "k3", "k4", "fp32", "fp32-cl", "tf32", "bf16"]
+def best(d, ks):
+    v = [d[k] for k in ks if k in d]
+    return min(v) if v else None
+order = lambda name: [int(x) for x in re.findall(r"\d+", name)]
+for b in sorted({b for b, _ in layers}):
+    print(f"\nper layer, batch {b}, ms (torch = cuDNN); ratios: cuDNN's time / our best kernel's at fp32, tf32, bf16 (>1: ours faster)")
+    print("%-14s" % "layer" + "".join("%9s" % c for c in cols) + "%8s%8s%8s" % ("fp32", "tf32", "bf16"))
+    for (bb, name), d in sorted(layers.items(), key=lambda kv: (kv[0][0], order(kv[0][1]))):
+        if bb != b:
+            continue
+        def ratio(theirs, ours):
+            t, o = best(d, theirs), best(d, ours)
+            return f"{t / o:.2f}" if t and o else "-"
+        print("%-14s" % name + "".join("%9s" % (f"{d[c]:.3f}" if c in d else "-") for c in cols) +
+              "%8s%8s%8s" % (ratio(["fp32", "fp32-cl"], ["k1", "k2"]), ratio(["tf32"], ["k3"]), ratio(["bf16"], ["k4"])))
 EOF
 say "done in $(($(date +%s) - T0)) s: $FAILS failed; logs in $OUT"
 exit $((FAILS > 0 ? 1 : 0))

@@ -10,6 +10,7 @@
 
 #include "cublas_v2.h"
 #include "cuda_runtime.h"
+#include "mma.h"
 #include "kernels/common.cuh"
 
 namespace {
@@ -198,4 +199,89 @@ TEST_CASE("[cuda] emulator: cuBLAS SGEMM honours transposes, leading dimensions,
   cudaFree(dA);
   cudaFree(dB);
   cudaFree(dC);
+}
+
+// ---------------------------------------------------------------- warp matrix functions (mma.h)
+namespace {
+using namespace nvcuda;
+
+// One warp: D = A B + C for 16x16x16 bf16 (A row-major, B column-major), stored row-major.
+__global__ void wmma_bf16_kernel(const __nv_bfloat16* a, const __nv_bfloat16* b, const float* c, float* d) {
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa;
+  wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> fb;
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+  wmma::load_matrix_sync(fa, a, 16);
+  wmma::load_matrix_sync(fb, b, 16);
+  wmma::load_matrix_sync(acc, c, 16, wmma::mem_row_major);
+  wmma::mma_sync(acc, fa, fb, acc);
+  wmma::store_matrix_sync(d, acc, 16, wmma::mem_row_major);
+}
+
+// One warp: 16x16x8 tf32 from fp32 memory; convert: round the A operand with __float_to_tf32 first.
+__global__ void wmma_tf32_kernel(const float* a, const float* b, float* d, int convert, int offset) {
+  wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fa;
+  wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fb;
+  wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc;
+  wmma::fill_fragment(acc, 0.0f);
+  wmma::load_matrix_sync(fa, a + offset, 8);
+  wmma::load_matrix_sync(fb, b, 16);
+  if (convert)
+    for (int i = 0; i < fa.num_elements; i++) fa.x[i] = wmma::__float_to_tf32(fa.x[i]);
+  wmma::mma_sync(acc, fa, fb, acc);
+  wmma::store_matrix_sync(d, acc, 16, wmma::mem_row_major);
+}
+}  // namespace
+
+TEST_CASE("[cuda] emulator: WMMA bf16 and tf32 products, tf32 operand rounding, and the alignment rule") {
+  // bf16: small integers (exact in bf16 and in the fp32 sums), so the result is exact.
+  std::vector<__nv_bfloat16> ha(256), hb(256);
+  std::vector<float> hc(256), want(256);
+  for (int i = 0; i < 256; i++) {
+    ha[i] = __float2bfloat16((float)((i * 7) % 11 - 5));
+    hb[i] = __float2bfloat16((float)((i * 5) % 9 - 4));
+    hc[i] = (float)(i % 13);
+  }
+  for (int r = 0; r < 16; r++)
+    for (int c = 0; c < 16; c++) {
+      float s = hc[r * 16 + c];
+      for (int k = 0; k < 16; k++)  // B column-major: element (k, c) at c * 16 + k
+        s += __bfloat162float(ha[r * 16 + k]) * __bfloat162float(hb[c * 16 + k]);
+      want[r * 16 + c] = s;
+    }
+  __nv_bfloat16 *da = dev_alloc<__nv_bfloat16>(256), *db = dev_alloc<__nv_bfloat16>(256);
+  float *dc = dev_alloc<float>(256), *dd = dev_alloc<float>(256);
+  REQUIRE(cudaMemcpy(da, ha.data(), 512, cudaMemcpyHostToDevice) == cudaSuccess);
+  REQUIRE(cudaMemcpy(db, hb.data(), 512, cudaMemcpyHostToDevice) == cudaSuccess);
+  REQUIRE(cudaMemcpy(dc, hc.data(), 1024, cudaMemcpyHostToDevice) == cudaSuccess);
+  TL_LAUNCH(wmma_bf16_kernel, 1, 32, 0, nullptr)(da, db, dc, dd);
+  std::vector<float> got(256);
+  REQUIRE(cudaMemcpy(got.data(), dd, 1024, cudaMemcpyDeviceToHost) == cudaSuccess);
+  CHECK(got == want);  // every lane stored its share: no element left NaN
+
+  // tf32: A = 1 + 3 * 2^-12 (0.75 of a tf32 step past 1), B = identity-like column of ones in row 0.
+  std::vector<float> a(16 * 8 + 8, 0.0f), b(8 * 16, 0.0f);
+  for (int r = 0; r < 16; r++) a[r * 8] = 1.0f + 3.0f / 4096.0f;
+  for (int c = 0; c < 16; c++) b[c] = 1.0f;
+  float *fa = dev_alloc<float>(a.size()), *fb = dev_alloc<float>(b.size());
+  REQUIRE(cudaMemcpy(fa, a.data(), a.size() * 4, cudaMemcpyHostToDevice) == cudaSuccess);
+  REQUIRE(cudaMemcpy(fb, b.data(), b.size() * 4, cudaMemcpyHostToDevice) == cudaSuccess);
+  for (int convert : {0, 1}) {
+    TL_LAUNCH(wmma_tf32_kernel, 1, 32, 0, nullptr)(fa, fb, dd, convert, 0);
+    REQUIRE(cudaMemcpy(got.data(), dd, 1024, cudaMemcpyDeviceToHost) == cudaSuccess);
+    // Unconverted: the tensor cores read 10 mantissa bits (truncation) -> 1; rounded to nearest -> 1 + 2^-10.
+    CHECK(got[0] == (convert ? 1.0f + 1.0f / 1024.0f : 1.0f));
+    CHECK(got[15 * 16 + 15] == got[0]);
+  }
+  // A pointer that is not 256-bit aligned is a kernel fault, reported where the work is waited for.
+  TL_LAUNCH(wmma_tf32_kernel, 1, 32, 0, nullptr)(fa, fb, dd, 0, 4);
+  const cudaError_t e = cudaDeviceSynchronize();
+  CHECK(e == cudaErrorLaunchFailure);
+  CHECK(std::string(cudaGetErrorString(e)).find("load_matrix_sync: the pointer is not 256-bit aligned") != std::string::npos);
+  cuda_emu::clear_fault();
+  // __float_to_tf32 rounds to nearest, ties away from zero; bf16 conversion to nearest even.
+  CHECK(wmma::__float_to_tf32(1.0f + 1.0f / 2048.0f) == 1.0f + 1.0f / 1024.0f);     // a tie: away from zero
+  CHECK(wmma::__float_to_tf32(-(1.0f + 1.0f / 2048.0f)) == -(1.0f + 1.0f / 1024.0f));
+  CHECK(__bfloat162float(__float2bfloat16(1.0f + 1.0f / 256.0f)) == 1.0f);            // a tie: to even
+  CHECK(__bfloat162float(__float2bfloat16(1.0f + 3.0f / 256.0f)) == 1.0f + 1.0f / 64.0f);
+  for (void* p : {(void*)da, (void*)db, (void*)dc, (void*)dd, (void*)fa, (void*)fb}) cudaFree(p);
 }
