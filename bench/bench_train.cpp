@@ -38,7 +38,9 @@ class RandomSource : public FeatureSource {
   int feat_h() const override { return 7; }
   int feat_w() const override { return 7; }
   int feat_c() const override { return 512; }
-  std::map<std::string, std::string> provenance() const override { return {{"source", "random"}}; }
+  std::map<std::string, std::string> provenance() const override {
+    return {{"source", "random"}, {"image_size", "224"}, {"feature_shape", "7x7x512"}};
+  }
   std::string describe() const override { return "random features"; }
 
  private:
@@ -59,21 +61,28 @@ int main(int argc, char** argv) {
     cli.opt("--batch", &batches, "LIST", "batch sizes");
     cli.opt("--device", &device, "D", "cpu or cuda");
     cli.opt("--threads", &threads, "N", "CPU threads");
+    std::string updates = "fused";
+    cli.opt("--update", &updates, "LIST", "fused (W1's RMSprop in its gradient pass, the default), separate, or both");
     if (!cli.parse(argc, argv)) return 0;
     if (threads > 0) set_num_threads(threads);
     set_quiet(true);
     const Device d = resolve_device(device);
     RandomSource src(samples, d);
-    for (const std::string& b : split(batches, ',')) {
+    for (const std::string& b : split(batches, ','))
+    for (const std::string& u : split(updates == "both" ? std::string("separate,fused") : updates, ',')) {
+      if (u != "fused" && u != "separate") fail("--update: expected fused, separate or both, got '%s'", u.c_str());
       TrainOptions o;
+      o.fused_update = u == "fused";
       o.out = "/tmp/tl_bench_train";
       o.epochs = 1;
       o.batch = atoi(b.c_str());
       o.plots = false;
+      o.force = true;
       o.device = d;
       TrainResult r = train_head(src, o);
-      printf("ours  %-4s batch %4d: %.2f s per epoch of %lld samples (%.0f samples/s, %d threads)\n", device_name(d),
-             o.batch, r.history[0].seconds, (long long)samples, samples / r.history[0].seconds, num_threads());
+      printf("ours  %-4s batch %4d: %.2f s per epoch of %lld samples (%.0f samples/s, %d threads, %s update)\n",
+             device_name(d), o.batch, r.history[0].seconds, (long long)samples, samples / r.history[0].seconds,
+             num_threads(), u.c_str());
       fflush(stdout);
     }
     return 0;

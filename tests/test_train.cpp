@@ -183,6 +183,41 @@ TEST_CASE("six training steps (dropout off) equal PyTorch's RMSprop(alpha=0.9, e
   }
 }
 
+TEST_CASE("W1's RMSprop update fused into its gradient pass is bit-identical to the separate passes") {
+  // Batches of 32 (the tutorial's), 300 (past the GEMM's 256-deep k blocks) and 5 (a last, partial
+  // batch); 70 hidden units (not a multiple of the kernel's 32 columns); dropout on.
+  HeadSpec spec;
+  spec.feat_h = 3, spec.feat_w = 5, spec.feat_c = 29;  // 435 inputs: 31 row tiles of 14, the last partial
+  spec.hidden1 = 70, spec.hidden2 = 9;
+  Head fused(spec, Device::CPU), plain(spec, Device::CPU);
+  fused.init(5);
+  plain.init(5);
+  plain.set_fused_update(false);
+  const int d = spec.in_dim();
+  int step = 0;
+  for (int batch : {32, 300, 5, 32}) {
+    Tensor x = tlt::tensor(tlt::random_vec((size_t)batch * d, 900 + step), {batch, d});
+    std::vector<float> yl(batch);
+    for (int i = 0; i < batch; i++) yl[i] = (float)((i * 7 + step) % 3 == 0);
+    Tensor y = tlt::tensor(yl, {batch});
+    int c1, c2;
+    const double l1 = fused.train_step(x, y, batch, 3, (uint64_t)step, RmsProp{}, &c1);
+    const double l2 = plain.train_step(x, y, batch, 3, (uint64_t)step, RmsProp{}, &c2);
+    CHECK(l1 == l2);
+    CHECK(c1 == c2);
+    step++;
+  }
+  for (int i = 0; i < 6; i++) {
+    CAPTURE(i);
+    CHECK(fused.params()[i]->to_vector() == plain.params()[i]->to_vector());
+    CHECK(fused.opt_state()[i]->to_vector() == plain.opt_state()[i]->to_vector());
+  }
+  // And the weights moved (the comparison is not of two untouched heads).
+  Head fresh(spec, Device::CPU);
+  fresh.init(5);
+  CHECK(fresh.params()[0]->to_vector() != fused.params()[0]->to_vector());
+}
+
 TEST_CASE("the summary counts Keras' 10,043,641 parameters for 7x7x512 features") {
   HeadSpec spec;
   CHECK(spec.num_params() == 10043641);

@@ -48,6 +48,9 @@ class Head {
   std::vector<Tensor*> grads();
   std::vector<Tensor*> opt_state();
   void summary(FILE* out) const;  // like Keras' model.summary()
+  // On the CPU, train_step applies RMSprop to W1 inside the pass that computes its gradient (the
+  // default; bit-identical to the separate passes, which false restores: tests and benchmarks).
+  void set_fused_update(bool on) { fused_update_ = on; }
 
  private:
   HeadSpec spec_;
@@ -58,13 +61,16 @@ class Head {
   // activations of the last batch, sized for the largest batch seen
   int cap_ = 0;
   Tensor a1_, d1_, a2_, z_, prob_, loss_, dz_, da2_, dd1_, da1_;
+  bool fused_update_ = true;
   void ensure(int n);
   void forward(const Tensor& x, int n, bool train, uint64_t seed, uint64_t step);
   // forward + per-sample BCE (leaves dz for backward): the sum of the losses
   double forward_loss(const Tensor& x, const Tensor& y, int n, bool dropout_on, uint64_t seed, uint64_t step,
                       int* correct);
-  // dz (from forward_loss) -> every parameter's gradient
-  void backward(const Tensor& x, int n, bool dropout_on, uint64_t seed, uint64_t step);
+  // dz (from forward_loss) -> every parameter's gradient; with fused_opt, W1's gradient is not
+  // stored: RMSprop updates W1 and its state as the gradient is computed (gW1_ is left stale).
+  void backward(const Tensor& x, int n, bool dropout_on, uint64_t seed, uint64_t step,
+                const RmsProp* fused_opt = nullptr);
 };
 
 // The model file (docs/FORMATS.md): the head's spec and weights, optionally the optimiser state

@@ -365,12 +365,71 @@ void sigmoid_bce(const float* z, const float* y, float* prob, float* loss, float
 void rmsprop(float* w, const float* g, float* v, int64_t n, float lr, float rho, float eps) {
   const float one_minus_rho = 1.0f - rho;
   chunked(n, [&](int64_t s, int64_t e) {
-    for (int64_t i = s; i < e; i++) {
-      const float gi = g[i];
-      const float vi = v[i] * rho + one_minus_rho * (gi * gi);
-      v[i] = vi;
-      w[i] = w[i] - lr * (gi / (sqrtf(vi) + eps));
+    for (int64_t i = s; i < e; i++) rmsprop_update(w[i], v[i], g[i], lr, rho, one_minus_rho, eps);
+  });
+}
+
+void dense_backward_rmsprop(const float* x, const float* dy, float* w, float* v, float* db, int m, int k, int n,
+                            float lr, float rho, float eps) {
+  // The GEMM dw[k,n] = x^T dy of dense_backward, tile by tile exactly as gemm() computes it (same
+  // tiles, same k blocks, same chains), each tile's gradient applied to w and v while it is in
+  // registers' reach instead of being stored: the 40 MB gradient is never written or read back.
+  if (db) {
+    for (int j = 0; j < n; j++) db[j] = 0.0f;
+    for (int i = 0; i < m; i++)
+      for (int j = 0; j < n; j++) db[j] += dy[(size_t)i * n + j];
+  }
+  if (k <= 0 || n <= 0) return;
+  const float one_minus_rho = 1.0f - rho;
+  if (m <= 0) {  // an empty batch: a zero gradient, as gemm() gives
+    chunked((int64_t)k * n, [&](int64_t s, int64_t e) {
+      for (int64_t i = s; i < e; i++) rmsprop_update(w[i], v[i], 0.0f, lr, rho, one_minus_rho, eps);
+    });
+    return;
+  }
+  const Kernels& K = kernels();
+  const int MR = K.mr, NR = K.nr;
+  const int KC = 256;
+  const int ncb = (n + NR - 1) / NR;
+  const int64_t ntiles = (k + MR - 1) / MR;
+  // A task: MR whole rows of w (contiguous in memory): their gradient, every column block, into a
+  // buffer that stays in L1/L2, then one streaming pass of RMSprop over those rows of w and v.
+  std::vector<std::vector<float>> bufs(num_threads());
+  parallel_for_t(ntiles, [&](int64_t tile, int thread) {
+    std::vector<float>& g = bufs[thread];
+    g.resize((size_t)MR * ncb * NR);
+    const int64_t r0 = tile * MR;
+    const int mr = (int)std::min<int64_t>(MR, k - r0);
+    const float* ptrs[kMaxMR];
+    for (int cb = 0; cb < ncb; cb++) {
+      const int c0 = cb * NR, cols = std::min(NR, n - c0);
+      for (int kb = 0; kb < m; kb += KC) {
+        const int kc = std::min(KC, m - kb);
+        for (int i = 0; i < MR; i++) ptrs[i] = x + (size_t)kb * k + (r0 + std::min(i, mr - 1));
+        TileArgs a;
+        a.taps = 1;
+        a.kc = kc;
+        a.a = ptrs;
+        a.a_step = k;
+        a.b = dy + (size_t)kb * n + c0;
+        a.b_step = n;
+        a.b_tap_step = 0;
+        a.b_padded = false;
+        a.c = g.data() + c0;
+        a.ldc = n;
+        a.mr = mr;
+        a.nr = cols;
+        a.bias = nullptr;
+        a.load_c = kb > 0;
+        a.relu = false;
+        K.tile(a);
+      }
     }
+    float* wr = w + (size_t)r0 * n;
+    float* vr = v + (size_t)r0 * n;
+    const float* gr = g.data();
+    const int64_t len = (int64_t)mr * n;
+    for (int64_t i = 0; i < len; i++) rmsprop_update(wr[i], vr[i], gr[i], lr, rho, one_minus_rho, eps);
   });
 }
 

@@ -37,6 +37,20 @@ void dense(const float* x, const float* w, const float* b, float* y, int m, int 
 void dense_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db, int m,
                     int k, int n);
 
+// One RMSprop step of one weight (tf.keras 2.x: epsilon outside the square root); the one formula
+// of rmsprop() and dense_backward_rmsprop().
+inline void rmsprop_update(float& w, float& v, float g, float lr, float rho, float one_minus_rho, float eps) {
+  const float vi = v * rho + one_minus_rho * (g * g);
+  v = vi;
+  w = w - lr * (g / (__builtin_sqrtf(vi) + eps));
+}
+
+// dense_backward's dw = x^T dy (x [m,k], dy [m,n]) fused with rmsprop on w [k,n] and its state v:
+// the gradient is applied tile by tile and never stored. db (optional) = column sums of dy. The
+// results are bit-identical to dense_backward followed by rmsprop.
+void dense_backward_rmsprop(const float* x, const float* dy, float* w, float* v, float* db, int m, int k, int n,
+                            float lr, float rho, float eps);
+
 // Inverted dropout: y = x / (1 - rate) where kept, else 0. The mask is a pure function of
 // (seed, step, index) (dropout_keep), so the backward pass is the same call on dy.
 void dropout(const float* x, float* y, int64_t n, float rate, uint64_t seed, uint64_t step);

@@ -116,6 +116,19 @@ void dense_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* 
     cpu::dense_backward(x.f32(), w.f32(), dy.f32(), dxp, dw.f32(), db.f32(), m, k, n);
 }
 
+void dense_backward_rmsprop(const Tensor& x, const Tensor& dy, Tensor& w, Tensor& v, Tensor& db, float lr, float rho,
+                            float eps) {
+  same_device("dense_backward_rmsprop", {&x, &dy, &w, &v, &db});
+  const int m = (int)x.dim(0), k = (int)x.dim(1), n = (int)w.dim(1);
+  expect(x.ndim == 2, "dense_backward_rmsprop", "x (want [m,k])", x);
+  expect(w.ndim == 2 && w.dim(0) == k, "dense_backward_rmsprop", "w (want [k,n])", w);
+  expect(dy.ndim == 2 && dy.dim(0) == m && dy.dim(1) == n, "dense_backward_rmsprop", "dy (want [m,n])", dy);
+  expect(v.numel() == (int64_t)k * n, "dense_backward_rmsprop", "v (want [k,n])", v);
+  expect(db.numel() == n, "dense_backward_rmsprop", "db (want [n])", db);
+  if (x.on_cuda()) fail("dense_backward_rmsprop: CPU tensors only (the GPU path runs dense_backward, then rmsprop)");
+  cpu::dense_backward_rmsprop(x.f32(), dy.f32(), w.f32(), v.f32(), db.f32(), m, k, n, lr, rho, eps);
+}
+
 void dropout(const Tensor& x, Tensor& y, float rate, uint64_t seed, uint64_t step) {
   same_device("dropout", {&x, &y});
   expect(x.numel() == y.numel(), "dropout", "y (want x's size)", y);

@@ -27,6 +27,10 @@ void maxpool2x2(const Tensor& x, Tensor& y);
 void dense(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool relu);
 // dw = x^T dy, db = sum_rows dy, dx = dy w^T (dx may be null: the first layer needs none)
 void dense_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw, Tensor& db);
+// dense_backward's dw (not stored) applied by RMSprop to w and its state v as it is computed, and
+// db = column sums of dy: bit-identical to dense_backward then rmsprop (CPU tensors only).
+void dense_backward_rmsprop(const Tensor& x, const Tensor& dy, Tensor& w, Tensor& v, Tensor& db, float lr, float rho,
+                            float eps);
 // Inverted dropout with the mask dropout_keep(seed, step, i); the backward pass is the same call on dy.
 void dropout(const Tensor& x, Tensor& y, float rate, uint64_t seed, uint64_t step);
 // z [m] logits, y [m] labels -> prob [m], loss [m] per sample, dz [m] = (prob - y)/m (dz may be null)

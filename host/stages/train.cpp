@@ -392,6 +392,7 @@ class Trainer {
         ntrain_(src.size(Split::Train)), nvalid_(src.size(Split::Valid)),
         steps_per_epoch_((ntrain_ + o.batch - 1) / o.batch), x_({o.batch, head_.spec().in_dim()}, o.device),
         y_({o.batch}, o.device) {
+    head_.set_fused_update(o.fused_update);
     make_dirs(o.out);
     model_path_ = path_join(o.out, "model.bin");
     best_path_ = path_join(o.out, "best.bin");

@@ -53,6 +53,7 @@ struct TrainOptions {
   std::string monitor = "val_loss";  // which epoch best.bin keeps: val_loss (lowest) or val_accuracy (highest)
   Device device = Device::CPU;
   int stop_after_epochs = 0;  // tests: behave as if interrupted after this many epochs
+  bool fused_update = true;   // Head::set_fused_update (benchmarks compare both; results are identical)
 };
 
 struct EpochStats {
