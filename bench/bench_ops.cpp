@@ -3,7 +3,7 @@
 // machine's ceiling. The CPU ceilings are measured here, in the same run: the peak FMA rate of
 // the kernel build in use on all threads, and the bandwidth of a large multi-threaded copy.
 //
-//   build/bench_ops [--batch 8,32] [--device cpu|cuda|all] [--reps N] [--only conv,pool,head] [--kernels 1,2,3,4]
+//   build/bench_ops [--batch 8,32] [--device cpu|cuda|all] [--reps N] [--only conv,pool,head,base] [--kernels 1,2,3,4]
 //
 // --kernels: the GPU's numbered conv3x3 kernels to time (host/ops/cuda_ops.h: 1 fp32 FFMA, 2 fp32
 // FFMA 8x8 per thread, 3 TF32 tensor cores, 4 BF16 tensor cores), each per layer and in total.
@@ -18,6 +18,8 @@
 #include "host/ops/cuda_ops.h"
 #include "host/ops/ops.h"
 #include "host/core/threads.h"
+#include "host/io/weights.h"
+#include "host/model/vgg.h"
 
 using namespace tl;
 
@@ -109,7 +111,19 @@ void bench_device(Device d, const std::vector<int>& batches, int reps, const std
                   const std::vector<int>& kernels) {
   const char* dn = device_name(d);
   bool do_conv = only.find("conv") != std::string::npos, do_pool = only.find("pool") != std::string::npos,
-       do_head = only.find("head") != std::string::npos;
+       do_head = only.find("head") != std::string::npos, do_base = only.find("base") != std::string::npos;
+  if (do_base) {  // the whole base as tl_cache runs it: 13 convs + 5 pools, synthetic weights
+    static const VggWeights vw = synthetic_weights("vgg16", 1);
+    for (int B : batches) {
+      VggBase base(vw, d);
+      Tensor x({B, 224, 224, 3}, d);
+      fill(x, 11, 50.0f);
+      const double s = time_op(d, reps, [&] { base.forward(x); });
+      printf("%-5s %-22s %-28s %10.3f ms  -> %.2f images/s (whole forward, batch %d)\n", dn, "VGG16 base forward",
+             strfmt("%dx224x224x3", B).c_str(), s * 1e3, B / s, B);
+      fflush(stdout);
+    }
+  }
   // The CPU has one conv (its own algorithm choice); the GPU each numbered kernel asked for.
   const std::vector<int> ks = d == Device::CUDA ? kernels : std::vector<int>{0};
   for (int B : batches) {
@@ -196,7 +210,7 @@ int main(int argc, char** argv) {
     cli.opt("--batch", &batches_s, "LIST", "comma-separated batch sizes for the conv layers");
     cli.opt("--device", &device, "D", "cpu, cuda or all (all: the CPU, and the GPU when present)");
     cli.opt("--reps", &reps, "N", "timed repetitions per op (the median is reported)");
-    cli.opt("--only", &only, "LIST", "subset of conv,pool,head");
+    cli.opt("--only", &only, "LIST", "subset of conv,pool,head,base (base: the whole VGG16 forward, pools included)");
     cli.opt("--threads", &threads, "N", "CPU threads (default: all cores)");
     std::string kernels_s = "1";
     cli.opt("--kernels", &kernels_s, "LIST",

@@ -97,22 +97,29 @@ ConvAlgo g_conv_algo = ConvAlgo::Auto;
 
 void set_conv_algo(ConvAlgo a) { g_conv_algo = a; }
 
-ConvAlgo conv_algo_for(int cin, int cout) {
+ConvAlgo conv_algo_for(int cin, int cout, int h, int w) {
   ConvAlgo a = g_conv_algo;
   if (a == ConvAlgo::Auto) {
     static const char* env = getenv("TL_CONV");
     if (env && !strcmp(env, "direct")) a = ConvAlgo::Direct;
     if (env && !strcmp(env, "winograd")) a = ConvAlgo::Winograd;
+    if (env && !strcmp(env, "winograd4")) a = ConvAlgo::Winograd4;
   }
   // Winograd's GEMMs need enough channels to beat the transforms' memory traffic; the first
   // VGG layer (3 input channels) stays direct.
+  // F(4x4) saves 44% of F(2x2)'s GEMM work but its transforms cost more per channel and its 4x4
+  // tiles waste work on small images (14 = 3.5 tiles): measured on VGG16 (bench/RESULTS.md), it
+  // wins from 128 channels on 28-pixel images and larger, and loses or ties below.
+  if (a == ConvAlgo::Auto && cin >= 128 && cout >= 128 && (h == 0 || std::min(h, w) >= 28)) a = ConvAlgo::Winograd4;
   if (a == ConvAlgo::Auto) a = cin >= 16 && cout >= 16 ? ConvAlgo::Winograd : ConvAlgo::Direct;
   return a;
 }
 
 void conv3x3(const float* x, const float* w, const float* b, float* y, int n, int h, int wd, int cin,
              int cout, bool relu) {
-  if (conv_algo_for(cin, cout) == ConvAlgo::Winograd) return conv3x3_winograd(x, w, b, y, n, h, wd, cin, cout, relu);
+  const ConvAlgo a = conv_algo_for(cin, cout, h, wd);
+  if (a == ConvAlgo::Winograd) return conv3x3_winograd(x, w, b, y, n, h, wd, cin, cout, relu, 2);
+  if (a == ConvAlgo::Winograd4) return conv3x3_winograd(x, w, b, y, n, h, wd, cin, cout, relu, 4);
   conv3x3_direct(x, w, b, y, n, h, wd, cin, cout, relu);
 }
 

@@ -10,17 +10,19 @@ namespace tl {
 namespace cpu {
 
 // x [n,h,w,cin] NHWC, w [3,3,cin,cout] HWIO, b [cout] -> y [n,h,w,cout]; stride 1, zero pad 1.
-// Winograd F(2x2,3x3) when there are at least 16 input and output channels, else direct
-// (TL_CONV=direct|winograd, or set_conv_algo, forces one).
+// Winograd F(4x4,3x3) from 128 input and output channels on images of 28 pixels and more, F(2x2,3x3)
+// from 16 channels, else direct (TL_CONV=direct|winograd|winograd4, or set_conv_algo, forces one).
 void conv3x3(const float* x, const float* w, const float* b, float* y, int n, int h, int wd, int cin,
              int cout, bool relu);
 void conv3x3_direct(const float* x, const float* w, const float* b, float* y, int n, int h, int wd, int cin,
                     int cout, bool relu);
+// m: the output tile, 2 for F(2x2,3x3) or 4 for F(4x4,3x3).
 void conv3x3_winograd(const float* x, const float* w, const float* b, float* y, int n, int h, int wd, int cin,
-                      int cout, bool relu);
-enum class ConvAlgo { Auto, Direct, Winograd };
+                      int cout, bool relu, int m = 2);
+enum class ConvAlgo { Auto, Direct, Winograd, Winograd4 };
 void set_conv_algo(ConvAlgo a);
-ConvAlgo conv_algo_for(int cin, int cout);
+// The algorithm conv3x3 uses for a layer (h, w: its size; 0: large).
+ConvAlgo conv_algo_for(int cin, int cout, int h = 0, int w = 0);
 
 // C[m,n] = op(A)[m,k] op(B)[k,n] (+ bias[n] | + C when accumulate), optional ReLU.
 // op(A) = A (row-major, lda) or A^T when ta (A stored [k][lda]); likewise B with tb.

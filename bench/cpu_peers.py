@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""The VGG16 conv base (13 conv3x3+ReLU, 5 max-pools, 224x224) on the CPU, side by side in one run:
+ours (build/bench_ops --only base: the automatic algorithm choice, F(2x2)-only Winograd, direct) and
+ONNX Runtime, OpenVINO fp32 and OpenVINO bf16 (inference_precision_hint) on the same ONNX graph with
+random weights. Interleaved rounds; prints images/s per system and batch (median, min, max over the
+rounds) and the ratio to ours.
+
+    python3 bench/cpu_peers.py [--batches 8,32] [--rounds 3] [--reps 3] [--threads N]
+(bench/cpu_peers.sh makes the venv with openvino, onnxruntime, onnx and numpy from PyPI.)
+"""
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def vgg_onnx(path):
+    rng = np.random.default_rng(1)
+    nodes, inits, c, cur, i = [], [], 3, "x", 0
+    for v in CFG:
+        if v == "M":
+            nodes.append(helper.make_node("MaxPool", [cur], [f"p{i}"], kernel_shape=[2, 2], strides=[2, 2]))
+            cur = f"p{i}"
+        else:
+            w = (rng.standard_normal((v, c, 3, 3)) * np.sqrt(2.0 / (9 * c))).astype(np.float32)
+            b = (rng.standard_normal(v) * 0.01).astype(np.float32)
+            inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
+            nodes.append(helper.make_node("Conv", [cur, f"w{i}", f"b{i}"], [f"c{i}"], pads=[1, 1, 1, 1]))
+            nodes.append(helper.make_node("Relu", [f"c{i}"], [f"r{i}"]))
+            cur, c = f"r{i}", v
+        i += 1
+    g = helper.make_graph(nodes, "vgg16_base", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 224, 224])],
+                          [helper.make_tensor_value_info(cur, TensorProto.FLOAT, ["N", 512, 7, 7])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(m, path)
+
+
+def timed(fn, reps):
+    fn()  # warm-up
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batches", default="8,32")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    a = ap.parse_args()
+    batches = [int(b) for b in a.batches.split(",")]
+    import onnxruntime as ort
+    import openvino as ov
+
+    tmp = tempfile.mkdtemp()
+    path = os.path.join(tmp, "vgg16_base.onnx")
+    vgg_onnx(path)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = a.threads
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    core = ov.Core()
+    ovm = {}
+    for prec in ("f32", "bf16"):
+        ovm[prec] = core.compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": prec, "INFERENCE_NUM_THREADS": str(a.threads),
+                                                     "PERFORMANCE_HINT": "LATENCY"})
+    cpu = open("/proc/cpuinfo").read()
+    model = re.search(r"model name\s*:\s*(.*)", cpu).group(1)
+    flags = set(re.search(r"flags\s*:\s*(.*)", cpu).group(1).split())
+    print(f"{model}, {a.threads} threads; avx512_bf16: {'avx512_bf16' in flags}, amx_bf16: {'amx_bf16' in flags}; "
+          f"onnxruntime {ort.__version__}, openvino {ov.__version__}; {a.rounds} rounds x {a.reps} reps", flush=True)
+    print("openvino bf16 runs in:", ovm["bf16"].get_property("INFERENCE_PRECISION_HINT"), flush=True)
+
+    def ours(env):
+        def run(b):
+            e = dict(os.environ, **env)
+            out = subprocess.run([os.path.join(ROOT, "build/bench_ops"), "--device", "cpu", "--only", "base", "--batch",
+                                  str(b), "--reps", str(a.reps), "--threads", str(a.threads)],
+                                 capture_output=True, text=True, env=e, check=True).stdout
+            return b / float(re.search(r"-> ([\d.]+) images/s", out).group(1))  # seconds per batch
+        return run
+
+    def ort_run(b):
+        x = np.random.default_rng(2).standard_normal((b, 3, 224, 224)).astype(np.float32) * 50
+        return timed(lambda: sess.run(None, {"x": x}), a.reps)
+
+    def ov_run(prec):
+        def run(b):
+            x = np.random.default_rng(2).standard_normal((b, 3, 224, 224)).astype(np.float32) * 50
+            req = ovm[prec].create_infer_request()
+            return timed(lambda: req.infer({0: x}), a.reps)
+        return run
+
+    systems = [("ours (automatic: direct, Winograd F(2x2) and F(4x4))", ours({})),
+               ("ours, Winograd F(2x2) only (before F(4x4))", ours({"TL_CONV": "winograd"})),
+               ("ours, direct conv only", ours({"TL_CONV": "direct"})),
+               (f"ONNX Runtime {ort.__version__} (all optimisations)", ort_run),
+               (f"OpenVINO {ov.__version__.split('-')[0]} fp32", ov_run("f32")),
+               (f"OpenVINO {ov.__version__.split('-')[0]} bf16 hint", ov_run("bf16"))]
+    res = {(n, b): [] for n, _ in systems for b in batches}
+    for r in range(a.rounds):
+        for b in batches:
+            for name, fn in systems:
+                s = fn(b)
+                res[(name, b)].append(b / s)
+                print(f"round {r + 1} batch {b}: {name}: {b / s:.2f} images/s", flush=True)
+    print()
+    head = "%-58s" % "VGG16 conv base, 224x224, images/s (median [min-max])"
+    print(head + "".join("%24s" % f"batch {b}" for b in batches) + "%14s" % "vs ours")
+    base = {b: statistics.median(res[(systems[0][0], b)]) for b in batches}
+    for name, _ in systems:
+        row = "%-58s" % name
+        for b in batches:
+            v = res[(name, b)]
+            row += "%24s" % f"{statistics.median(v):.2f} [{min(v):.2f}-{max(v):.2f}]"
+        row += "%14s" % f"{statistics.median(res[(name, batches[-1])]) / base[batches[-1]]:.2f}"
+        print(row)
+    print(f"RESULT ours_vs_openvino_bf16 batch {batches[-1]}: "
+          f"{base[batches[-1]] / statistics.median(res[(systems[-1][0], batches[-1])]):.2f}x")
+
+
+if __name__ == "__main__":
+    main()
