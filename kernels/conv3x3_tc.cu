@@ -28,6 +28,24 @@ constexpr int THREADS = 256;
 
 __device__ __forceinline__ float4 zero4() { return make_float4(0.0f, 0.0f, 0.0f, 0.0f); }
 
+// The pixels of rows first, first + RPP, ... of a tile: (y, x) and the offset of their image in x
+// (-1 past the last pixel). The only divisions of the loaders, once per kernel.
+template <int ITERS, int RPP>
+__device__ __forceinline__ void pixel_rows(int64_t first, int64_t M, int h, int wd, int cin, int* py, int* px,
+                                           int64_t* base) {
+#pragma unroll
+  for (int i = 0; i < ITERS; i++) {
+    const int64_t m = first + i * RPP;
+    base[i] = -1, py[i] = 0, px[i] = 0;
+    if (m < M) {
+      const int64_t q = m / wd;
+      px[i] = (int)(m - q * wd);
+      py[i] = (int)(q % h);
+      base[i] = (q / h) * (int64_t)h * wd * cin;
+    }
+  }
+}
+
 // ---------------------------------------------------------------- tile loaders
 // A: the BM x BK slice (pixels x K) of the implicit im2col matrix for the current step.
 template <int BM, int BK, bool FAST>
@@ -47,17 +65,7 @@ struct ALoader<BM, BK, true> {  // cin % BK == 0: a step is BK channels of one t
     x = x_, h = h_, wd = wd_, cin = cin_;
     kq = threadIdx.x % KV, row0 = threadIdx.x / KV;
     dy = -1, dx = -1, ci0 = 0;
-#pragma unroll
-    for (int i = 0; i < ITERS; i++) {
-      const int64_t m = m0 + row0 + i * RPP;
-      base[i] = -1, py[i] = 0, px[i] = 0;
-      if (m < M) {
-        const int64_t q = m / wd;
-        px[i] = (int)(m - q * wd);
-        py[i] = (int)(q % h);
-        base[i] = (q / h) * (int64_t)h * wd * cin;
-      }
-    }
+    pixel_rows<ITERS, RPP>(m0 + row0, M, h, wd, cin, py, px, base);
   }
   __device__ void load() {
 #pragma unroll
@@ -103,17 +111,7 @@ struct ALoader<BM, BK, false> {  // any cin: each thread owns one K column of th
     kcol = threadIdx.x % BK, row0 = threadIdx.x / BK;
     tap = kcol / cin, ci = kcol - tap * cin;
     dy = tap / 3 - 1, dx = tap % 3 - 1;
-#pragma unroll
-    for (int i = 0; i < ITERS; i++) {
-      const int64_t m = m0 + row0 + i * RPP;
-      base[i] = -1, py[i] = 0, px[i] = 0;
-      if (m < M) {
-        const int64_t q = m / wd;
-        px[i] = (int)(m - q * wd);
-        py[i] = (int)(q % h);
-        base[i] = (q / h) * (int64_t)h * wd * cin;
-      }
-    }
+    pixel_rows<ITERS, RPP>(m0 + row0, M, h, wd, cin, py, px, base);
   }
   __device__ void load() {
 #pragma unroll
