@@ -96,6 +96,7 @@ struct Outcome {
   double worst_ratio = 0;          // max over outputs of |y - y64| / bound
   double worst_ratio_rounded = 0;  // max of |y - y64(rounded operands)| / the accumulation's bound
   double rel_l2 = 0;               // ||y - y64|| / ||y64||
+  std::vector<float> y;
 };
 
 // Runs kernel v on (x, w, b) placed `offset` floats into its device buffer; compares with ref.
@@ -121,6 +122,7 @@ Outcome run_kernel(int v, const std::vector<float>& x, const std::vector<float>&
     den += ref.y[i] * ref.y[i];
   }
   o.rel_l2 = std::sqrt(num / std::max(den, 1e-300));
+  o.y = y;
   return o;
 }
 
@@ -144,6 +146,7 @@ CUDA_CASE("conv3x3 kernels 2, 3 (tf32) and 4 (bf16) stay within their proven err
     const auto x = tlt::random_vec((size_t)c.n * c.h * c.w * c.cin, 501 + c.cin),
                w = tlt::random_vec((size_t)9 * c.cin * c.cout, 502 + c.cout, 0.1f), b = tlt::random_vec(c.cout, 503);
     const Ref ref = reference(x, w, b, c.n, c.h, c.w, c.cin, c.cout, c.relu);
+    const std::vector<float> y1 = run_kernel(1, x, w, b, ref, c.n, c.h, c.w, c.cin, c.cout, c.relu).y;
     for (int v : {2, 3, 4}) {
       const Outcome o = run_kernel(v, x, w, b, ref, c.n, c.h, c.w, c.cin, c.cout, c.relu);
       MESSAGE("precision case (" << std::string(where()) << "): kernel " << std::string(kernel_name(v)) << ", "
@@ -155,6 +158,8 @@ CUDA_CASE("conv3x3 kernels 2, 3 (tf32) and 4 (bf16) stay within their proven err
       CHECK(o.worst_ratio_rounded <= 1.0);
       // The reduced precisions are really used (their errors are far above fp32's), and stay small.
       if (v == 2) CHECK(o.rel_l2 < 1e-5);
+      // Kernel 2 runs every output's chain of FMAs in kernel 1's order (taps, then channels): the same bits.
+      if (v == 2) CHECK(o.y == y1);
       if (v == 3) CHECK((o.rel_l2 > 2e-5 && o.rel_l2 < 1e-3));
       if (v == 4) CHECK((o.rel_l2 > 2e-4 && o.rel_l2 < 8e-3));
     }
@@ -174,7 +179,7 @@ CUDA_CASE("conv3x3 kernels 2, 3 (tf32) and 4 (bf16) stay within their proven err
         "conv3x3: no kernel 5 (1-4)");
 }
 
-CUDA_CASE("the whole VGG16 base on real photos: tf32 and bf16 features against fp32") {
+CUDA_CASE("the whole VGG16 base on real photos: fp32 kernels 1 and 2, tf32 and bf16 features against the CPU's fp32") {
   // Genuine ImageNet weights where present (CI: make weights), else the synthetic ones.
   const std::string real = tlt::real_keras_h5();
   VggWeights w = real.empty() ? synthetic_weights("vgg16", 7) : convert_weights(real, nullptr, nullptr);
@@ -192,16 +197,23 @@ CUDA_CASE("the whole VGG16 base on real photos: tf32 and bf16 features against f
   VggBase cpu(w, Device::CPU);
   const std::vector<float> ref = cpu.forward(x).to_vector();
   Tensor xg = x.to(Device::CUDA);
-  for (Precision p : {Precision::FP32, Precision::TF32, Precision::BF16}) {
+  struct Run {
+    Precision p;
+    int fp32_kernel;
+  };
+  for (Run run : {Run{Precision::FP32, 1}, Run{Precision::FP32, 2}, Run{Precision::TF32, 0}, Run{Precision::BF16, 0}}) {
+    const Precision p = run.p;
+    ops::set_cuda_fp32_conv(run.fp32_kernel);
     VggBase gpu(w, Device::CUDA, p);
     const std::vector<float> y = gpu.forward(xg).to_vector();
+    ops::set_cuda_fp32_conv(0);
     double num = 0, den = 0;
     for (size_t i = 0; i < y.size(); i++) num += (y[i] - ref[i]) * (double)(y[i] - ref[i]), den += (double)ref[i] * ref[i];
     const double max_rel = tlt::rel_err(y, ref), l2 = std::sqrt(num / den);
     MESSAGE("precision case (" << std::string(where()) << "): VGG16 base, "
                                << std::string(real.empty() ? "synthetic" : "genuine ImageNet") << " weights, " << n
                                << " real photos at " << size << "x" << size << ", " << std::string(precision_name(p))
-                               << " (kernel " << ops::cuda_conv_variant(p)
+                               << " (kernel " << (p == Precision::FP32 ? run.fp32_kernel : ops::cuda_conv_variant(p))
                                << ") vs the CPU's fp32: max error / max value " << max_rel << ", relative L2 " << l2);
     CHECK(max_rel <= (p == Precision::FP32 ? 1e-4 : p == Precision::TF32 ? 2e-3 : 1e-2));
     CHECK(l2 <= (p == Precision::FP32 ? 1e-5 : p == Precision::TF32 ? 2e-3 : 1e-2));

@@ -28,16 +28,26 @@ void expect(bool ok, const char* op, const char* what, const Tensor& t) {
 
 }  // namespace
 
+namespace {
+int g_fp32_conv = 0;  // 0: from TL_CUDA_CONV_FP32 (default 1)
+}  // namespace
+
+void set_cuda_fp32_conv(int kernel) {
+  if (kernel < 0 || kernel > 2) fail("set_cuda_fp32_conv: no fp32 conv kernel %d", kernel);
+  g_fp32_conv = kernel;
+}
+
 int cuda_conv_variant(Precision precision) {
   if (precision == Precision::TF32) return 3;
   if (precision == Precision::BF16) return 4;
-  static const int fp32 = [] {
+  if (g_fp32_conv) return g_fp32_conv;
+  static const int from_env = [] {
     const char* v = getenv("TL_CUDA_CONV_FP32");
     if (!v || !*v) return 1;
     if (strcmp(v, "1") && strcmp(v, "2")) fail("TL_CUDA_CONV_FP32=%s: expected 1 or 2 (the fp32 conv kernel)", v);
     return atoi(v);
   }();
-  return fp32;
+  return from_env;
 }
 
 void conv3x3(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool relu, Precision precision) {

@@ -19,6 +19,8 @@ void conv3x3(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool 
              Precision precision = Precision::FP32);
 // The GPU kernel number conv3x3 uses at this precision.
 int cuda_conv_variant(Precision precision);
+// Tests and benchmarks: the fp32 GPU kernel (1 or 2; 0: TL_CUDA_CONV_FP32's, default 1).
+void set_cuda_fp32_conv(int kernel);
 void relu(const Tensor& x, Tensor& y);  // y may be x
 void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx);
 // x [n,h,w,c] -> y [n,h/2,w/2,c] (floor, as Keras MaxPooling2D with 'valid' padding)

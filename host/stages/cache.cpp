@@ -616,6 +616,12 @@ class CacheBuild {
     note("cached %lld of %lld images in %s (%.1f images/s this run); skipped %lld%s", (long long)sum_.cached,
          (long long)sum_.files, human_time(sum_.seconds).c_str(), sum_.images_per_s, (long long)sum_.skipped,
          sum_.skipped ? " (reasons in manifest.tsv, status column)" : "");
+    if (sum_.pipeline_s > 0)
+      note("time: forward passes %.1f s (%.0f%%), waiting for decoded images %.1f s (%.0f%%), the rest %.1f s (copies, "
+           "shards, writer)",
+           sum_.forward_s, 100.0 * sum_.forward_s / sum_.pipeline_s, sum_.wait_decode_s,
+           100.0 * sum_.wait_decode_s / sum_.pipeline_s,
+           std::max(0.0, sum_.pipeline_s - sum_.forward_s - sum_.wait_decode_s));
     for (size_t i = 0; i < skips_.size() && i < 5; i++)
       say("  skipped %s: %s\n", ds_.display_path(ds_.files[skips_[i].first]).c_str(), skips_[i].second.c_str());
     if (skips_.size() > 5) say("  ... and %zu more\n", skips_.size() - 5);
@@ -722,11 +728,21 @@ bool CacheBuild::run_pipeline() {
     batch_no++;
     xin = fx_of(batch_no).next_input();
   };
+  double forward_s = 0, wait_s = 0;
+  auto timed_batch = [&]() {
+    const double t0 = now_s();
+    run_batch();
+    forward_s += now_s() - t0;
+  };
   int64_t idx;
   const float* data;
   std::string err;
   bool stopped = false;
-  while (loader.next(&idx, &data, &err)) {
+  for (;;) {
+    const double t_wait = now_s();
+    const bool more = loader.next(&idx, &data, &err);
+    wait_s += now_s() - t_wait;
+    if (!more) break;
     const auto [p, id] = seq[(size_t)idx];
     if (!err.empty()) {
       const std::string reason = strip_prefix(err, ds_.files[id].rel);
@@ -740,7 +756,7 @@ bool CacheBuild::run_pipeline() {
       in_batch.push_back(idx);
     }
     loader.release();
-    if ((int)in_batch.size() == batch) run_batch();
+    if ((int)in_batch.size() == batch) timed_batch();
     writer.check();
     bad_limit_check();
     prog.update(done_files_ + idx + 1, strfmt("skipped %zu", skips_.size()));
@@ -749,8 +765,12 @@ bool CacheBuild::run_pipeline() {
       break;
     }
   }
-  if (!stopped) run_batch();
-  for (size_t g = 0; g < ndev; g++) fx_of((int64_t)g).flush();
+  if (!stopped) timed_batch();
+  {
+    const double t0 = now_s();
+    for (size_t g = 0; g < ndev; g++) fx_of((int64_t)g).flush();
+    forward_s += now_s() - t0;
+  }
   loader.stop();
   writer.close();
   writer.check();
@@ -758,6 +778,9 @@ bool CacheBuild::run_pipeline() {
   if (stopped) return false;
   prog.finish(strfmt("skipped %zu", skips_.size()));
   const double compute_s = now_s() - t_compute0;
+  sum_.forward_s = forward_s;
+  sum_.wait_decode_s = wait_s;
+  sum_.pipeline_s = compute_s;
   sum_.cached += newly_cached;
   sum_.images_per_s = compute_s > 0 ? (double)newly_cached / compute_s : 0.0;
   return true;

@@ -71,6 +71,10 @@ struct CacheSummary {
   int64_t files = 0, cached = 0, skipped = 0, reused_shards = 0, written_shards = 0;
   int64_t per_split[2] = {0, 0};
   double seconds = 0, images_per_s = 0;
+  // Where the pipeline's time went (seconds of the main thread): the forward passes (on the GPU:
+  // handing batches over, waiting for the previous one), waiting for decoded images, the rest
+  // (copying inputs, assembling shards, waiting for the writer).
+  double forward_s = 0, wait_decode_s = 0, pipeline_s = 0;
   bool interrupted = false;
 };
 
