@@ -81,7 +81,8 @@ TEST_CASE("conv3x3 matches PyTorch (fixture) for every CPU kernel build, direct 
   MESSAGE("conv3x3 vs PyTorch float64, max error / max value: direct " << worst[1] << ", Winograd F(2x2) " << worst[2]
                                                                        << ", F(4x4) " << worst[3]);
   // The automatic choice on VGG16's layers (bench/RESULTS.md has the timings behind it).
-  CHECK(cpu::conv_algo_for(3, 64, 224, 224) == cpu::ConvAlgo::Direct);  // VGG's first layer
+  CHECK(cpu::conv_algo_for(3, 64, 224, 224) == cpu::ConvAlgo::Winograd);  // VGG's first layer
+  CHECK(cpu::conv_algo_for(17, 3, 10, 10) == cpu::ConvAlgo::Direct);
   CHECK(cpu::conv_algo_for(64, 64, 224, 224) == cpu::ConvAlgo::Winograd);
   CHECK(cpu::conv_algo_for(64, 128, 112, 112) == cpu::ConvAlgo::Winograd);
   CHECK(cpu::conv_algo_for(128, 128, 112, 112) == cpu::ConvAlgo::Winograd4);

@@ -111,7 +111,9 @@ ConvAlgo conv_algo_for(int cin, int cout, int h, int w) {
   // tiles waste work on small images (14 = 3.5 tiles): measured on VGG16 (bench/RESULTS.md), it
   // wins from 128 channels on 28-pixel images and larger, and loses or ties below.
   if (a == ConvAlgo::Auto && cin >= 128 && cout >= 128 && (h == 0 || std::min(h, w) >= 28)) a = ConvAlgo::Winograd4;
-  if (a == ConvAlgo::Auto) a = cin >= 16 && cout >= 16 ? ConvAlgo::Winograd : ConvAlgo::Direct;
+  // F(2x2) also wins on the first layer (3 input channels: K = 27 leaves the direct micro-kernel
+  // mostly idle): 1.3-1.9x on block1_conv1 here (bench/RESULTS.md section 10).
+  if (a == ConvAlgo::Auto) a = cout >= 16 ? ConvAlgo::Winograd : ConvAlgo::Direct;
   return a;
 }
 

@@ -11,7 +11,7 @@ namespace cpu {
 
 // x [n,h,w,cin] NHWC, w [3,3,cin,cout] HWIO, b [cout] -> y [n,h,w,cout]; stride 1, zero pad 1.
 // Winograd F(4x4,3x3) from 128 input and output channels on images of 28 pixels and more, F(2x2,3x3)
-// from 16 channels, else direct (TL_CONV=direct|winograd|winograd4, or set_conv_algo, forces one).
+// from 16 output channels, else direct (TL_CONV=direct|winograd|winograd4, or set_conv_algo, forces one).
 void conv3x3(const float* x, const float* w, const float* b, float* y, int n, int h, int wd, int cin,
              int cout, bool relu);
 void conv3x3_direct(const float* x, const float* w, const float* b, float* y, int n, int h, int wd, int cin,
