@@ -8,6 +8,9 @@
 // --kernels: the GPU's numbered conv3x3 kernels to time (host/ops/cuda_ops.h: 1 fp32 FFMA, 2 fp32
 // FFMA 8x8 per thread, 3 TF32 tensor cores, 4 BF16 tensor cores), each per layer and in total.
 #include <algorithm>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -28,6 +31,38 @@ namespace {
 struct Ceil {
   double flops = 0, bytes = 0;
 };
+
+#if defined(__x86_64__)
+// The bf16 dot-product ceiling (VDPBF16PS: 32 multiply-adds per instruction), for the record: where
+// it is not twice the fp32 FMA rate, a bf16 conv path cannot beat the fp32 one.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"  // GCC 12: a false report inside _mm512_reduce_add_ps
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f,avx512bf16"))) float dpbf16_loop(long iters) {
+  __m512 acc[24];
+  for (int i = 0; i < 24; i++) acc[i] = _mm512_setzero_ps();
+  const __m512bh a = (__m512bh)_mm512_set1_epi32(0x3f803f80), b = (__m512bh)_mm512_set1_epi32(0x33803380);
+  for (long it = 0; it < iters; it++) {
+#pragma GCC unroll 24
+    for (int i = 0; i < 24; i++) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
+  }
+  float s = 0;
+  for (int i = 0; i < 24; i++) s += _mm512_reduce_add_ps(acc[i]);
+  return s;
+}
+#pragma GCC diagnostic pop
+double bf16_ceiling() {  // flop/s on all threads; 0 without AVX512_BF16
+  if (!__builtin_cpu_supports("avx512bf16")) return 0;
+  const int nt = num_threads();
+  const long iters = 10000000;
+  std::vector<float> sink(nt);
+  const double t0 = now_s();
+  parallel_for(nt, [&](int64_t t) { sink[t] = dpbf16_loop(iters); });
+  return (double)iters * 24 * 32 * 2 * nt / (now_s() - t0);
+}
+#else
+double bf16_ceiling() { return 0; }
+#endif
 
 Ceil measure_cpu_ceilings() {
   Ceil c;
@@ -229,8 +264,10 @@ int main(int argc, char** argv) {
     printf("%-5s %-22s %-28s %13s %17s %6s\n", "dev", "op", "shape", "median", "rate", "ceil");
     if (device == "cpu" || device == "all") {
       Ceil c = measure_cpu_ceilings();
-      printf("cpu: %d threads, kernels %s; measured ceilings: %.1f GFLOP/s fp32 FMA, %.1f GB/s copy\n",
-             num_threads(), cpu::kernels().isa, c.flops / 1e9, c.bytes / 1e9);
+      const double bf16 = bf16_ceiling();
+      printf("cpu: %d threads, kernels %s; measured ceilings: %.1f GFLOP/s fp32 FMA, %.1f GB/s copy%s\n",
+             num_threads(), cpu::kernels().isa, c.flops / 1e9, c.bytes / 1e9,
+             bf16 > 0 ? strfmt(", %.1f GFLOP/s bf16 dot products (AVX512_BF16)", bf16 / 1e9).c_str() : "");
       bench_device(Device::CPU, batches, reps, only, c, kernels);
     }
     std::string why;

@@ -106,7 +106,7 @@ def main():
             return timed(lambda: req.infer({0: x}), a.reps)
         return run
 
-    systems = [("ours (automatic: direct, Winograd F(2x2) and F(4x4))", ours({})),
+    systems = [("ours (automatic: Winograd F(2x2) and F(4x4))", ours({})),
                ("ours, Winograd F(2x2) only (before F(4x4))", ours({"TL_CONV": "winograd"})),
                ("ours, direct conv only", ours({"TL_CONV": "direct"})),
                (f"ONNX Runtime {ort.__version__} (all optimisations)", ort_run),
