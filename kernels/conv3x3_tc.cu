@@ -46,6 +46,15 @@ __device__ __forceinline__ void pixel_rows(int64_t first, int64_t M, int h, int 
   }
 }
 
+// A loaded float4's 4 values into the tile: st(row, col..col+3, value).
+template <class Store>
+__device__ __forceinline__ void store_float4(Store& st, int row, int col, float4 v) {
+  st(row, col + 0, v.x);
+  st(row, col + 1, v.y);
+  st(row, col + 2, v.z);
+  st(row, col + 3, v.w);
+}
+
 // ---------------------------------------------------------------- tile loaders
 // A: the BM x BK slice (pixels x K) of the implicit im2col matrix for the current step.
 template <int BM, int BK, bool FAST>
@@ -87,11 +96,7 @@ struct ALoader<BM, BK, true> {  // cin % BK == 0: a step is BK channels of one t
   __device__ void store(Store st) const {
 #pragma unroll
     for (int i = 0; i < ITERS; i++) {
-      const int row = row0 + i * RPP;
-      st(row, kq * 4 + 0, r[i].x);
-      st(row, kq * 4 + 1, r[i].y);
-      st(row, kq * 4 + 2, r[i].z);
-      st(row, kq * 4 + 3, r[i].w);
+      store_float4(st, row0 + i * RPP, kq * 4, r[i]);
     }
   }
 };
@@ -168,11 +173,7 @@ struct BLoader<BK, BN, true> {  // cout % 4 == 0
   __device__ void store(Store st) const {
 #pragma unroll
     for (int i = 0; i < ITERS; i++) {
-      const int row = r0 + i * RPP;
-      st(row, c4 * 4 + 0, r[i].x);
-      st(row, c4 * 4 + 1, r[i].y);
-      st(row, c4 * 4 + 2, r[i].z);
-      st(row, c4 * 4 + 3, r[i].w);
+      store_float4(st, r0 + i * RPP, c4 * 4, r[i]);
     }
   }
 };

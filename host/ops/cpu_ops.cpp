@@ -286,16 +286,20 @@ void dense(const float* x, const float* w, const float* b, float* y, int m, int 
   gemm(m, n, k, x, k, false, w, n, false, y, n, b, false, relu);
 }
 
+namespace {
+// db[n] = the sum over the rows of dy [m, n], in row order.
+void column_sums(const float* dy, int m, int n, float* db) {
+  for (int j = 0; j < n; j++) db[j] = 0.0f;
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) db[j] += dy[(size_t)i * n + j];
+}
+}  // namespace
+
 void dense_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db, int m,
                     int k, int n) {
   // dw[k,n] = x^T[k,m] dy[m,n]
   gemm(k, n, m, x, k, true, dy, n, false, dw, n, nullptr, false, false);
-  // db[n] = sum over rows of dy, in row order
-  if (db) {
-    for (int j = 0; j < n; j++) db[j] = 0.0f;
-    for (int i = 0; i < m; i++)
-      for (int j = 0; j < n; j++) db[j] += dy[(size_t)i * n + j];
-  }
+  if (db) column_sums(dy, m, n, db);
   // dx[m,k] = dy[m,n] w^T[n,k]
   if (dx) gemm(m, k, n, dy, n, false, w, n, true, dx, k, nullptr, false, false);
 }
@@ -383,11 +387,7 @@ void dense_backward_rmsprop(const float* x, const float* dy, float* w, float* v,
   // The GEMM dw[k,n] = x^T dy of dense_backward, tile by tile exactly as gemm() computes it (same
   // tiles, same k blocks, same chains), each tile's gradient applied to w and v while it is in
   // registers' reach instead of being stored: the 40 MB gradient is never written or read back.
-  if (db) {
-    for (int j = 0; j < n; j++) db[j] = 0.0f;
-    for (int i = 0; i < m; i++)
-      for (int j = 0; j < n; j++) db[j] += dy[(size_t)i * n + j];
-  }
+  if (db) column_sums(dy, m, n, db);
   if (k <= 0 || n <= 0) return;
   const float one_minus_rho = 1.0f - rho;
   if (m <= 0) {  // an empty batch: a zero gradient, as gemm() gives
