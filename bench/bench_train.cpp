@@ -61,18 +61,22 @@ int main(int argc, char** argv) {
     cli.opt("--batch", &batches, "LIST", "batch sizes");
     cli.opt("--device", &device, "D", "cpu or cuda");
     cli.opt("--threads", &threads, "N", "CPU threads");
-    std::string updates = "fused";
-    cli.opt("--update", &updates, "LIST", "fused (W1's RMSprop in its gradient pass, the default), separate, or both");
+    std::string updates = "ahead";
+    cli.opt("--update", &updates, "LIST",
+            "separate (W1's gradient stored, then RMSprop), fused (RMSprop in W1's gradient pass), ahead (fused, and the "
+            "next batch's first layer in that pass too: the default), or all");
     if (!cli.parse(argc, argv)) return 0;
     if (threads > 0) set_num_threads(threads);
     set_quiet(true);
     const Device d = resolve_device(device);
     RandomSource src(samples, d);
     for (const std::string& b : split(batches, ','))
-    for (const std::string& u : split(updates == "both" ? std::string("separate,fused") : updates, ',')) {
-      if (u != "fused" && u != "separate") fail("--update: expected fused, separate or both, got '%s'", u.c_str());
+    for (const std::string& u : split(updates == "all" ? std::string("separate,fused,ahead") : updates, ',')) {
+      if (u != "fused" && u != "separate" && u != "ahead")
+        fail("--update: expected separate, fused, ahead or all, got '%s'", u.c_str());
       TrainOptions o;
-      o.fused_update = u == "fused";
+      o.fused_update = u != "separate";
+      o.look_ahead = u == "ahead";
       o.out = "/tmp/tl_bench_train";
       o.epochs = 1;
       o.batch = atoi(b.c_str());

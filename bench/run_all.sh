@@ -59,7 +59,7 @@ PY
   train)
     log "== one training epoch over 23,076 cached samples (random 7x7x512 features), batch 32 and 128"
     for round in 1 2 3; do  # interleaved rounds: the VM's noise hits every side alike
-      run ./build/bench_train --samples 23076 --batch 32,128 --threads "$THREADS" --update both
+      run ./build/bench_train --samples 23076 --batch 32,128 --threads "$THREADS" --update all
       for py in $TORCH_PYTHONS; do run "$py" bench/torch_train.py --samples 23076 --batch 32,128 --threads "$THREADS"; done
     done
     ;;

@@ -5,6 +5,7 @@
 //   conv3x3 (direct and Winograd), dense and its gradients: 2e-6;  relu, maxpool, dropout, fp16: exact;
 //   sigmoid/BCE: 2e-7 absolute on prob and dz, 1e-6 relative per element on the loss;
 //   RMSprop against torch's fp32 optimiser: 1e-6 relative.
+#include <cmath>
 #include <cstring>
 
 #include "helpers.h"
@@ -208,6 +209,115 @@ TEST_CASE("dense gradients are identical for any thread count") {
   set_num_threads(5);
   CHECK(run() == ref);
   set_num_threads(saved);
+}
+
+TEST_CASE("dense with a long reduction: 512-row partial sums, exact to their definition, for any threads, rows, or look-ahead") {
+  CHECK(cpu::dense_partial_blocks(1023) == 0);  // one GEMM below 1024
+  CHECK(cpu::dense_partial_blocks(1024) == 2);
+  CHECK(cpu::dense_partial_blocks(25088) == 49);
+  const int m = 70, k = 1500, n = 45;  // blocks of 512, 512, 476; 70 rows: past dense()'s 64-row passes
+  const auto xv = tlt::random_vec((size_t)m * k, 21), wv = tlt::random_vec((size_t)k * n, 22, 0.05f),
+             bv = tlt::random_vec((size_t)n, 23);
+  // The definition: per block, one chain from zero over its rows in order (fused multiply-adds in
+  // the AVX builds, multiply then add in the portable one), then bias + P_0 + P_1 + P_2, ReLU.
+  auto definition = [&](bool fused) {
+    std::vector<float> y((size_t)m * n);
+    for (int i = 0; i < m; i++)
+      for (int j = 0; j < n; j++) {
+        float s = bv[j];
+        for (int b0 = 0; b0 < k; b0 += 512) {
+          float p = 0.0f;
+          for (int kk = b0; kk < std::min(k, b0 + 512); kk++) {
+            const float a = xv[(size_t)i * k + kk], w = wv[(size_t)kk * n + j];
+            if (fused) {
+              p = std::fma(a, w, p);
+            } else {
+              const float prod = a * w;
+              p = p + prod;
+            }
+          }
+          s += p;
+        }
+        y[(size_t)i * n + j] = s > 0.0f ? s : 0.0f;
+      }
+    return y;
+  };
+  std::vector<double> ref((size_t)m * n);  // float64, for the size of the error
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) {
+      double s = bv[j];
+      for (int kk = 0; kk < k; kk++) s += (double)xv[(size_t)i * k + kk] * wv[(size_t)kk * n + j];
+      ref[(size_t)i * n + j] = s > 0 ? s : 0;
+    }
+  auto run = [&](int rows) {
+    Tensor x = tlt::tensor(xv, {m, k}), w = tlt::tensor(wv, {k, n}), b = tlt::tensor(bv, {n}), y({m, n});
+    std::vector<float> out;
+    for (int r0 = 0; r0 < m; r0 += rows) {  // the batch in pieces of `rows`
+      const int r = std::min(rows, m - r0);
+      Tensor xr = Tensor::view((float*)x.ptr + (size_t)r0 * k, {r, k}), yr({r, n});
+      ops::dense(xr, w, b, yr, true);
+      auto v = yr.to_vector();
+      out.insert(out.end(), v.begin(), v.end());
+    }
+    return out;
+  };
+  for_each_isa([&](const char* isa) {
+    const std::vector<float> y = run(m);
+    CHECK(y == definition(strcmp(isa, "generic") != 0));
+    double num = 0, den = 0;
+    for (size_t i = 0; i < y.size(); i++) num += (y[i] - ref[i]) * (y[i] - ref[i]), den += ref[i] * ref[i];
+    CHECK(std::sqrt(num / den) < 1e-6);
+    CHECK(run(1) == y);
+    CHECK(run(13) == y);
+    const int saved = num_threads();
+    for (int t : {1, 3}) {
+      set_num_threads(t);
+      CHECK(run(m) == y);
+    }
+    set_num_threads(saved);
+  });
+
+  // The fused gradient-and-update pass with the next batch: w and v as without it, and the next
+  // batch's forward from the partial sums it left equal to dense() through the updated w.
+  const int m2 = 19;
+  const auto x2v = tlt::random_vec((size_t)m2 * k, 24), dyv = tlt::random_vec((size_t)m * n, 25, 0.01f);
+  for_each_isa([&](const char*) {
+    std::vector<float> w1 = wv, v1((size_t)k * n, 0.01f), w2 = w1, v2 = v1, db1(n), db2(n);
+    std::vector<float> P((size_t)cpu::dense_partial_blocks(k) * m2 * n, std::nanf(""));
+    cpu::dense_backward_rmsprop(xv.data(), dyv.data(), w1.data(), v1.data(), db1.data(), m, k, n, 1e-3f, 0.9f, 1e-7f);
+    cpu::dense_backward_rmsprop(xv.data(), dyv.data(), w2.data(), v2.data(), db2.data(), m, k, n, 1e-3f, 0.9f, 1e-7f,
+                                x2v.data(), m2, P.data());
+    CHECK(w1 == w2);
+    CHECK(v1 == v2);
+    CHECK(db1 == db2);
+    CHECK(w1 != wv);
+    std::vector<float> ya((size_t)m2 * n), yb((size_t)m2 * n);
+    cpu::dense_from_partials(P.data(), m2, k, n, bv.data(), true, ya.data());
+    cpu::dense(x2v.data(), w1.data(), bv.data(), yb.data(), m2, k, n, true);
+    CHECK(ya == yb);
+    // Not the old weights' forward: the partial sums saw the update.
+    std::vector<float> yold((size_t)m2 * n);
+    cpu::dense(x2v.data(), wv.data(), bv.data(), yold.data(), m2, k, n, true);
+    CHECK(ya != yold);
+  });
+}
+
+TEST_CASE("RMSprop: every kernel build gives the scalar formula's bits, tails included") {
+  for (long n : {1L, 7L, 16L, 37L, 1000L}) {
+    CAPTURE(n);
+    std::vector<float> w0 = tlt::random_vec((size_t)n, 31), g = tlt::random_vec((size_t)n, 32, 10.0f),
+                       v0 = tlt::random_vec((size_t)n, 33, 0.5f);
+    for (float& v : v0) v = v * v;  // the state is a mean square
+    if (n > 3) g[1] = 0.0f, g[2] = 1e-30f, v0[1] = 0.0f, g[3] = 3e18f;
+    std::vector<float> wr = w0, vr = v0;
+    for (long i = 0; i < n; i++) cpu::rmsprop_update(wr[i], vr[i], g[i], 1e-3f, 0.9f, 1.0f - 0.9f, 1e-7f);
+    for_each_isa([&](const char*) {
+      std::vector<float> w = w0, v = v0;
+      cpu::kernels().rmsprop(w.data(), v.data(), g.data(), n, 1e-3f, 0.9f, 1.0f - 0.9f, 1e-7f);
+      CHECK(w == wr);
+      CHECK(v == vr);
+    });
+  }
 }
 
 TEST_CASE("dropout mask matches the numpy implementation of the counter hash exactly") {

@@ -14,6 +14,7 @@
 #include "host/io/plot.h"
 #include "host/core/cli.h"
 #include "host/model/head.h"
+#include "host/ops/ops.h"
 #include "host/io/npy.h"
 #include "host/core/threads.h"
 #include "host/stages/train.h"
@@ -216,6 +217,88 @@ TEST_CASE("W1's RMSprop update fused into its gradient pass is bit-identical to 
   Head fresh(spec, Device::CPU);
   fresh.init(5);
   CHECK(fresh.params()[0]->to_vector() != fused.params()[0]->to_vector());
+}
+
+TEST_CASE("the next batch's first layer done in W1's update pass (look-ahead) changes no bit") {
+  // 4x4x77 = 1232 inputs: 3 partial-sum blocks (512, 512, 208), so the look-ahead runs; batches of
+  // 32, 300, 5 and 32, each the next one's look-ahead; dropout on.
+  HeadSpec spec;
+  spec.feat_h = 4, spec.feat_w = 4, spec.feat_c = 77;
+  spec.hidden1 = 70, spec.hidden2 = 9;
+  const int d = spec.in_dim();
+  REQUIRE(ops::dense_partial_blocks(d) == 3);
+  Head ahead(spec, Device::CPU), fused(spec, Device::CPU), plain(spec, Device::CPU);
+  for (Head* h : {&ahead, &fused, &plain}) h->init(5);
+  plain.set_fused_update(false);
+  const std::vector<int> batches = {32, 300, 5, 32};
+  std::vector<Tensor> xs, ys;
+  for (size_t s = 0; s < batches.size(); s++) {
+    const int b = batches[s];
+    xs.push_back(tlt::tensor(tlt::random_vec((size_t)b * d, 700 + s), {b, d}));
+    std::vector<float> yl(b);
+    for (int i = 0; i < b; i++) yl[i] = (float)((i * 5 + (int)s) % 3 == 0);
+    ys.push_back(tlt::tensor(yl, {b}));
+  }
+  for (size_t s = 0; s < batches.size(); s++) {
+    CAPTURE(s);
+    const int b = batches[s];
+    const bool last = s + 1 == batches.size();
+    int c1, c2, c3;
+    const double l1 = ahead.train_step(xs[s], ys[s], b, 3, s, RmsProp{}, &c1, last ? nullptr : &xs[s + 1],
+                                       last ? 0 : batches[s + 1]);
+    const double l2 = fused.train_step(xs[s], ys[s], b, 3, s, RmsProp{}, &c2);
+    const double l3 = plain.train_step(xs[s], ys[s], b, 3, s, RmsProp{}, &c3);
+    CHECK(l1 == l2);
+    CHECK(l1 == l3);
+    CHECK(c1 == c2);
+    CHECK(c1 == c3);
+  }
+  CHECK(ahead.steps_from_partials() == 3);  // the look-ahead was used, not skipped
+  CHECK(fused.steps_from_partials() == 0);
+  for (int i = 0; i < 6; i++) {
+    CAPTURE(i);
+    CHECK(ahead.params()[i]->to_vector() == fused.params()[i]->to_vector());
+    CHECK(ahead.params()[i]->to_vector() == plain.params()[i]->to_vector());
+    CHECK(ahead.opt_state()[i]->to_vector() == plain.opt_state()[i]->to_vector());
+  }
+  // Partial sums are used only by the step they were made for: another step number, another
+  // tensor, or weights handed out in between, and the step reads W1 as usual (same results).
+  Tensor copy = tlt::tensor(xs[1].to_vector(), {batches[1], d});
+  int c1, c2;
+  ahead.train_step(xs[0], ys[0], 32, 3, 10, RmsProp{}, &c1, &xs[1], 300);
+  fused.train_step(xs[0], ys[0], 32, 3, 10, RmsProp{}, &c2);
+  CHECK(ahead.train_step(copy, ys[1], 300, 3, 11, RmsProp{}, &c1) ==
+        fused.train_step(copy, ys[1], 300, 3, 11, RmsProp{}, &c2));
+  ahead.train_step(xs[2], ys[2], 5, 3, 12, RmsProp{}, &c1, &xs[3], 32);
+  fused.train_step(xs[2], ys[2], 5, 3, 12, RmsProp{}, &c2);
+  CHECK(ahead.train_step(xs[3], ys[3], 32, 3, 14, RmsProp{}, &c1) ==
+        fused.train_step(xs[3], ys[3], 32, 3, 14, RmsProp{}, &c2));
+  ahead.train_step(xs[0], ys[0], 32, 3, 15, RmsProp{}, &c1, &xs[1], 300);
+  fused.train_step(xs[0], ys[0], 32, 3, 15, RmsProp{}, &c2);
+  ahead.params()[0]->zero();
+  fused.params()[0]->zero();
+  CHECK(ahead.train_step(xs[1], ys[1], 300, 3, 16, RmsProp{}, &c1) ==
+        fused.train_step(xs[1], ys[1], 300, 3, 16, RmsProp{}, &c2));
+  CHECK(ahead.steps_from_partials() == 3);
+  CHECK(ahead.params()[0]->to_vector() == fused.params()[0]->to_vector());
+
+  // Through tl_train's loop: a cache of 4x4x77 features, look-ahead on and off, the same model file.
+  FakeSplit sp[2];
+  learnable(sp, d, 100, 30, 4);
+  const std::string cache = fresh("lacache");
+  write_fake_cache(cache, sp, 4, 4, 77);
+  auto src = open_cached_source(cache, Device::CPU);
+  const std::string a = fresh("laA"), b = fresh("laB");
+  TrainOptions oa = quick(a, 2), ob = quick(b, 2);
+  ob.look_ahead = false;
+  const TrainResult ra = train_head(*src, oa), rb = train_head(*src, ob);
+  CHECK(read_file(path_join(a, "model.bin")) == read_file(path_join(b, "model.bin")));
+  REQUIRE(ra.history.size() == 2);
+  REQUIRE(rb.history.size() == 2);
+  for (int e = 0; e < 2; e++) {
+    CHECK(ra.history[e].loss == rb.history[e].loss);
+    CHECK(ra.history[e].val_loss == rb.history[e].val_loss);
+  }
 }
 
 TEST_CASE("the summary counts Keras' 10,043,641 parameters for 7x7x512 features") {

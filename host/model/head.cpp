@@ -23,11 +23,19 @@ Head::Head(const HeadSpec& spec, Device d) : spec_(spec), device_(d) {
   for (Tensor* t : params()) t->zero();
 }
 
-std::vector<Tensor*> Head::params() { return {&W1_, &b1_, &W2_, &b2_, &W3_, &b3_}; }
+// Callers may change what these point at: the look-ahead partial sums are dropped.
+std::vector<Tensor*> Head::params() {
+  drop_ahead();
+  return {&W1_, &b1_, &W2_, &b2_, &W3_, &b3_};
+}
 std::vector<Tensor*> Head::grads() { return {&gW1_, &gb1_, &gW2_, &gb2_, &gW3_, &gb3_}; }
-std::vector<Tensor*> Head::opt_state() { return {&vW1_, &vb1_, &vW2_, &vb2_, &vW3_, &vb3_}; }
+std::vector<Tensor*> Head::opt_state() {
+  drop_ahead();
+  return {&vW1_, &vb1_, &vW2_, &vb2_, &vW3_, &vb3_};
+}
 
 void Head::init(uint64_t seed) {
+  drop_ahead();
   Rng rng(seed);
   for (Tensor* w : {&W1_, &W2_, &W3_}) {
     const double limit = std::sqrt(6.0 / (double)(w->dim(0) + w->dim(1)));
@@ -48,14 +56,18 @@ void Head::ensure(int n) {
   cap_ = n;
 }
 
-void Head::forward(const Tensor& x, int n, bool train, uint64_t seed, uint64_t step) {
+void Head::forward(const Tensor& x, int n, bool train, uint64_t seed, uint64_t step, bool from_partials) {
   ensure(n);
   if (x.device != device_ || x.ndim != 2 || x.dim(1) != spec_.in_dim() || x.dim(0) < n)
     fail("head: input %s on %s, want [%d, %d] on %s", x.shape_str().c_str(), device_name(x.device), n, spec_.in_dim(),
          device_name(device_));
   ops::Range r("head_forward");
   Tensor xv = x.rows(n), a1 = a1_.rows(n), d1 = d1_.rows(n), a2 = a2_.rows(n), z = z_.rows(n);
-  ops::dense(xv, W1_, b1_, a1, true);
+  if (from_partials)
+    ops::dense_from_partials(partials_.rows((int64_t)ops::dense_partial_blocks(spec_.in_dim()) * n), spec_.in_dim(), b1_,
+                             a1, true);
+  else
+    ops::dense(xv, W1_, b1_, a1, true);
   if (train && spec_.dropout > 0)
     ops::dropout(a1, d1, spec_.dropout, seed, step);
   else
@@ -64,7 +76,8 @@ void Head::forward(const Tensor& x, int n, bool train, uint64_t seed, uint64_t s
   ops::dense(a2, W3_, b3_, z, false);
 }
 
-void Head::backward(const Tensor& x, int n, bool dropout_on, uint64_t seed, uint64_t step, const RmsProp* fused_opt) {
+void Head::backward(const Tensor& x, int n, bool dropout_on, uint64_t seed, uint64_t step, const RmsProp* fused_opt,
+                    const Tensor* x_next) {
   ops::Range r("head_backward");
   Tensor xv = x.rows(n), a1 = a1_.rows(n), d1 = d1_.rows(n), a2 = a2_.rows(n);
   Tensor dz = dz_.rows(n), da2 = da2_.rows(n), dd1 = dd1_.rows(n), da1 = da1_.rows(n);
@@ -77,9 +90,12 @@ void Head::backward(const Tensor& x, int n, bool dropout_on, uint64_t seed, uint
   else
     da1.copy_from(dd1);
   ops::relu_backward(a1, da1, da1);
-  if (fused_opt)
+  if (fused_opt && x_next) {
+    Tensor p = partials_.rows((int64_t)ops::dense_partial_blocks(spec_.in_dim()) * x_next->dim(0));
+    ops::dense_backward_rmsprop(xv, da1, W1_, vW1_, gb1_, fused_opt->lr, fused_opt->rho, fused_opt->eps, x_next, &p);
+  } else if (fused_opt) {
     ops::dense_backward_rmsprop(xv, da1, W1_, vW1_, gb1_, fused_opt->lr, fused_opt->rho, fused_opt->eps);
-  else
+  } else
     ops::dense_backward(xv, W1_, da1, nullptr, gW1_, gb1_);
 }
 
@@ -98,8 +114,8 @@ double loss_sum_and_correct(const Tensor& loss, const Tensor& z, const Tensor& y
 }  // namespace
 
 double Head::forward_loss(const Tensor& x, const Tensor& y, int n, bool dropout_on, uint64_t seed, uint64_t step,
-                          int* correct) {
-  forward(x, n, dropout_on, seed, step);
+                          int* correct, bool from_partials) {
+  forward(x, n, dropout_on, seed, step, from_partials);
   Tensor z = Tensor::view(z_.ptr, {n}, device_), yv = y.rows(n), prob = prob_.rows(n), loss = loss_.rows(n);
   Tensor dz = Tensor::view(dz_.ptr, {n}, device_);
   ops::sigmoid_bce(z, yv, prob, loss, &dz);
@@ -107,25 +123,47 @@ double Head::forward_loss(const Tensor& x, const Tensor& y, int n, bool dropout_
 }
 
 double Head::train_step(const Tensor& x, const Tensor& y, int n, uint64_t seed, uint64_t step, const RmsProp& opt,
-                        int* correct) {
-  const double s = forward_loss(x, y, n, true, seed, step, correct);
+                        int* correct, const Tensor* x_next, int n_next) {
+  const bool from_partials = ahead_n_ > 0 && ahead_n_ == n && ahead_step_ == step && ahead_x_ == x.ptr;
+  drop_ahead();
+  ahead_used_ += from_partials;
+  const double s = forward_loss(x, y, n, true, seed, step, correct, from_partials);
   // W1 (25088 x 400 = 40 MB, nearly all the head) updated in the pass that computes its gradient
-  // on the CPU: 2 of the 7 passes over it per step saved, bit-identical results.
+  // on the CPU: 2 of the 7 passes over it per step saved, bit-identical results; with the next
+  // batch, that pass also does the next forward's share of W1: one pass more saved.
   const bool fuse = fused_update_ && device_ == Device::CPU;
-  backward(x, n, true, seed, step, fuse ? &opt : nullptr);
+  const int nb = ops::dense_partial_blocks(spec_.in_dim());
+  const bool ahead = fuse && x_next && n_next > 0 && nb > 0 && x_next->device == device_;
+  Tensor xn;
+  if (ahead) {
+    if (x_next->ndim != 2 || x_next->dim(1) != spec_.in_dim() || x_next->dim(0) < n_next)
+      fail("head: next input %s, want [%d, %d]", x_next->shape_str().c_str(), n_next, spec_.in_dim());
+    if (partials_.ndim != 2 || partials_.dim(0) < (int64_t)nb * n_next)
+      partials_ = Tensor({(int64_t)nb * std::max(n_next, cap_), (int64_t)spec_.hidden1}, device_);
+    xn = x_next->rows(n_next);
+  }
+  backward(x, n, true, seed, step, fuse ? &opt : nullptr, ahead ? &xn : nullptr);
   ops::Range r("rmsprop");
-  std::vector<Tensor*> p = params(), g = grads(), v = opt_state();
+  const std::vector<Tensor*> p = {&W1_, &b1_, &W2_, &b2_, &W3_, &b3_}, g = grads(),
+                             v = {&vW1_, &vb1_, &vW2_, &vb2_, &vW3_, &vb3_};
   for (size_t i = fuse ? 1 : 0; i < p.size(); i++) ops::rmsprop(*p[i], *g[i], *v[i], opt.lr, opt.rho, opt.eps);
+  if (ahead) {
+    ahead_n_ = n_next;
+    ahead_step_ = step + 1;
+    ahead_x_ = x_next->ptr;
+  }
   return s;
 }
 
 double Head::compute_gradients(const Tensor& x, const Tensor& y, int n, uint64_t seed, uint64_t step, bool dropout_on) {
+  drop_ahead();
   const double s = forward_loss(x, y, n, dropout_on, seed, step, nullptr);
   backward(x, n, dropout_on, seed, step);
   return s / n;
 }
 
 void Head::logits(const Tensor& x, int n, float* out) {
+  drop_ahead();
   forward(x, n, false, 0, 0);
   std::vector<float> z = Tensor::view(z_.ptr, {n}, device_).to_vector();
   memcpy(out, z.data(), sizeof(float) * (size_t)n);

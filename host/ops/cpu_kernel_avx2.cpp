@@ -107,5 +107,19 @@ float fma_loop_avx2(long iters) {
   return [&] { float t[8]; _mm256_storeu_ps(t, s); return t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7]; }();
 }
 
+void rmsprop_avx2(float* w, float* v, const float* g, long n, float lr, float rho, float one_minus_rho, float eps) {
+  const __m256 vrho = _mm256_set1_ps(rho), vomr = _mm256_set1_ps(one_minus_rho), vlr = _mm256_set1_ps(lr),
+               veps = _mm256_set1_ps(eps);
+  long i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 gi = _mm256_loadu_ps(g + i);
+    const __m256 vi = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + i), vrho), _mm256_mul_ps(vomr, _mm256_mul_ps(gi, gi)));
+    const __m256 step = _mm256_mul_ps(vlr, _mm256_div_ps(gi, _mm256_add_ps(_mm256_sqrt_ps(vi), veps)));
+    _mm256_storeu_ps(v + i, vi);
+    _mm256_storeu_ps(w + i, _mm256_sub_ps(_mm256_loadu_ps(w + i), step));
+  }
+  rmsprop_generic(w + i, v + i, g + i, n - i, lr, rho, one_minus_rho, eps);
+}
+
 }  // namespace cpu
 }  // namespace tl

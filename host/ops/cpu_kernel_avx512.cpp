@@ -110,5 +110,19 @@ float fma_loop_avx512(long iters) {
   return _mm512_reduce_add_ps(s);
 }
 
+void rmsprop_avx512(float* w, float* v, const float* g, long n, float lr, float rho, float one_minus_rho, float eps) {
+  const __m512 vrho = _mm512_set1_ps(rho), vomr = _mm512_set1_ps(one_minus_rho), vlr = _mm512_set1_ps(lr),
+               veps = _mm512_set1_ps(eps);
+  for (long i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+    const __m512 gi = _mm512_maskz_loadu_ps(m, g + i);
+    const __m512 vi = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, v + i), vrho),
+                                    _mm512_mul_ps(vomr, _mm512_mul_ps(gi, gi)));
+    const __m512 step = _mm512_mul_ps(vlr, _mm512_div_ps(gi, _mm512_add_ps(_mm512_sqrt_ps(vi), veps)));
+    _mm512_mask_storeu_ps(v + i, m, vi);
+    _mm512_mask_storeu_ps(w + i, m, _mm512_sub_ps(_mm512_maskz_loadu_ps(m, w + i), step));
+  }
+}
+
 }  // namespace cpu
 }  // namespace tl

@@ -2,6 +2,7 @@
 // Plain C++ the compiler vectorises with the baseline ISA. Without FMA hardware each step is a
 // multiply then an add, so results can differ from the AVX2/AVX-512 builds in the last bits.
 #include "host/ops/cpu_kernels.h"
+#include "host/ops/cpu_ops.h"
 
 namespace tl {
 namespace cpu {
@@ -47,6 +48,10 @@ float fma_loop_generic(long iters) {
   for (int i = 0; i < 24; i++)
     for (int j = 0; j < 8; j++) s += acc[i][j];
   return s;
+}
+
+void rmsprop_generic(float* w, float* v, const float* g, long n, float lr, float rho, float one_minus_rho, float eps) {
+  for (long i = 0; i < n; i++) rmsprop_update(w[i], v[i], g[i], lr, rho, one_minus_rho, eps);
 }
 
 }  // namespace cpu

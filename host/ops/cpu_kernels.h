@@ -36,6 +36,9 @@ struct Kernels {
   void (*tile)(const TileArgs&);
   float (*fma_loop)(long iters);  // benchmark probe of the peak FMA rate
   int fma_loop_flops;             // flops per iteration of fma_loop
+  // RMSprop on n weights: rmsprop_update (cpu_ops.h) element by element, vectorised; bit-identical
+  // in every build (separate multiplies and adds, IEEE square root and division).
+  void (*rmsprop)(float* w, float* v, const float* g, long n, float lr, float rho, float one_minus_rho, float eps);
 };
 
 const Kernels& kernels();  // best for this CPU (TL_ISA=avx512|avx2|generic overrides)
@@ -50,6 +53,9 @@ void tile_generic(const TileArgs&);
 float fma_loop_avx512(long iters);
 float fma_loop_avx2(long iters);
 float fma_loop_generic(long iters);
+void rmsprop_avx512(float* w, float* v, const float* g, long n, float lr, float rho, float one_minus_rho, float eps);
+void rmsprop_avx2(float* w, float* v, const float* g, long n, float lr, float rho, float one_minus_rho, float eps);
+void rmsprop_generic(float* w, float* v, const float* g, long n, float lr, float rho, float one_minus_rho, float eps);
 constexpr int kMaxMR = 14;
 
 }  // namespace cpu

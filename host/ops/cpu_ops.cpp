@@ -20,10 +20,10 @@ namespace {
 alignas(64) float g_zeros[kZeros];
 
 #if defined(TL_HAVE_X86_KERNELS)
-const Kernels k_avx512 = {"avx512", 14, 32, tile_avx512, fma_loop_avx512, 2 * 24 * 16};
-const Kernels k_avx2 = {"avx2", 6, 16, tile_avx2, fma_loop_avx2, 2 * 24 * 8};
+const Kernels k_avx512 = {"avx512", 14, 32, tile_avx512, fma_loop_avx512, 2 * 24 * 16, rmsprop_avx512};
+const Kernels k_avx2 = {"avx2", 6, 16, tile_avx2, fma_loop_avx2, 2 * 24 * 8, rmsprop_avx2};
 #endif
-const Kernels k_generic = {"generic", 4, 8, tile_generic, fma_loop_generic, 2 * 24 * 8};
+const Kernels k_generic = {"generic", 4, 8, tile_generic, fma_loop_generic, 2 * 24 * 8, rmsprop_generic};
 
 bool cpu_has(const char* isa) {
 #if defined(__x86_64__) && defined(TL_HAVE_X86_KERNELS)
@@ -282,8 +282,94 @@ void gemm(int m, int n, int k, const float* A, int lda, bool ta, const float* B,
   });
 }
 
+// ---------------------------------------------------------------------------------------------
+// Dense layers with a long reduction (the head's first layer: k = 25088) sum k in blocks of
+// kDenseBlock rows: P_b = x[:, block b] w[block b, :], each element one FMA chain from zero in k
+// order, then y = relu(bias + P_0 + P_1 + ...) in block order. The same partial sums come out of
+// the fused gradient-and-update pass (dense_backward_rmsprop with x_next), so a forward from them
+// is bit-identical to dense(). Results depend on neither the thread count nor the batch size.
+
+namespace {
+constexpr int kDenseBlock = 512;  // rows of w per partial sum
+constexpr int kDenseChunk = 56;   // rows of w per micro-kernel call (4 tiles of 14 rows)
+constexpr int kDenseRows = 64;    // rows of x per pass in dense(): bounds the partial sums' memory
+
+// P[m,n] (+)= x[:, rows] w[rows, :] for x rows of stride ldx (x points at the first k column), w
+// rows of n floats; single-threaded. first: P starts from zero, else the chains continue.
+void partial_rows(const Kernels& K, const float* x, int64_t ldx, int m, const float* w, int rows, int n, float* P,
+                  bool first) {
+  const float* ptrs[kMaxMR];
+  for (int c0 = 0; c0 < n; c0 += K.nr)
+    for (int m0 = 0; m0 < m; m0 += K.mr) {
+      const int mr = std::min(K.mr, m - m0);
+      for (int i = 0; i < K.mr; i++) ptrs[i] = x + (int64_t)(m0 + std::min(i, mr - 1)) * ldx;
+      TileArgs a;
+      a.taps = 1;
+      a.kc = rows;
+      a.a = ptrs;
+      a.a_step = 1;
+      a.b = w + c0;
+      a.b_step = n;
+      a.b_tap_step = 0;
+      a.b_padded = false;
+      a.c = P + (int64_t)m0 * n + c0;
+      a.ldc = n;
+      a.mr = mr;
+      a.nr = std::min(K.nr, n - c0);
+      a.bias = nullptr;
+      a.load_c = !first;
+      a.relu = false;
+      K.tile(a);
+    }
+}
+
+// The partial sums of rows [r0, r1) of block b (r0 = the block's start begins its chains).
+void block_partial(const Kernels& K, const float* x, int64_t ldx, int m, const float* w, int n, int64_t block_start,
+                   int64_t r0, int64_t r1, float* Pb) {
+  partial_rows(K, x + r0, ldx, m, w + r0 * n, (int)(r1 - r0), n, Pb, r0 == block_start);
+}
+}  // namespace
+
+int dense_partial_blocks(int k) { return k >= 2 * kDenseBlock ? (k + kDenseBlock - 1) / kDenseBlock : 0; }
+
+void dense_from_partials(const float* P, int m, int k, int n, const float* bias, bool relu, float* y) {
+  const int nb = dense_partial_blocks(k);
+  TL_ASSERT(nb > 0);
+  parallel_for(m, [&](int64_t i) {
+    float* yr = y + i * n;
+    for (int j = 0; j < n; j++) yr[j] = bias ? bias[j] : 0.0f;
+    for (int b = 0; b < nb; b++) {
+      const float* pr = P + ((int64_t)b * m + i) * n;
+      for (int j = 0; j < n; j++) yr[j] += pr[j];
+    }
+    if (relu)
+      for (int j = 0; j < n; j++) yr[j] = yr[j] > 0.0f ? yr[j] : 0.0f;
+  });
+}
+
+void dense_partials(const float* x, const float* w, float* P, int m, int k, int n) {
+  const int nb = dense_partial_blocks(k);
+  TL_ASSERT(nb > 0);
+  const Kernels& K = kernels();
+  parallel_for(nb, [&](int64_t b) {
+    const int64_t b0 = b * kDenseBlock, b1 = std::min<int64_t>(k, b0 + kDenseBlock);
+    for (int64_t r = b0; r < b1; r += kDenseChunk)
+      block_partial(K, x, k, m, w, n, b0, r, std::min<int64_t>(b1, r + kDenseChunk), P + b * (int64_t)m * n);
+  });
+}
+
 void dense(const float* x, const float* w, const float* b, float* y, int m, int k, int n, bool relu) {
-  gemm(m, n, k, x, k, false, w, n, false, y, n, b, false, relu);
+  const int nb = dense_partial_blocks(k);
+  if (!nb || m <= 0 || n <= 0) {
+    gemm(m, n, k, x, k, false, w, n, false, y, n, b, false, relu);
+    return;
+  }
+  std::vector<float> P((size_t)nb * std::min(m, kDenseRows) * n);
+  for (int r0 = 0; r0 < m; r0 += kDenseRows) {
+    const int mc = std::min(kDenseRows, m - r0);
+    dense_partials(x + (int64_t)r0 * k, w, P.data(), mc, k, n);
+    dense_from_partials(P.data(), mc, k, n, b, relu, y + (int64_t)r0 * n);
+  }
 }
 
 namespace {
@@ -377,68 +463,81 @@ void sigmoid_bce(const float* z, const float* y, float* prob, float* loss, float
 
 void rmsprop(float* w, const float* g, float* v, int64_t n, float lr, float rho, float eps) {
   const float one_minus_rho = 1.0f - rho;
-  chunked(n, [&](int64_t s, int64_t e) {
-    for (int64_t i = s; i < e; i++) rmsprop_update(w[i], v[i], g[i], lr, rho, one_minus_rho, eps);
-  });
+  const Kernels& K = kernels();
+  chunked(n, [&](int64_t s, int64_t e) { K.rmsprop(w + s, v + s, g + s, (long)(e - s), lr, rho, one_minus_rho, eps); });
 }
 
 void dense_backward_rmsprop(const float* x, const float* dy, float* w, float* v, float* db, int m, int k, int n,
-                            float lr, float rho, float eps) {
+                            float lr, float rho, float eps, const float* x_next, int m_next, float* next_partials) {
   // The GEMM dw[k,n] = x^T dy of dense_backward, tile by tile exactly as gemm() computes it (same
   // tiles, same k blocks, same chains), each tile's gradient applied to w and v while it is in
   // registers' reach instead of being stored: the 40 MB gradient is never written or read back.
   if (db) column_sums(dy, m, n, db);
   if (k <= 0 || n <= 0) return;
+  const bool ahead = x_next && next_partials && m_next > 0;
+  TL_ASSERT(!ahead || dense_partial_blocks(k) > 0);
   const float one_minus_rho = 1.0f - rho;
   if (m <= 0) {  // an empty batch: a zero gradient, as gemm() gives
     chunked((int64_t)k * n, [&](int64_t s, int64_t e) {
       for (int64_t i = s; i < e; i++) rmsprop_update(w[i], v[i], 0.0f, lr, rho, one_minus_rho, eps);
     });
+    if (ahead) dense_partials(x_next, w, next_partials, m_next, k, n);
     return;
   }
   const Kernels& K = kernels();
   const int MR = K.mr, NR = K.nr;
   const int KC = 256;
   const int ncb = (n + NR - 1) / NR;
-  const int64_t ntiles = (k + MR - 1) / MR;
-  // A task: MR whole rows of w (contiguous in memory): their gradient, every column block, into a
-  // buffer that stays in L1/L2, then one streaming pass of RMSprop over those rows of w and v.
+  // A task: rows of w (contiguous in memory), MR at a time: their gradient, every column block, into
+  // a buffer that stays in L1/L2, then one streaming pass of RMSprop over those rows of w and v.
+  // With the next batch (x_next), a task is one block of dense()'s partial sums: every kDenseChunk
+  // rows, just updated and still in cache, also go into the next batch's partial sums for the block,
+  // so the next forward through w needs no pass over it.
+  const int64_t task_rows = ahead ? kDenseBlock : MR;
+  const int64_t ntasks = (k + task_rows - 1) / task_rows;
   std::vector<std::vector<float>> bufs(num_threads());
-  parallel_for_t(ntiles, [&](int64_t tile, int thread) {
+  parallel_for_t(ntasks, [&](int64_t task, int thread) {
     std::vector<float>& g = bufs[thread];
     g.resize((size_t)MR * ncb * NR);
-    const int64_t r0 = tile * MR;
-    const int mr = (int)std::min<int64_t>(MR, k - r0);
-    const float* ptrs[kMaxMR];
-    for (int cb = 0; cb < ncb; cb++) {
-      const int c0 = cb * NR, cols = std::min(NR, n - c0);
-      for (int kb = 0; kb < m; kb += KC) {
-        const int kc = std::min(KC, m - kb);
-        for (int i = 0; i < MR; i++) ptrs[i] = x + (size_t)kb * k + (r0 + std::min(i, mr - 1));
-        TileArgs a;
-        a.taps = 1;
-        a.kc = kc;
-        a.a = ptrs;
-        a.a_step = k;
-        a.b = dy + (size_t)kb * n + c0;
-        a.b_step = n;
-        a.b_tap_step = 0;
-        a.b_padded = false;
-        a.c = g.data() + c0;
-        a.ldc = n;
-        a.mr = mr;
-        a.nr = cols;
-        a.bias = nullptr;
-        a.load_c = kb > 0;
-        a.relu = false;
-        K.tile(a);
+    const int64_t t0 = task * task_rows, t1 = std::min<int64_t>(k, t0 + task_rows);
+    int64_t fwd_from = t0;
+    for (int64_t r0 = t0; r0 < t1; r0 += MR) {
+      const int mr = (int)std::min<int64_t>(MR, t1 - r0);
+      const float* ptrs[kMaxMR];
+      for (int cb = 0; cb < ncb; cb++) {
+        const int c0 = cb * NR, cols = std::min(NR, n - c0);
+        for (int kb = 0; kb < m; kb += KC) {
+          const int kc = std::min(KC, m - kb);
+          for (int i = 0; i < MR; i++) ptrs[i] = x + (size_t)kb * k + (r0 + std::min(i, mr - 1));
+          TileArgs a;
+          a.taps = 1;
+          a.kc = kc;
+          a.a = ptrs;
+          a.a_step = k;
+          a.b = dy + (size_t)kb * n + c0;
+          a.b_step = n;
+          a.b_tap_step = 0;
+          a.b_padded = false;
+          a.c = g.data() + c0;
+          a.ldc = n;
+          a.mr = mr;
+          a.nr = cols;
+          a.bias = nullptr;
+          a.load_c = kb > 0;
+          a.relu = false;
+          K.tile(a);
+        }
+      }
+      float* wr = w + (size_t)r0 * n;
+      float* vr = v + (size_t)r0 * n;
+      const float* gr = g.data();
+      K.rmsprop(wr, vr, gr, (long)mr * n, lr, rho, one_minus_rho, eps);
+      const int64_t r1 = r0 + mr;
+      if (ahead && (r1 - fwd_from >= kDenseChunk || r1 == t1)) {
+        block_partial(K, x_next, k, m_next, w, n, t0, fwd_from, r1, next_partials + task * (int64_t)m_next * n);
+        fwd_from = r1;
       }
     }
-    float* wr = w + (size_t)r0 * n;
-    float* vr = v + (size_t)r0 * n;
-    const float* gr = g.data();
-    const int64_t len = (int64_t)mr * n;
-    for (int64_t i = 0; i < len; i++) rmsprop_update(wr[i], vr[i], gr[i], lr, rho, one_minus_rho, eps);
   });
 }
 

@@ -33,14 +33,14 @@ void relu(const float* x, float* y, int64_t n);
 void relu_backward(const float* y, const float* dy, float* dx, int64_t n);  // dx = dy * (y > 0)
 void maxpool2x2(const float* x, float* y, int n, int h, int w, int c);      // floor(h/2), floor(w/2)
 
-// x [m,k], w [k,n], b [n] -> y [m,n]
+// x [m,k], w [k,n], b [n] -> y [m,n] (see dense_partial_blocks for k >= 1024)
 void dense(const float* x, const float* w, const float* b, float* y, int m, int k, int n, bool relu);
 // dw = x^T dy, db = column sums of dy, dx = dy w^T (dx may be null)
 void dense_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db, int m,
                     int k, int n);
 
-// One RMSprop step of one weight (tf.keras 2.x: epsilon outside the square root); the one formula
-// of rmsprop() and dense_backward_rmsprop().
+// One RMSprop step of one weight (tf.keras 2.x: epsilon outside the square root); the formula the
+// micro-kernel builds' rmsprop (cpu_kernels.h) vectorise, operation for operation.
 inline void rmsprop_update(float& w, float& v, float g, float lr, float rho, float one_minus_rho, float eps) {
   const float vi = v * rho + one_minus_rho * (g * g);
   v = vi;
@@ -50,8 +50,19 @@ inline void rmsprop_update(float& w, float& v, float g, float lr, float rho, flo
 // dense_backward's dw = x^T dy (x [m,k], dy [m,n]) fused with rmsprop on w [k,n] and its state v:
 // the gradient is applied tile by tile and never stored. db (optional) = column sums of dy. The
 // results are bit-identical to dense_backward followed by rmsprop.
+// With x_next [m_next, k] (the next batch), it also leaves that batch's partial sums through the
+// updated w in next_partials (dense_partial_blocks(k) * m_next * n floats; k must allow them), so
+// dense_from_partials gives the next forward bit-identically to dense() without reading w again.
 void dense_backward_rmsprop(const float* x, const float* dy, float* w, float* v, float* db, int m, int k, int n,
-                            float lr, float rho, float eps);
+                            float lr, float rho, float eps, const float* x_next = nullptr, int m_next = 0,
+                            float* next_partials = nullptr);
+
+// dense() with k >= 1024 sums k in blocks of 512 rows: partial sums P [blocks][m][n], each one
+// chain of FMAs from zero in k order, then y = relu(bias + P_0 + P_1 + ...) in block order.
+// dense_partial_blocks: the number of blocks (0: k too short, dense() is one GEMM).
+int dense_partial_blocks(int k);
+void dense_partials(const float* x, const float* w, float* P, int m, int k, int n);
+void dense_from_partials(const float* P, int m, int k, int n, const float* bias, bool relu, float* y);
 
 // Inverted dropout: y = x / (1 - rate) where kept, else 0. The mask is a pure function of
 // (seed, step, index) (dropout_keep), so the backward pass is the same call on dy.

@@ -127,8 +127,8 @@ void dense_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* 
 }
 
 void dense_backward_rmsprop(const Tensor& x, const Tensor& dy, Tensor& w, Tensor& v, Tensor& db, float lr, float rho,
-                            float eps) {
-  same_device("dense_backward_rmsprop", {&x, &dy, &w, &v, &db});
+                            float eps, const Tensor* x_next, Tensor* next_partials) {
+  same_device("dense_backward_rmsprop", {&x, &dy, &w, &v, &db, x_next, next_partials});
   const int m = (int)x.dim(0), k = (int)x.dim(1), n = (int)w.dim(1);
   expect(x.ndim == 2, "dense_backward_rmsprop", "x (want [m,k])", x);
   expect(w.ndim == 2 && w.dim(0) == k, "dense_backward_rmsprop", "w (want [k,n])", w);
@@ -136,7 +136,30 @@ void dense_backward_rmsprop(const Tensor& x, const Tensor& dy, Tensor& w, Tensor
   expect(v.numel() == (int64_t)k * n, "dense_backward_rmsprop", "v (want [k,n])", v);
   expect(db.numel() == n, "dense_backward_rmsprop", "db (want [n])", db);
   if (x.on_cuda()) fail("dense_backward_rmsprop: CPU tensors only (the GPU path runs dense_backward, then rmsprop)");
-  cpu::dense_backward_rmsprop(x.f32(), dy.f32(), w.f32(), v.f32(), db.f32(), m, k, n, lr, rho, eps);
+  int m_next = 0;
+  if (x_next) {
+    m_next = (int)x_next->dim(0);
+    expect(x_next->ndim == 2 && x_next->dim(1) == k, "dense_backward_rmsprop", "x_next (want [m',k])", *x_next);
+    expect(next_partials && dense_partial_blocks(k) > 0 &&
+               next_partials->numel() == (int64_t)dense_partial_blocks(k) * m_next * n,
+           "dense_backward_rmsprop", "next_partials (want [blocks * m', n], k >= 1024)",
+           next_partials ? *next_partials : *x_next);
+  }
+  cpu::dense_backward_rmsprop(x.f32(), dy.f32(), w.f32(), v.f32(), db.f32(), m, k, n, lr, rho, eps,
+                              x_next ? x_next->f32() : nullptr, m_next, x_next ? next_partials->f32() : nullptr);
+}
+
+int dense_partial_blocks(int k) { return cpu::dense_partial_blocks(k); }
+
+void dense_from_partials(const Tensor& P, int k, const Tensor& b, Tensor& y, bool relu) {
+  same_device("dense_from_partials", {&P, &b, &y});
+  const int nb = dense_partial_blocks(k);
+  expect(y.ndim == 2, "dense_from_partials", "y (want [m,n])", y);
+  const int m = (int)y.dim(0), n = (int)y.dim(1);
+  expect(nb > 0 && P.numel() == (int64_t)nb * m * n, "dense_from_partials", "P (want [blocks * m, n], k >= 1024)", P);
+  expect(b.numel() == n, "dense_from_partials", "b (want [n])", b);
+  if (y.on_cuda()) fail("dense_from_partials: CPU tensors only");
+  cpu::dense_from_partials(P.f32(), m, k, n, b.f32(), relu, y.f32());
 }
 
 void dropout(const Tensor& x, Tensor& y, float rate, uint64_t seed, uint64_t step) {

@@ -31,8 +31,15 @@ void dense(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool re
 void dense_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw, Tensor& db);
 // dense_backward's dw (not stored) applied by RMSprop to w and its state v as it is computed, and
 // db = column sums of dy: bit-identical to dense_backward then rmsprop (CPU tensors only).
+// With x_next (the next batch [m', k]; k >= 1024), also that batch's partial sums through the
+// updated w into next_partials ([dense_partial_blocks(k) * m', n]), from which dense_from_partials
+// gives its forward, bit-identical to dense(), without another pass over w.
 void dense_backward_rmsprop(const Tensor& x, const Tensor& dy, Tensor& w, Tensor& v, Tensor& db, float lr, float rho,
-                            float eps);
+                            float eps, const Tensor* x_next = nullptr, Tensor* next_partials = nullptr);
+// The number of 512-row blocks dense() sums k in on the CPU (0: k < 1024, one GEMM).
+int dense_partial_blocks(int k);
+// y [m,n] = relu(b + the partial sums P [dense_partial_blocks(k) * m, n]) (CPU tensors only).
+void dense_from_partials(const Tensor& P, int k, const Tensor& b, Tensor& y, bool relu);
 // Inverted dropout with the mask dropout_keep(seed, step, i); the backward pass is the same call on dy.
 void dropout(const Tensor& x, Tensor& y, float rate, uint64_t seed, uint64_t step);
 // z [m] logits, y [m] labels -> prob [m], loss [m] per sample, dz [m] = (prob - y)/m (dz may be null)

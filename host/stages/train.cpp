@@ -393,6 +393,8 @@ class Trainer {
         steps_per_epoch_((ntrain_ + o.batch - 1) / o.batch), x_({o.batch, head_.spec().in_dim()}, o.device),
         y_({o.batch}, o.device) {
     head_.set_fused_update(o.fused_update);
+    if (o.look_ahead && o.fused_update && o.device == Device::CPU && ops::dense_partial_blocks(head_.spec().in_dim()) > 0)
+      x_next_ = Tensor({o.batch, head_.spec().in_dim()}, o.device);
     make_dirs(o.out);
     model_path_ = path_join(o.out, "model.bin");
     best_path_ = path_join(o.out, "best.bin");
@@ -527,6 +529,7 @@ class Trainer {
   std::map<std::string, std::string> prov_;
   const int64_t ntrain_, nvalid_, steps_per_epoch_;
   Tensor x_, y_;
+  Tensor x_next_;  // the next batch, fetched before the step (TrainOptions::look_ahead); empty when off
   std::string model_path_, best_path_, hist_path_;
   bool synthetic_ = false;
   TrainResult res_;
@@ -596,16 +599,37 @@ class Trainer {
     Progress prog("", steps_per_epoch_, "steps", quiet());
     double loss_sum = 0;
     int64_t correct = 0, seen = 0;
+    auto batch = [&](int64_t b) {
+      const int64_t n = std::min<int64_t>(o_.batch, ntrain_ - b * o_.batch);
+      return std::vector<int64_t>(order.begin() + b * o_.batch, order.begin() + b * o_.batch + n);
+    };
+    // With look-ahead, batch b+1 is fetched before step b, which also computes its first layer.
+    Tensor* x = &x_;
+    Tensor* x_next = &x_next_;
+    std::vector<int64_t> idx = batch(0);
+    src_.fetch(Split::Train, idx, *x, true, (uint64_t)epoch);
     for (int64_t b = 0; b < steps_per_epoch_; b++) {
-      const int n = (int)std::min<int64_t>(o_.batch, ntrain_ - b * o_.batch);
-      std::vector<int64_t> idx(order.begin() + b * o_.batch, order.begin() + b * o_.batch + n);
+      const int n = (int)idx.size();
       std::vector<float> yb((size_t)o_.batch, 0.0f);
       for (int i = 0; i < n; i++) yb[(size_t)i] = ytrain[(size_t)idx[(size_t)i]];
-      src_.fetch(Split::Train, idx, x_, true, (uint64_t)epoch);
       y_.from_vector(yb);
+      const bool ahead = x_next->ndim > 0 && b + 1 < steps_per_epoch_;
+      std::vector<int64_t> idx_next;
+      if (ahead) {
+        idx_next = batch(b + 1);
+        src_.fetch(Split::Train, idx_next, *x_next, true, (uint64_t)epoch);
+      }
       int c = 0;
-      const double ls = head_.train_step(x_, y_, n, o_.seed, step_, opt, &c);
+      const double ls =
+          head_.train_step(*x, y_, n, o_.seed, step_, opt, &c, ahead ? x_next : nullptr, (int)idx_next.size());
       step_++;
+      if (ahead) {
+        std::swap(x, x_next);
+        idx = std::move(idx_next);
+      } else if (b + 1 < steps_per_epoch_) {
+        idx = batch(b + 1);
+        src_.fetch(Split::Train, idx, *x, true, (uint64_t)epoch);
+      }
       if (!std::isfinite(ls)) {
         if (!quiet() && Progress::is_tty()) fprintf(stderr, "\n");
         alert("the loss became %s at epoch %d, step %lld: stopping. %s keeps the weights of epoch %d (the last good "

@@ -54,6 +54,9 @@ struct TrainOptions {
   Device device = Device::CPU;
   int stop_after_epochs = 0;  // tests: behave as if interrupted after this many epochs
   bool fused_update = true;   // Head::set_fused_update (benchmarks compare both; results are identical)
+  // With fused_update on the CPU: batch b+1 fetched before step b, whose pass over W1 also computes
+  // b+1's first-layer partial sums (Head::train_step's x_next). Identical results either way.
+  bool look_ahead = true;
 };
 
 struct EpochStats {
