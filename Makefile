@@ -48,7 +48,8 @@ KERNEL_SRCS := $(wildcard kernels/*.cu)
 # Vector kernels: compiled per ISA and chosen at run time, so one binary runs on any x86-64.
 ifeq ($(ARCH),x86_64)
   CPPFLAGS += -DTL_HAVE_X86_KERNELS
-  ISA_OBJS := $(BUILD)/host/ops/cpu_kernel_avx512.o $(BUILD)/host/ops/cpu_kernel_avx2.o
+  ISA_OBJS := $(BUILD)/host/ops/cpu_kernel_avx512.o $(BUILD)/host/ops/cpu_kernel_avx2.o \
+              $(BUILD)/host/ops/cpu_kernel_bf16.o
 endif
 ISA_OBJS += $(BUILD)/host/ops/cpu_kernel_generic.o
 
@@ -96,6 +97,10 @@ $(BUILD)/%.o: %.cpp
 $(BUILD)/host/ops/cpu_kernel_avx512.o: host/ops/cpu_kernel_avx512.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -mavx512f -mfma -c $< -o $@
+
+$(BUILD)/host/ops/cpu_kernel_bf16.o: host/ops/cpu_kernel_bf16.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -mavx512f -mavx512bf16 -c $< -o $@
 
 $(BUILD)/host/ops/cpu_kernel_avx2.o: host/ops/cpu_kernel_avx2.cpp
 	@mkdir -p $(dir $@)

@@ -4,6 +4,7 @@
 // the kernel build in use on all threads, and the bandwidth of a large multi-threaded copy.
 //
 //   build/bench_ops [--batch 8,32] [--device cpu|cuda|all] [--reps N] [--only conv,pool,head,base] [--kernels 1,2,3,4]
+//                   [--precision fp32|bf16]
 //
 // --kernels: the GPU's numbered conv3x3 kernels to time (host/ops/cuda_ops.h: 1 fp32 FFMA, 2 fp32
 // FFMA 8x8 per thread, 3 TF32 tensor cores, 4 BF16 tensor cores), each per layer and in total.
@@ -142,20 +143,23 @@ const char* kernel_label(int k) {
   return k == 1 ? "fp32 FFMA" : k == 2 ? "fp32 FFMA 8x8" : k == 3 ? "tf32 tensor cores" : "bf16 tensor cores";
 }
 
+Precision g_cpu_precision = Precision::FP32;  // --precision (the CPU's conv: fp32 or bf16)
+
 void bench_device(Device d, const std::vector<int>& batches, int reps, const std::string& only, const Ceil& c,
                   const std::vector<int>& kernels) {
+  const Precision prec = d == Device::CPU ? g_cpu_precision : Precision::FP32;
   const char* dn = device_name(d);
   bool do_conv = only.find("conv") != std::string::npos, do_pool = only.find("pool") != std::string::npos,
        do_head = only.find("head") != std::string::npos, do_base = only.find("base") != std::string::npos;
   if (do_base) {  // the whole base as tl_cache runs it: 13 convs + 5 pools, synthetic weights
     static const VggWeights vw = synthetic_weights("vgg16", 1);
     for (int B : batches) {
-      VggBase base(vw, d);
+      VggBase base(vw, d, prec);
       Tensor x({B, 224, 224, 3}, d);
       fill(x, 11, 50.0f);
       const double s = time_op(d, reps, [&] { base.forward(x); });
-      printf("%-5s %-22s %-28s %10.3f ms  -> %.2f images/s (whole forward, batch %d)\n", dn, "VGG16 base forward",
-             strfmt("%dx224x224x3", B).c_str(), s * 1e3, B / s, B);
+      printf("%-5s %-22s %-28s %10.3f ms  -> %.2f images/s (whole forward, batch %d, %s)\n", dn, "VGG16 base forward",
+             strfmt("%dx224x224x3", B).c_str(), s * 1e3, B / s, B, precision_name(prec));
       fflush(stdout);
     }
   }
@@ -174,7 +178,7 @@ void bench_device(Device d, const std::vector<int>& batches, int reps, const std
           const int k = ks[ki];
           double s = time_op(d, reps, [&] {
             if (k == 0)
-              ops::conv3x3(x, w, b, y, true);
+              ops::conv3x3(x, w, b, y, true, prec);
             else
               cuda::conv3x3_variant(k, x.f32(), w.f32(), b.f32(), y.f32(), B, L.hw, L.hw, L.cin, L.cout, true);
           });
@@ -250,7 +254,11 @@ int main(int argc, char** argv) {
     std::string kernels_s = "1";
     cli.opt("--kernels", &kernels_s, "LIST",
             "GPU conv kernels to time: 1 fp32 FFMA (the fp32 default), 2 fp32 FFMA 8x8, 3 tf32 and 4 bf16 tensor cores");
+    std::string precision = "fp32";
+    cli.opt("--precision", &precision, "P", "the CPU's conv arithmetic: fp32 or bf16 (AVX512_BF16 CPUs)");
     if (!cli.parse(argc, argv)) return 0;
+    g_cpu_precision = parse_precision(precision);
+    if (g_cpu_precision == Precision::TF32) fail("--precision tf32: the CPU computes in fp32 or bf16");
     if (reps < 1) fail("--reps must be at least 1");
     if (threads > 0) set_num_threads(threads);
     std::vector<int> kernels;

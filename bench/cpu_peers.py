@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The VGG16 conv base (13 conv3x3+ReLU, 5 max-pools, 224x224) on the CPU, side by side in one run:
-ours (build/bench_ops --only base: the automatic algorithm choice, F(2x2)-only Winograd, direct) and
-ONNX Runtime, OpenVINO fp32 and OpenVINO bf16 (inference_precision_hint) on the same ONNX graph with
-random weights. Interleaved rounds; prints images/s per system and batch (median, min, max over the
+ours (build/bench_ops --only base: the automatic algorithm choice, F(2x2)-only Winograd, direct, and
+--precision bf16 on CPUs with AVX512_BF16) and ONNX Runtime, OpenVINO fp32 and OpenVINO bf16
+(inference_precision_hint) on the same ONNX graph with random weights. Interleaved rounds; prints images/s per system and batch (median, min, max over the
 rounds) and the ratio to ours.
 
     python3 bench/cpu_peers.py [--batches 8,32] [--rounds 3] [--reps 3] [--threads N]
@@ -86,11 +86,11 @@ def main():
           f"onnxruntime {ort.__version__}, openvino {ov.__version__}; {a.rounds} rounds x {a.reps} reps", flush=True)
     print("openvino bf16 runs in:", ovm["bf16"].get_property("INFERENCE_PRECISION_HINT"), flush=True)
 
-    def ours(env):
+    def ours(env, extra=()):
         def run(b):
             e = dict(os.environ, **env)
             out = subprocess.run([os.path.join(ROOT, "build/bench_ops"), "--device", "cpu", "--only", "base", "--batch",
-                                  str(b), "--reps", str(a.reps), "--threads", str(a.threads)],
+                                  str(b), "--reps", str(a.reps), "--threads", str(a.threads), *extra],
                                  capture_output=True, text=True, env=e, check=True).stdout
             return b / float(re.search(r"-> ([\d.]+) images/s", out).group(1))  # seconds per batch
         return run
@@ -109,6 +109,8 @@ def main():
     systems = [("ours (automatic: Winograd F(2x2) and F(4x4))", ours({})),
                ("ours, Winograd F(2x2) only (before F(4x4))", ours({"TL_CONV": "winograd"})),
                ("ours, direct conv only", ours({"TL_CONV": "direct"})),
+               *([("ours, --precision bf16 (Winograd, bf16 planes)", ours({}, ["--precision", "bf16"]))]
+                 if "avx512_bf16" in flags else []),
                (f"ONNX Runtime {ort.__version__} (all optimisations)", ort_run),
                (f"OpenVINO {ov.__version__.split('-')[0]} fp32", ov_run("f32")),
                (f"OpenVINO {ov.__version__.split('-')[0]} bf16 hint", ov_run("bf16"))]
@@ -130,8 +132,12 @@ def main():
             row += "%24s" % f"{statistics.median(v):.2f} [{min(v):.2f}-{max(v):.2f}]"
         row += "%14s" % f"{statistics.median(res[(name, batches[-1])]) / base[batches[-1]]:.2f}"
         print(row)
-    print(f"RESULT ours_vs_openvino_bf16 batch {batches[-1]}: "
-          f"{base[batches[-1]] / statistics.median(res[(systems[-1][0], batches[-1])]):.2f}x")
+    ov_bf16 = statistics.median(res[(systems[-1][0], batches[-1])])
+    print(f"RESULT ours_vs_openvino_bf16 batch {batches[-1]}: {base[batches[-1]] / ov_bf16:.2f}x")
+    for name, _ in systems:
+        if "bf16" in name and name.startswith("ours"):
+            print(f"RESULT ours_bf16_vs_openvino_bf16 batch {batches[-1]}: "
+                  f"{statistics.median(res[(name, batches[-1])]) / ov_bf16:.2f}x")
 
 
 if __name__ == "__main__":

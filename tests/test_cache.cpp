@@ -630,14 +630,18 @@ CUDA_CASE("caching on the GPU (double-buffered copies, on-device fp16 cast) writ
   }
 }
 
-CUDA_CASE("--precision bf16: recorded in the cache and the model, an fp32 run refuses the cache, predict refuses a mismatch") {
+// --precision bf16 end to end on one device ("cpu": AVX512_BF16's Winograd planes, "cuda": the
+// tensor cores): recorded in the cache and the model, an fp32 run refuses the cache, predict
+// refuses a mismatch, and a CPU without AVX512_BF16 (TL_CPU_BF16=0) refuses bf16 with the fix.
+void bf16_end_to_end(const char* device) {
+  const Device dev = resolve_device(device);
   const std::string data = fresh_dir("bfdata");
   for (int i = 0; i < 3; i++) {
     put(path_join(data, strfmt("cat/c%d.jpg", i)), test_image(i));
     put(path_join(data, strfmt("dog/d%d.jpg", i)), test_image(60 + i));
   }
   CacheOptions o = small_options(data, fresh_dir("bfcache"));
-  o.device = "cuda";
+  o.device = device;
   o.precision = "bf16";
   o.valid_fraction = 0.34;
   build_cache(o);
@@ -647,11 +651,13 @@ CUDA_CASE("--precision bf16: recorded in the cache and the model, an fp32 run re
   o32.precision = "fp32";
   CHECK(tlt::error_of([&] { build_cache(o32); }).find("holds a cache made with other settings (precision: bf16 -> fp32)") !=
         std::string::npos);
-  // On the CPU, bf16 is refused before anything is read.
+  // On a CPU without AVX512_BF16, bf16 is refused before anything is read.
   CacheOptions ocpu = o;
   ocpu.device = "cpu";
   ocpu.out = fresh_dir("bfcpu");
-  CHECK(tlt::error_of([&] { build_cache(ocpu); }).find("--precision bf16 runs on the GPU's tensor cores only") == 0);
+  setenv("TL_CPU_BF16", "0", 1);
+  CHECK(tlt::error_of([&] { build_cache(ocpu); }).find("--precision bf16 on the CPU needs AVX512_BF16") == 0);
+  unsetenv("TL_CPU_BF16");
   // Its features differ from an fp32 cache's by bf16's rounding, no more.
   o32.out = fresh_dir("bfcache32");
   build_cache(o32);
@@ -661,7 +667,7 @@ CUDA_CASE("--precision bf16: recorded in the cache and the model, an fp32 run re
   cf.shards[0][0].feature_f32(0, ff.data());
   const double err = tlt::rel_err(fb, ff);
   CHECK((err > 1e-5 && err < 3e-2));
-  // A model trained on it records bf16; predicting with it needs the GPU and that precision.
+  // A model trained on it records bf16; predicting with it needs that precision, and bf16 arithmetic.
   TrainOptions to;
   to.epochs = 1;
   to.batch = 2;
@@ -670,14 +676,28 @@ CUDA_CASE("--precision bf16: recorded in the cache and the model, an fp32 run re
   train_head(*open_cached_source(o.out, Device::CPU), to);
   const std::string mp = path_join(to.out, "model.bin");
   CHECK(load_model(mp).meta.at("precision") == "bf16");
+  setenv("TL_CPU_BF16", "0", 1);
   CHECK(tlt::error_of([&] { Predictor(mp, o.weights, Device::CPU, 2, false); })
-            .find("was trained on features computed in bf16 on a GPU's tensor cores") != std::string::npos);
-  CHECK(tlt::error_of([&] { Predictor(mp, o.weights, Device::CUDA, 2, false, "fp32"); })
-            .find("--precision fp32: ") == 0);
-  Predictor pred(mp, o.weights, Device::CUDA, 2, false, "bf16");
+            .find("was trained on features computed in bf16, which this CPU cannot compute (no AVX512_BF16)") !=
+        std::string::npos);
+  unsetenv("TL_CPU_BF16");
+  CHECK(tlt::error_of([&] { Predictor(mp, o.weights, dev, 2, false, "fp32"); }).find("--precision fp32: ") == 0);
+  Predictor pred(mp, o.weights, dev, 2, false, "bf16");
   std::vector<Prediction> ps = pred.run(expand_inputs({data}));
   CHECK(ps.size() == 6);
   for (auto& p : ps) CHECK(p.ok);
+}
+
+TEST_CASE("--precision bf16 on the CPU: recorded in the cache and the model, mismatches refused, predict runs") {
+  if (!cpu::cpu_has_bf16()) {
+    MESSAGE("SKIPPED: this CPU has no AVX512_BF16");
+    return;
+  }
+  bf16_end_to_end("cpu");
+}
+
+CUDA_CASE("--precision bf16: recorded in the cache and the model, an fp32 run refuses the cache, predict refuses a mismatch") {
+  bf16_end_to_end("cuda");
 }
 
 CUDA_CASE("several GPUs (--device cuda:0,1): batches in turn on each, the same cache as one GPU writes") {

@@ -37,6 +37,17 @@ bool cpu_has(const char* isa) {
 
 const float* zeros() { return g_zeros; }
 
+bool cpu_has_bf16() {
+#if defined(__x86_64__) && defined(TL_HAVE_X86_KERNELS)
+  const char* e = getenv("TL_CPU_BF16");  // "0": behave as a CPU without it (tests of the refusal)
+  if (e && !strcmp(e, "0")) return false;
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
 const Kernels* kernels_for(const char* isa) {
   if (!cpu_has(isa)) return nullptr;
 #if defined(TL_HAVE_X86_KERNELS)
@@ -97,7 +108,9 @@ ConvAlgo g_conv_algo = ConvAlgo::Auto;
 
 void set_conv_algo(ConvAlgo a) { g_conv_algo = a; }
 
-ConvAlgo conv_algo_for(int cin, int cout, int h, int w) {
+namespace {
+// set_conv_algo's choice, else TL_CONV's, else Auto.
+ConvAlgo forced_conv_algo() {
   ConvAlgo a = g_conv_algo;
   if (a == ConvAlgo::Auto) {
     static const char* env = getenv("TL_CONV");
@@ -105,6 +118,12 @@ ConvAlgo conv_algo_for(int cin, int cout, int h, int w) {
     if (env && !strcmp(env, "winograd")) a = ConvAlgo::Winograd;
     if (env && !strcmp(env, "winograd4")) a = ConvAlgo::Winograd4;
   }
+  return a;
+}
+}  // namespace
+
+ConvAlgo conv_algo_for(int cin, int cout, int h, int w) {
+  ConvAlgo a = forced_conv_algo();
   // Winograd's GEMMs need enough channels to beat the transforms' memory traffic; the first
   // VGG layer (3 input channels) stays direct.
   // F(4x4) saves 44% of F(2x2)'s GEMM work but its transforms cost more per channel and its 4x4
@@ -118,7 +137,13 @@ ConvAlgo conv_algo_for(int cin, int cout, int h, int w) {
 }
 
 void conv3x3(const float* x, const float* w, const float* b, float* y, int n, int h, int wd, int cin,
-             int cout, bool relu) {
+             int cout, bool relu, bool bf16) {
+  // bf16: Winograd F(2x2) planes on every layer. F(4x4) in bf16 is 1.2x faster here but its larger
+  // transform coefficients magnify the operands' rounding: 1.65e-2 against 7.2e-3 relative L2 on
+  // the whole base (bench/RESULTS.md section 11); only TL_CONV=winograd4 asks for it.
+  if (bf16)
+    return conv3x3_winograd(x, w, b, y, n, h, wd, cin, cout, relu, forced_conv_algo() == ConvAlgo::Winograd4 ? 4 : 2,
+                            true);
   const ConvAlgo a = conv_algo_for(cin, cout, h, wd);
   if (a == ConvAlgo::Winograd) return conv3x3_winograd(x, w, b, y, n, h, wd, cin, cout, relu, 2);
   if (a == ConvAlgo::Winograd4) return conv3x3_winograd(x, w, b, y, n, h, wd, cin, cout, relu, 4);

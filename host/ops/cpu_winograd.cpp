@@ -382,12 +382,62 @@ void plane_gemm(const Kernels& K, const float* Vx, int64_t rows, int cin, const 
   }
 }
 
+// --precision bf16: a plane's GEMM with bf16 operands (the V rows converted, Ub: the filter panel
+// in channel pairs, [kp][kBf16NR][2]), fp32 sums.
+void plane_gemm_bf16(const uint16_t* Vb, int64_t rows, int kp, const uint16_t* panel, float* Mx, int cout, int c0,
+                     int cols) {
+  const uint32_t* ptrs[kBf16MR];
+  Bf16TileArgs a;
+  a.kp = kp;
+  a.a = ptrs;
+  a.b = panel;
+  a.ldc = cout;
+  a.nr = cols;
+  for (int64_t m0 = 0; m0 < rows; m0 += kBf16MR) {
+    const int mr = (int)std::min<int64_t>(kBf16MR, rows - m0);
+    for (int i = 0; i < kBf16MR; i++) ptrs[i] = (const uint32_t*)(Vb + (size_t)(m0 + std::min(i, mr - 1)) * 2 * kp);
+    a.c = Mx + (size_t)m0 * cout + c0;
+    a.mr = mr;
+    tile_bf16_avx512(a);
+  }
+}
+
+// rows x cin floats -> rows x 2 kp bf16 (rounded to nearest even; a zero channel pads an odd cin).
+void rows_to_bf16(const float* V, int64_t rows, int cin, uint16_t* Vb) {
+  const int w = (cin + 1) / 2 * 2;
+  if (w == cin) {
+    to_bf16_avx512(V, Vb, (long)(rows * cin));
+    return;
+  }
+  for (int64_t r = 0; r < rows; r++) {
+    to_bf16_avx512(V + r * cin, Vb + r * w, cin);
+    Vb[r * w + cin] = 0;
+  }
+}
+
+// The transformed filters U [P][ncb][cin][kBf16NR] as bf16 panels Ub [P][ncb][kp][kBf16NR][2].
+void filters_to_bf16(const float* U, int P, int ncb, int cin, uint16_t* Ub) {
+  const int kp = (cin + 1) / 2, NR = kBf16NR;
+  parallel_for((int64_t)P * ncb, [&](int64_t pc) {
+    const float* u = U + (size_t)pc * cin * NR;
+    uint16_t* ub = Ub + (size_t)pc * kp * NR * 2;
+    std::vector<float> pair((size_t)2 * NR);
+    for (int p = 0; p < kp; p++) {
+      for (int j = 0; j < NR; j++) {
+        pair[2 * j] = u[(size_t)(2 * p) * NR + j];
+        pair[2 * j + 1] = 2 * p + 1 < cin ? u[(size_t)(2 * p + 1) * NR + j] : 0.0f;
+      }
+      to_bf16_avx512(pair.data(), ub + (size_t)p * NR * 2, 2 * NR);
+    }
+  });
+}
+
 // Small filter sets: each task transforms a chunk of tiles, runs the 16 GEMMs for it and writes
 // its outputs, everything staying in L2.
-void winograd_fused(const Variant& W, const float* x, const float* U, const float* b, float* y, int n, int h, int wd,
-                    int cin, int cout, bool relu) {
+void winograd_fused(const Variant& W, const float* x, const float* U, const uint16_t* Ub, const float* b, float* y,
+                    int n, int h, int wd, int cin, int cout, bool relu) {
   const Kernels& K = kernels();
-  const int MR = K.mr, NR = K.nr;
+  const int MR = Ub ? kBf16MR : K.mr, NR = Ub ? kBf16NR : K.nr, kp = (cin + 1) / 2;
   const int ncb = (cout + NR - 1) / NR;
   const int P = W.P, tiles_h = (h + W.m - 1) / W.m, tiles_w = (wd + W.m - 1) / W.m;
   const int64_t T = (int64_t)n * tiles_h * tiles_w;
@@ -398,6 +448,7 @@ void winograd_fused(const Variant& W, const float* x, const float* U, const floa
   const int64_t nchunks = (T + tc - 1) / tc;
   struct Buffers {
     std::vector<float> V, M;
+    std::vector<uint16_t> Vb;
   };
   std::vector<Buffers> bufs(nt);
   parallel_for_t(nchunks, [&](int64_t chunk, int thread) {
@@ -407,10 +458,21 @@ void winograd_fused(const Variant& W, const float* x, const float* U, const floa
     tb.V.resize((size_t)P * cur * cin);
     tb.M.resize((size_t)P * cur * cout);
     W.in(x, h, wd, cin, t0, cur, tiles_h, tiles_w, tb.V.data(), cur, 0, zeros());
+    if (Ub) {
+      tb.Vb.resize((size_t)P * cur * 2 * kp);
+      rows_to_bf16(tb.V.data(), (int64_t)P * cur, cin, tb.Vb.data());
+    }
     for (int xi = 0; xi < P; xi++)
-      for (int cb = 0; cb < ncb; cb++)
-        plane_gemm(K, tb.V.data() + (size_t)xi * cur * cin, cur, cin, U + (((size_t)xi * ncb + cb) * cin) * NR,
-                   tb.M.data() + (size_t)xi * cur * cout, cout, cb * NR, std::min(NR, cout - cb * NR));
+      for (int cb = 0; cb < ncb; cb++) {
+        float* Mx = tb.M.data() + (size_t)xi * cur * cout;
+        const int cols = std::min(NR, cout - cb * NR);
+        if (Ub)
+          plane_gemm_bf16(tb.Vb.data() + (size_t)xi * cur * 2 * kp, cur, kp,
+                          Ub + (((size_t)xi * ncb + cb) * kp) * NR * 2, Mx, cout, cb * NR, cols);
+        else
+          plane_gemm(K, tb.V.data() + (size_t)xi * cur * cin, cur, cin, U + (((size_t)xi * ncb + cb) * cin) * NR, Mx,
+                     cout, cb * NR, cols);
+      }
     W.out(tb.M.data(), cur, 0, b, y, h, wd, cout, t0, cur, tiles_h, tiles_w, relu);
   });
 }
@@ -419,20 +481,23 @@ void winograd_fused(const Variant& W, const float* x, const float* U, const floa
 // ~32 MB; within a group (1) input transform, (2) one task per (point, output-channel block) runs
 // the GEMM over all the group's tiles, so each filter panel is read once and the V plane stays in
 // L2 across the channel blocks, (3) output transform.
-void winograd_grouped(const Variant& W, const float* x, const float* U, const float* b, float* y, int n, int h, int wd,
-                      int cin, int cout, bool relu) {
+void winograd_grouped(const Variant& W, const float* x, const float* U, const uint16_t* Ub, const float* b, float* y,
+                      int n, int h, int wd, int cin, int cout, bool relu) {
   const Kernels& K = kernels();
-  const int MR = K.mr, NR = K.nr;
+  const int MR = Ub ? kBf16MR : K.mr, NR = Ub ? kBf16NR : K.nr, kp = (cin + 1) / 2;
   const int ncb = (cout + NR - 1) / NR;
   static thread_local std::vector<float> v_buf, m_buf;
+  static thread_local std::vector<uint16_t> vb_buf;
 
   const int P = W.P, tiles_h = (h + W.m - 1) / W.m, tiles_w = (wd + W.m - 1) / W.m;
   const int64_t T = (int64_t)n * tiles_h * tiles_w;
   const int64_t group = std::max<int64_t>(MR, std::min<int64_t>(T, ((int64_t)4 << 20) / (P * std::max(cin, cout))));
   v_buf.resize((size_t)P * group * cin);
   m_buf.resize((size_t)P * group * cout);
+  if (Ub) vb_buf.resize((size_t)P * group * 2 * kp);
   float* V = v_buf.data();
   float* M = m_buf.data();
+  uint16_t* Vb = vb_buf.data();
   const int kPiece = 16;  // tiles per transform task
   for (int64_t g0 = 0; g0 < T; g0 += group) {
     const int64_t cur = std::min(group, T - g0);
@@ -441,10 +506,20 @@ void winograd_grouped(const Variant& W, const float* x, const float* U, const fl
       const int64_t r0 = p * kPiece;
       W.in(x, h, wd, cin, g0 + r0, (int)std::min<int64_t>(kPiece, cur - r0), tiles_h, tiles_w, V, cur, r0, zeros());
     });
+    if (Ub)
+      parallel_for(P, [&](int64_t xi) {
+        rows_to_bf16(V + (size_t)xi * cur * cin, cur, cin, Vb + (size_t)xi * cur * 2 * kp);
+      });
     parallel_for((int64_t)P * ncb, [&](int64_t task) {
       const int xi = (int)(task / ncb), cb = (int)(task % ncb);
-      plane_gemm(K, V + (size_t)xi * cur * cin, cur, cin, U + (((size_t)xi * ncb + cb) * cin) * NR,
-                 M + (size_t)xi * cur * cout, cout, cb * NR, std::min(NR, cout - cb * NR));
+      float* Mx = M + (size_t)xi * cur * cout;
+      const int cols = std::min(NR, cout - cb * NR);
+      if (Ub)
+        plane_gemm_bf16(Vb + (size_t)xi * cur * 2 * kp, cur, kp, Ub + (((size_t)xi * ncb + cb) * kp) * NR * 2, Mx,
+                        cout, cb * NR, cols);
+      else
+        plane_gemm(K, V + (size_t)xi * cur * cin, cur, cin, U + (((size_t)xi * ncb + cb) * cin) * NR, Mx, cout,
+                   cb * NR, cols);
     });
     parallel_for(pieces, [&](int64_t p) {
       const int64_t r0 = p * kPiece;
@@ -456,25 +531,33 @@ void winograd_grouped(const Variant& W, const float* x, const float* U, const fl
 }  // namespace
 
 void conv3x3_winograd(const float* x, const float* w, const float* b, float* y, int n, int h, int wd, int cin,
-                      int cout, bool relu, int m) {
+                      int cout, bool relu, int m, bool bf16) {
   TL_ASSERT(m == 2 || m == 4);
+  TL_ASSERT(!bf16 || cpu_has_bf16());
   const Variant W = m == 2 ? Variant{2, 16, input_transform, output_transform}
                            : Variant{4, 36, input_transform4, output_transform4};
-  const int NR = kernels().nr;
+  const int NR = bf16 ? kBf16NR : kernels().nr;
   const int ncb = (cout + NR - 1) / NR;
   static thread_local std::vector<float> u_buf;
+  static thread_local std::vector<uint16_t> ub_buf;
   u_buf.resize((size_t)W.P * ncb * NR * cin);
   if (m == 2)
     filter_transform(w, cin, cout, NR, u_buf.data());
   else
     filter_transform4(w, cin, cout, NR, u_buf.data());
+  const uint16_t* Ub = nullptr;
+  if (bf16) {
+    ub_buf.resize((size_t)W.P * ncb * NR * 2 * ((cin + 1) / 2));
+    filters_to_bf16(u_buf.data(), W.P, ncb, cin, ub_buf.data());
+    Ub = ub_buf.data();
+  }
   TL_ASSERT(cin <= kZeros);
   // Measured on the VGG16 layers: the fused schedule wins up to 256 x 512 channels, the grouped
   // one at 512 x 512 (block5: 1.2x), where re-reading 16 MB of filters per chunk dominates.
   if ((int64_t)cin * cout >= 512 * 512)
-    winograd_grouped(W, x, u_buf.data(), b, y, n, h, wd, cin, cout, relu);
+    winograd_grouped(W, x, u_buf.data(), Ub, b, y, n, h, wd, cin, cout, relu);
   else
-    winograd_fused(W, x, u_buf.data(), b, y, n, h, wd, cin, cout, relu);
+    winograd_fused(W, x, u_buf.data(), Ub, b, y, n, h, wd, cin, cout, relu);
 }
 
 }  // namespace cpu

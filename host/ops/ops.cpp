@@ -63,7 +63,7 @@ void conv3x3(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool 
   if (x.on_cuda())
     cuda::conv3x3_variant(cuda_conv_variant(precision), x.f32(), w.f32(), b.f32(), y.f32(), n, h, wd, cin, cout, relu);
   else
-    cpu::conv3x3(x.f32(), w.f32(), b.f32(), y.f32(), n, h, wd, cin, cout, relu);
+    cpu::conv3x3(x.f32(), w.f32(), b.f32(), y.f32(), n, h, wd, cin, cout, relu, precision == Precision::BF16);
 }
 
 void relu(const Tensor& x, Tensor& y) {

@@ -10,6 +10,7 @@
 #include "host/core/progress.h"
 #include "host/core/threads.h"
 #include "host/io/zip.h"
+#include "host/ops/cpu_ops.h"
 
 namespace tl {
 
@@ -104,10 +105,16 @@ Predictor::Predictor(const std::string& model_path, const std::string& weights_p
     fail("--precision %s: %s was trained on features computed in %s; predict with those (omit --precision) or "
          "train a model on %s features",
          precision.c_str(), model_path.c_str(), precision_name(recipe_.precision), precision.c_str());
-  if (recipe_.precision != Precision::FP32 && d != Device::CUDA)
-    fail("%s was trained on features computed in %s on a GPU's tensor cores; predict on a GPU (--device cuda), or "
+  // bf16 features are computed on the GPU's tensor cores or on a CPU with AVX512_BF16 (Winograd):
+  // either serves a bf16 model (they differ from each other about as much as each from fp32).
+  if (d != Device::CUDA && recipe_.precision == Precision::TF32)
+    fail("%s was trained on features computed in tf32 on a GPU's tensor cores; predict on a GPU (--device cuda), or "
          "train a model on fp32 features to predict on the CPU",
-         model_path.c_str(), precision_name(recipe_.precision));
+         model_path.c_str());
+  if (d != Device::CUDA && recipe_.precision == Precision::BF16 && !cpu::cpu_has_bf16())
+    fail("%s was trained on features computed in bf16, which this CPU cannot compute (no AVX512_BF16); predict on a "
+         "GPU (--device cuda), or train a model on fp32 features to predict on this CPU",
+         model_path.c_str());
   std::string wpath = weights_path.empty() ? recipe_.weights_file : weights_path;
   if (wpath.empty() || !file_exists(wpath)) {
     if (weights_path.empty() && file_exists(kDefaultWeightsFile))
