@@ -22,13 +22,13 @@ const char* dtype_name(DType t);
 const char* device_name(Device d);
 
 // The arithmetic of the frozen conv base (--precision): fp32 (the default and exact mode: FFMA on
-// the GPU, within 1e-4 of float64 on the CPU), or the GPU's tensor cores with operands rounded to
-// tf32 or bf16 and fp32 accumulation. Recorded in caches and models; features made at one precision
+// the GPU, within 1e-4 of float64 on the CPU), or operands rounded to tf32 (GPU tensor cores) or
+// bf16 (GPU tensor cores, or CPUs with AVX512_BF16) and fp32 accumulation. Recorded in caches and models; features made at one precision
 // are never mixed with another's.
 enum class Precision : uint8_t { FP32 = 0, TF32 = 1, BF16 = 2 };
 const char* precision_name(Precision p);
 Precision parse_precision(const std::string& s);  // fails naming the flag on anything else
-// Fails with the fix when `d` cannot compute at precision p (the CPU computes fp32 only).
+// Fails with the fix when `d` cannot compute at precision p (the CPU: fp32, and bf16 with AVX512_BF16).
 void check_precision(Precision p, Device d);
 
 struct Tensor {

@@ -13,7 +13,8 @@ namespace tl {
 namespace ops {
 
 // x [n,h,w,cin], w [3,3,cin,cout], b [cout] -> y [n,h,w,cout]; stride 1, zero padding 1.
-// precision (tensor.h): fp32 anywhere; tf32 and bf16 on the GPU's tensor cores (kernels 3 and 4).
+// precision (tensor.h): fp32 anywhere; tf32 and bf16 on the GPU's tensor cores (kernels 3 and 4);
+// bf16 also on CPUs with AVX512_BF16 (Winograd with bf16 planes, cpu_ops.h).
 // The fp32 GPU kernel is number 1 unless TL_CUDA_CONV_FP32=2 picks the 8x8-per-thread one.
 void conv3x3(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool relu,
              Precision precision = Precision::FP32);

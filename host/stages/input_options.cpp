@@ -14,8 +14,9 @@ void add_input_flags(Cli& cli, DatasetInput* in, const char* data_flag, const st
   cli.opt("--image-size", &in->image_size, "N", h("input size the images are resized to (N x N)").c_str());
   cli.opt("--resize", &in->resize, "MODE", h("nearest (Keras load_img's default) or bilinear (PIL's, antialiased)").c_str());
   cli.opt("--precision", &in->precision, "P",
-          h("the conv base's arithmetic: fp32 (exact, the default), or on the GPU's tensor cores tf32 or bf16 (fp32 "
-            "accumulation; features differ from fp32 by about 1e-3 / 1e-2 relative); recorded in the cache and model")
+          h("the conv base's arithmetic: fp32 (exact, the default), tf32 (GPU tensor cores) or bf16 (GPU tensor "
+            "cores, or CPUs with AVX512_BF16); fp32 accumulation, features within about 1e-3 (tf32) / 1e-2 (bf16) "
+            "relative of fp32; recorded in the cache and model")
               .c_str());
   cli.opt("--valid-fraction", &in->valid_fraction, "F",
           h("fraction of files put in validation, by a hash of each file's class and name (default 0.07696 = the "
