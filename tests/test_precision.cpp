@@ -31,6 +31,21 @@ using namespace tl;
 
 namespace {
 
+// n of the fixture's real photos (224x224) resized (nearest) to size and preprocessed for w.
+Tensor real_photos(const VggWeights& w, int size, int n) {
+  tlt::Fixture photos("photos224.npz");
+  Tensor x({n, size, size, 3});
+  for (int i = 0; i < n; i++) {
+    const NpyArray& a = photos.arrays.at("p" + std::to_string(i) + "_224");
+    Image img;
+    img.w = img.h = 224;
+    img.rgb.assign(a.data(), a.data() + a.h.numel());
+    preprocess_image(size == 224 ? img : resize_image(img, size, size, Resize::Nearest), w.preprocess,
+                     x.f32() + (size_t)i * size * size * 3);
+  }
+  return x;
+}
+
 struct Ref {
   std::vector<double> y, s;  // float64 output (after ReLU) and S per output
 };
@@ -186,15 +201,7 @@ CUDA_CASE("the whole VGG16 base on real photos: fp32 kernels 1 and 2, tf32 and b
   VggWeights w = real.empty() ? synthetic_weights("vgg16", 7) : convert_weights(real, nullptr, nullptr);
   // 224x224 takes minutes in the emulator: two photos at 64x64 (all 13 layers, 2x2x512 features).
   const int size = cuda::emulated() ? 64 : 224, n = 2;
-  tlt::Fixture photos("photos224.npz");
-  Tensor x({n, size, size, 3});
-  for (int i = 0; i < n; i++) {
-    const NpyArray& a = photos.arrays.at("p" + std::to_string(i) + "_224");
-    Image img;
-    img.w = img.h = 224;
-    img.rgb.assign(a.data(), a.data() + a.h.numel());
-    preprocess_image(resize_image(img, size, size, Resize::Nearest), w.preprocess, x.f32() + (size_t)i * size * size * 3);
-  }
+  Tensor x = real_photos(w, size, n);
   VggBase cpu(w, Device::CPU);
   const std::vector<float> ref = cpu.forward(x).to_vector();
   Tensor xg = x.to(Device::CUDA);
@@ -367,15 +374,7 @@ TEST_CASE("CPU --precision bf16: the whole VGG16 base on real photos, layer by l
   const std::string real = tlt::real_keras_h5();
   VggWeights w = real.empty() ? synthetic_weights("vgg16", 7) : convert_weights(real, nullptr, nullptr);
   const int size = 224, n = 2;
-  tlt::Fixture photos("photos224.npz");
-  Tensor x({n, size, size, 3});
-  for (int i = 0; i < n; i++) {
-    const NpyArray& a = photos.arrays.at("p" + std::to_string(i) + "_224");
-    Image img;
-    img.w = img.h = 224;
-    img.rgb.assign(a.data(), a.data() + a.h.numel());
-    preprocess_image(img, w.preprocess, x.f32() + (size_t)i * size * size * 3);
-  }
+  Tensor x = real_photos(w, size, n);
   // The two chains side by side; each layer's bf16 activations against the fp32 ones (the error
   // carried from the layers before included). The first layer is fp32 in both, as in VggBase.
   Tensor a32 = Tensor::view(x.ptr, {n, size, size, 3}, Device::CPU), a16 = Tensor::view(x.ptr, {n, size, size, 3}, Device::CPU);
