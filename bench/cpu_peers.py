@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """The VGG16 conv base (13 conv3x3+ReLU, 5 max-pools, 224x224) on the CPU, side by side in one run:
 ours (build/bench_ops --only base: the automatic algorithm choice, F(2x2)-only Winograd, direct, and
---precision bf16 on CPUs with AVX512_BF16) and ONNX Runtime, OpenVINO fp32 and OpenVINO bf16
-(inference_precision_hint) on the same ONNX graph with random weights. Interleaved rounds; prints images/s per system and batch (median, min, max over the
+--precision bf16 on CPUs with AVX512_BF16), ONNX Runtime, OpenVINO fp32 and OpenVINO bf16
+(inference_precision_hint) on the same ONNX graph with random weights, and PyTorch (channels_last fp32
+and bf16 autocast, bench/torch_base.py) when TORCH_PYTHON names a Python with torch (default:
+/tmp/tv/bin/python when present; torch is not installed by cpu_peers.sh: its PyPI wheel is ~5 GB). Interleaved rounds; prints images/s per system and batch (median, min, max over the
 rounds) and the ratio to ours.
 
     python3 bench/cpu_peers.py [--batches 8,32] [--rounds 3] [--reps 3] [--threads N]
@@ -95,6 +97,16 @@ def main():
             return b / float(re.search(r"-> ([\d.]+) images/s", out).group(1))  # seconds per batch
         return run
 
+    torch_py = os.environ.get("TORCH_PYTHON", "/tmp/tv/bin/python" if os.path.exists("/tmp/tv/bin/python") else "")
+
+    def torch_run(mode):
+        def run(b):
+            out = subprocess.run([torch_py, os.path.join(ROOT, "bench/torch_base.py"), "--batch", str(b), "--reps",
+                                  str(a.reps), "--threads", str(a.threads), "--mode", mode],
+                                 capture_output=True, text=True, check=True).stdout
+            return float(re.search(r"SECONDS ([\d.]+)", out).group(1))
+        return run
+
     def ort_run(b):
         x = np.random.default_rng(2).standard_normal((b, 3, 224, 224)).astype(np.float32) * 50
         return timed(lambda: sess.run(None, {"x": x}), a.reps)
@@ -114,6 +126,13 @@ def main():
                (f"ONNX Runtime {ort.__version__} (all optimisations)", ort_run),
                (f"OpenVINO {ov.__version__.split('-')[0]} fp32", ov_run("f32")),
                (f"OpenVINO {ov.__version__.split('-')[0]} bf16 hint", ov_run("bf16"))]
+    if torch_py:
+        tv = subprocess.run([torch_py, "-c", "import torch; print(torch.__version__.split('+')[0])"], capture_output=True,
+                            text=True, check=True).stdout.strip()
+        print(f"PyTorch {tv} from {torch_py}", flush=True)
+        systems += [(f"PyTorch {tv} channels_last fp32", torch_run("fp32")),
+                    (f"PyTorch {tv} channels_last, bf16 autocast", torch_run("bf16"))]
+    ov_bf16_name = next(n for n, _ in systems if n.startswith("OpenVINO") and "bf16" in n)
     res = {(n, b): [] for n, _ in systems for b in batches}
     for r in range(a.rounds):
         for b in batches:
@@ -132,7 +151,7 @@ def main():
             row += "%24s" % f"{statistics.median(v):.2f} [{min(v):.2f}-{max(v):.2f}]"
         row += "%14s" % f"{statistics.median(res[(name, batches[-1])]) / base[batches[-1]]:.2f}"
         print(row)
-    ov_bf16 = statistics.median(res[(systems[-1][0], batches[-1])])
+    ov_bf16 = statistics.median(res[(ov_bf16_name, batches[-1])])
     print(f"RESULT ours_vs_openvino_bf16 batch {batches[-1]}: {base[batches[-1]] / ov_bf16:.2f}x")
     for name, _ in systems:
         if "bf16" in name and name.startswith("ours"):
