@@ -47,9 +47,12 @@ expect_error "tl_train --precision with a cache" "--precision needs --images" ./
 echo "== the README's examples use flags the programs have"
 nflags=0; nbad=0
 while read -r prog rest; do
+  # The help captured first: `--help | grep -q` under pipefail fails when grep exits before the
+  # program has written everything (SIGPIPE), which a slow (sanitized) build makes likely.
+  help=$(./"$prog" --help)
   for f in $(grep -oE -- '--[a-z][a-z0-9-]*' <<<"$rest"); do
     nflags=$((nflags + 1))
-    if ! ./"$prog" --help | grep -qE -- "^  $f( |$)"; then nbad=$((nbad + 1)); echo "    README: $prog $f is not in $prog --help"; fi
+    if ! grep -qE -- "^  $f( |$)" <<<"$help"; then nbad=$((nbad + 1)); echo "    README: $prog $f is not in $prog --help"; fi
   done
 done < <(grep -oE '\./tl_(cache|train|predict|inspect|convert)( [^`|#]*)?' README.md | sed 's|^\./||')
 if [ $nflags -ge 15 ] && [ $nbad -eq 0 ]; then ok "README examples: $nflags flags, all in --help"; else bad "README examples: $nbad of $nflags flags unknown"; fi
