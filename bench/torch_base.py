@@ -13,21 +13,13 @@ import statistics
 import time
 
 import torch
-import torch.nn as nn
 
-CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+from torch_vgg_gpu import network as vgg_base  # the same 13 conv + 5 pool graph
 
 
 def network():
     torch.manual_seed(1)
-    layers, c = [], 3
-    for v in CFG:
-        if v == "M":
-            layers.append(nn.MaxPool2d(2, 2))
-        else:
-            layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU(inplace=True)]
-            c = v
-    return nn.Sequential(*layers).eval()
+    return vgg_base().eval()
 
 
 def main():

@@ -90,11 +90,11 @@ void Head::backward(const Tensor& x, int n, bool dropout_on, uint64_t seed, uint
   else
     da1.copy_from(dd1);
   ops::relu_backward(a1, da1, da1);
-  if (fused_opt && x_next) {
-    Tensor p = partials_.rows((int64_t)ops::dense_partial_blocks(spec_.in_dim()) * x_next->dim(0));
-    ops::dense_backward_rmsprop(xv, da1, W1_, vW1_, gb1_, fused_opt->lr, fused_opt->rho, fused_opt->eps, x_next, &p);
-  } else if (fused_opt) {
-    ops::dense_backward_rmsprop(xv, da1, W1_, vW1_, gb1_, fused_opt->lr, fused_opt->rho, fused_opt->eps);
+  if (fused_opt) {
+    Tensor p;
+    if (x_next) p = partials_.rows((int64_t)ops::dense_partial_blocks(spec_.in_dim()) * x_next->dim(0));
+    ops::dense_backward_rmsprop(xv, da1, W1_, vW1_, gb1_, fused_opt->lr, fused_opt->rho, fused_opt->eps, x_next,
+                                x_next ? &p : nullptr);
   } else
     ops::dense_backward(xv, W1_, da1, nullptr, gW1_, gb1_);
 }

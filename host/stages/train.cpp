@@ -606,9 +606,13 @@ class Trainer {
     // With look-ahead, batch b+1 is fetched before step b, which also computes its first layer.
     Tensor* x = &x_;
     Tensor* x_next = &x_next_;
-    std::vector<int64_t> idx = batch(0);
-    src_.fetch(Split::Train, idx, *x, true, (uint64_t)epoch);
+    std::vector<int64_t> idx;
+    bool fetched = false;  // *x holds batch b already (fetched ahead)
     for (int64_t b = 0; b < steps_per_epoch_; b++) {
+      if (!fetched) {
+        idx = batch(b);
+        src_.fetch(Split::Train, idx, *x, true, (uint64_t)epoch);
+      }
       const int n = (int)idx.size();
       std::vector<float> yb((size_t)o_.batch, 0.0f);
       for (int i = 0; i < n; i++) yb[(size_t)i] = ytrain[(size_t)idx[(size_t)i]];
@@ -623,12 +627,10 @@ class Trainer {
       const double ls =
           head_.train_step(*x, y_, n, o_.seed, step_, opt, &c, ahead ? x_next : nullptr, (int)idx_next.size());
       step_++;
+      fetched = ahead;
       if (ahead) {
         std::swap(x, x_next);
         idx = std::move(idx_next);
-      } else if (b + 1 < steps_per_epoch_) {
-        idx = batch(b + 1);
-        src_.fetch(Split::Train, idx, *x, true, (uint64_t)epoch);
       }
       if (!std::isfinite(ls)) {
         if (!quiet() && Progress::is_tty()) fprintf(stderr, "\n");
