@@ -180,7 +180,7 @@ clean:
 # Sanitizers and fuzzing (README: "Hardening").
 #   make sanitize     the unit suite and the end-to-end script built with ASan+UBSan (-fno-sanitize-recover)
 #   make fuzz         one libFuzzer harness per parser (clang++), seeds in build/fuzz/seeds/<target>
-#   make fuzz-smoke   each harness for FUZZ_SECONDS (default 10) on its seeds: a parser regression fails
+#   make fuzz-smoke   each harness for FUZZ_SECONDS (default 10; or FUZZ_RUNS inputs, FUZZ_SEED fixed) on its seeds
 #   FUZZ_TARGET=shard FUZZ_SECONDS=600 make fuzz-run   a long run of one harness
 SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 SAN_BUILD := $(BUILD)/asan

@@ -306,6 +306,18 @@ TEST_CASE("shard round trip (fp32 and fp16), and damaged shards are refused with
     put(p, b);
     CHECK(tlt::error_of([&] { MappedShard x(p); }).find("checksum mismatch") != std::string::npos);
   }
+  // A header with a zero-sized feature shape (found by the shard fuzzer) is refused, not read as empty samples.
+  ShardData z;
+  z.info.count = 1;
+  z.info.feat_h = z.info.feat_w = 7;
+  z.info.feat_c = 0;
+  z.info.range_count = 1;
+  z.labels = {1};
+  z.ids = {0};
+  const std::string p = path_join(tlt::temp_dir(), "z.bin");
+  write_shard(p, z);
+  CHECK(tlt::error_of([&] { MappedShard x(p); }).find("corrupt shard header (empty feature shape 7x7x0)") !=
+        std::string::npos);
 }
 
 TEST_CASE("caching: shards hold exactly the direct forward pass, labels and ids; bad files are skipped and listed") {

@@ -102,6 +102,10 @@ TEST_CASE("ONNX: the conv stack found by walking the graph; what it cannot conve
   // loop until memory ran out; an empty packed float list reached memcpy with a null pointer.
   e = tlt::error_of([&] { convert_weights(fx("onnx_fuzz_loop.onnx"), &kCaffe, nullptr); });
   CHECK(e.find("loops back to Conv") != std::string::npos);
+  // Found by fuzzing (the weights_torch target): a pickle that feeds each STACK_GLOBAL's result back into the next
+  // (DUP, STACK_GLOBAL, ...) doubled the name each time and ran out of memory from 983 bytes.
+  e = tlt::error_of([&] { convert_weights(fx("fuzz_torch_global_doubling.pth"), &kCaffe, nullptr); });
+  CHECK(e.find("corrupt or unsupported pickle data at byte 64 (global name)") != std::string::npos);
   for (auto& b : bad) {
     CAPTURE(b.file);
     e = tlt::error_of([&] { convert_weights(fx(b.file), &kCaffe, nullptr); });

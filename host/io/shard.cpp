@@ -149,6 +149,8 @@ MappedShard::MappedShard(const std::string& path, bool verify) : path_(path) {
     reasons_bytes_ = r.u64();
     const uint64_t total = r.u64();
     // Readers allocate one sample's features (feature_elems) on trust of these: bounded like a model's.
+    if (info_.feat_h == 0 || info_.feat_w == 0 || info_.feat_c == 0)
+      fail("%s: corrupt shard header (empty feature shape %ux%ux%u)", f, info_.feat_h, info_.feat_w, info_.feat_c);
     if (info_.feat_h > 4096 || info_.feat_w > 4096 || info_.feat_c > 65536 || info_.count > (1u << 24) ||
         (uint64_t)info_.feat_h * info_.feat_w * info_.feat_c > (1u << 26) ||
         n_skipped_ > (1u << 24) || reasons_bytes_ > (1ull << 32) || (uint64_t)info_.count + n_skipped_ != info_.range_count)

@@ -2,7 +2,8 @@
 # Runs fuzz harnesses (built by `make fuzz`) for SECONDS each on their corpus (build/fuzz/corpus/<t>,
 # kept between runs) and seeds (build/fuzz/seeds/<t>); prints executions per target; exits non-zero
 # on the first finding (the crashing input is left in build/fuzz/findings/).
-#   bash tests/fuzz/run.sh BUILD_DIR SECONDS TARGET...     (FUZZ_RUNS=N: stop after N executions, or SECONDS)
+#   bash tests/fuzz/run.sh BUILD_DIR SECONDS TARGET...     (FUZZ_RUNS=N: stop after N executions, or SECONDS;
+#   FUZZ_SEED=S: libFuzzer's random seed, so that a run from the same corpus repeats exactly: CI's smoke run)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 B=$1 S=$2
@@ -13,7 +14,7 @@ for t in "$@"; do
   mkdir -p "$B/corpus/$t" "$B/seeds/$t"
   log="$B/findings/$t.log"
   # Limits: 2 GB resident, no single allocation over 512 MB, 10 s per input.
-  "$B/fuzz_$t" -max_total_time="$S" ${FUZZ_RUNS:+-runs=$FUZZ_RUNS} -rss_limit_mb=2048 -malloc_limit_mb=512 -timeout=10 -print_final_stats=1 \
+  "$B/fuzz_$t" -max_total_time="$S" ${FUZZ_RUNS:+-runs=$FUZZ_RUNS} ${FUZZ_SEED:+-seed=$FUZZ_SEED} -rss_limit_mb=2048 -malloc_limit_mb=512 -timeout=10 -print_final_stats=1 \
     -artifact_prefix="$B/findings/$t-" "$B/corpus/$t" "$B/seeds/$t" >"$log" 2>&1
   rc=$?
   runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo "?")
