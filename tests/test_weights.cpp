@@ -106,6 +106,20 @@ TEST_CASE("ONNX: the conv stack found by walking the graph; what it cannot conve
   // (DUP, STACK_GLOBAL, ...) doubled the name each time and ran out of memory from 983 bytes.
   e = tlt::error_of([&] { convert_weights(fx("fuzz_torch_global_doubling.pth"), &kCaffe, nullptr); });
   CHECK(e.find("corrupt or unsupported pickle data at byte 64 (global name)") != std::string::npos);
+  // Found by fuzzing (the weights_h5 target): a version-2 object header whose 8-byte chunk size is 2^64-1 passed the
+  // bounds check as chunk + 4 = 3 and then walked messages past the buffer. Here the root group's header in
+  // weights_keras2_latest.h5 (OHDR at byte 48, flags 0x20) is given an 8-byte size field of all ones.
+  {
+    std::vector<uint8_t> h = read_file(fx("weights_keras2_latest.h5"));
+    REQUIRE(memcmp(h.data() + 48, "OHDR", 4) == 0);
+    REQUIRE(h[48 + 5] == 0x20);
+    h[48 + 5] = 0x23;
+    for (int i = 0; i < 8; i++) h[48 + 22 + i] = 0xFF;
+    const std::string p = path_join(tlt::temp_dir(), "huge_chunk.h5");
+    write_bytes(p, h, h.size());
+    e = tlt::error_of([&] { convert_weights(p, &kCaffe, nullptr); });
+    CHECK(e.find("object header chunk larger than the file") != std::string::npos);
+  }
   for (auto& b : bad) {
     CAPTURE(b.file);
     e = tlt::error_of([&] { convert_weights(fx(b.file), &kCaffe, nullptr); });

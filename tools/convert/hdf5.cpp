@@ -174,6 +174,7 @@ std::vector<H5File::Msg> H5File::messages(uint64_t addr) const {
     const uint8_t* q = at(addr, pos + sz_bytes);
     const uint64_t chunk = rd(q + pos, sz_bytes);
     pos += sz_bytes;
+    if (chunk > buf_.size()) bad("object header chunk larger than the file");  // (chunk + 4 could wrap)
     const uint8_t* msgs = at(addr + pos, chunk + 4);
     parse_messages(msgs, chunk, 2, flags & 4, out, cont);
     for (size_t i = 0; i < cont.size(); i++) {
