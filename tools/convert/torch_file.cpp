@@ -357,7 +357,7 @@ Obj Unpickler::load() {
       }
       case 0x93: {
         Obj name = pop(), mod = pop();
-        // Names come from strings of the file; a memoised global fed back here would double each time.
+        // Module and name are strings of the file; a global fed back in (DUP, STACK_GLOBAL, ...) would double each time.
         if (name->kind != PyObj::Str || mod->kind != PyObj::Str || mod->s.size() + name->s.size() > 1024)
           bad("global name");
         Obj g = make(PyObj::Global);
