@@ -49,7 +49,7 @@ KERNEL_SRCS := $(wildcard kernels/*.cu)
 ifeq ($(ARCH),x86_64)
   CPPFLAGS += -DTL_HAVE_X86_KERNELS
   ISA_OBJS := $(BUILD)/host/ops/cpu_kernel_avx512.o $(BUILD)/host/ops/cpu_kernel_avx2.o \
-              $(BUILD)/host/ops/cpu_kernel_bf16.o
+              $(BUILD)/host/ops/cpu_kernel_bf16.o $(BUILD)/host/ops/cpu_kernel_amx.o
 endif
 ISA_OBJS += $(BUILD)/host/ops/cpu_kernel_generic.o
 
@@ -102,6 +102,22 @@ $(BUILD)/host/ops/cpu_kernel_bf16.o: host/ops/cpu_kernel_bf16.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -mavx512f -mavx512bf16 -c $< -o $@
 
+# The AMX micro-kernels (called only after the run-time check, cpu_features.h).
+$(BUILD)/host/ops/cpu_kernel_amx.o: host/ops/cpu_kernel_amx.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -mamx-tile -mamx-bf16 -mavx512f -mavx512bf16 -mavx512bw -mavx512vl -c $< -o $@
+
+# The same AMX kernel source against the test-only tile emulator (tests/amx_emu): linked into the
+# test binaries only, so every machine runs the AMX kernels' code.
+AMX_EMU_OBJS := $(BUILD)/amx_emu/cpu_kernel_amx.o $(BUILD)/amx_emu/amx_emu.o
+$(BUILD)/amx_emu/cpu_kernel_amx.o: host/ops/cpu_kernel_amx.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -DTL_AMX_EMULATION -c $< -o $@
+
+$(BUILD)/amx_emu/amx_emu.o: tests/amx_emu/amx_emu.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c $< -o $@
+
 $(BUILD)/host/ops/cpu_kernel_avx2.o: host/ops/cpu_kernel_avx2.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -mavx2 -mfma -c $< -o $@
@@ -122,7 +138,7 @@ $(BUILD)/emu/test_emu.o: tests/cuda_emu/test_emu.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(CPPFLAGS) $(EMU_FLAGS) $(CXXFLAGS) -c $< -o $@
 
-$(EMU_TEST_BIN): $(patsubst %.cpp,$(BUILD)/%.o,$(TEST_SRCS)) $(BUILD)/emu/test_emu.o $(EMU_LIB_OBJS)
+$(EMU_TEST_BIN): $(patsubst %.cpp,$(BUILD)/%.o,$(TEST_SRCS)) $(BUILD)/emu/test_emu.o $(EMU_LIB_OBJS) $(AMX_EMU_OBJS)
 	$(CXX) $(CXXFLAGS) $(LDFLAGS) $^ $(filter-out -lcublas -lcudart_static,$(LDLIBS)) -o $@
 
 $(LIB): $(LIB_OBJS)
@@ -133,7 +149,7 @@ $(PROG_PREFIX)tl_%: $(BUILD)/host/programs/tl_%.o $(LIB)
 	$(if $(PROG_PREFIX),@mkdir -p $(PROG_PREFIX))
 	$(CXX) $(CXXFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(TEST_BIN): $(patsubst %.cpp,$(BUILD)/%.o,$(TEST_SRCS)) $(LIB)
+$(TEST_BIN): $(patsubst %.cpp,$(BUILD)/%.o,$(TEST_SRCS)) $(AMX_EMU_OBJS) $(LIB)
 	$(CXX) $(CXXFLAGS) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/bench_%: $(BUILD)/bench/bench_%.o $(LIB)

@@ -38,8 +38,8 @@ expect_error "tl_convert without arguments" "expected IN and OUT" ./tl_convert
 expect_error "tl_predict without images" "no images given" ./tl_predict
 expect_error "tl_train on several GPUs is refused" "only tl_cache runs on several GPUs" ./tl_train --device cuda:0,1
 expect_error "tl_cache --precision fp8" "--precision: expected fp32, tf32 or bf16, got 'fp8'" ./tl_cache --precision fp8 --weights /dev/null --data .
-expect_error "tl_cache --precision bf16 on a CPU without AVX512_BF16" "--precision bf16 on the CPU needs AVX512_BF16, which this CPU lacks" \
-  env TL_CPU_BF16=0 ./tl_cache --precision bf16 --device cpu --weights tests/fixtures/weights_keras1.h5 --data . --out "$TMP/bfc"
+expect_error "tl_cache --precision bf16 on a CPU without AMX or AVX512_BF16" "--precision bf16 on the CPU needs AMX or AVX512_BF16, which this CPU lacks" \
+  env TL_CPU_BF16=0 TL_CPU_AMX=0 ./tl_cache --precision bf16 --device cpu --weights tests/fixtures/weights_keras1.h5 --data . --out "$TMP/bfc"
 expect_error "tl_cache --precision tf32 on the CPU" "--precision tf32 runs on the GPU's tensor cores only; the CPU computes in fp32 or bf16" \
   ./tl_cache --precision tf32 --device cpu --weights tests/fixtures/weights_keras1.h5 --data . --out "$TMP/bfc"
 expect_error "tl_train --precision with a cache" "--precision needs --images" ./tl_train --cache "$TMP" --precision tf32

@@ -12,6 +12,7 @@
 #include "host/core/common.h"
 #include "host/io/npy.h"
 #include "host/core/tensor.h"
+#include "host/io/weights.h"
 
 namespace tlt {
 
@@ -45,6 +46,16 @@ bool gpu_present();
 std::string real_keras_h5();   // a genuine ImageNet weights file, when one is present ("" otherwise)
 std::string real_torch_pth();  // evaluated once, in main, before the suites run
 std::string temp_dir();  // a fresh directory for this test run
+// A float64 conv3x3 (stride 1, zero padding 1, NHWC, HWIO): y (after ReLU when relu) and, per
+// output, S = |b| + sum |x w| (the scale of its rounding error bounds).
+struct ConvRef {
+  std::vector<double> y, s;
+};
+ConvRef conv3x3_reference(const std::vector<float>& x, const std::vector<float>& w, const std::vector<float>& b,
+                          int n, int h, int wd, int cin, int cout, bool relu);
+// n of the fixture's real photos (photos224.npz, 224x224) resized (nearest) to size and preprocessed
+// for w's convention: [n, size, size, 3] on the CPU.
+tl::Tensor real_photos(const tl::VggWeights& w, int size, int n);
 
 }  // namespace tlt
 

@@ -10,6 +10,7 @@
 #include "host/core/device.h"
 #include "host/core/log.h"
 #include "host/core/threads.h"
+#include "host/io/image.h"
 
 namespace tlt {
 
@@ -44,6 +45,55 @@ std::string temp_dir() {
     return std::string(d);
   }();
   return dir;
+}
+
+ConvRef conv3x3_reference(const std::vector<float>& x, const std::vector<float>& w, const std::vector<float>& b,
+                          int n, int h, int wd, int cin, int cout, bool relu) {
+  ConvRef r;
+  const size_t outs = (size_t)n * h * wd * cout;
+  r.y.assign(outs, 0.0);
+  r.s.assign(outs, 0.0);
+  std::vector<double> acc(cout), sa(cout);
+  for (int i = 0; i < n; i++)
+    for (int yy = 0; yy < h; yy++)
+      for (int xx = 0; xx < wd; xx++) {
+        for (int co = 0; co < cout; co++) acc[co] = b[co], sa[co] = std::fabs((double)b[co]);
+        for (int dy = -1; dy <= 1; dy++)
+          for (int dx = -1; dx <= 1; dx++) {
+            const int sy = yy + dy, sx = xx + dx;
+            if (sy < 0 || sy >= h || sx < 0 || sx >= wd) continue;
+            const float* px = &x[(((size_t)i * h + sy) * wd + sx) * cin];
+            const float* pw = &w[(size_t)((dy + 1) * 3 + dx + 1) * cin * cout];
+            for (int ci = 0; ci < cin; ci++) {
+              const double a = px[ci];
+              for (int co = 0; co < cout; co++) {
+                const double p = a * pw[(size_t)ci * cout + co];
+                acc[co] += p;
+                sa[co] += std::fabs(p);
+              }
+            }
+          }
+        const size_t o = (((size_t)i * h + yy) * wd + xx) * cout;
+        for (int co = 0; co < cout; co++) {
+          r.y[o + co] = relu && acc[co] < 0 ? 0.0 : acc[co];
+          r.s[o + co] = sa[co];
+        }
+      }
+  return r;
+}
+
+tl::Tensor real_photos(const tl::VggWeights& w, int size, int n) {
+  Fixture photos("photos224.npz");
+  tl::Tensor x({n, size, size, 3});
+  for (int i = 0; i < n; i++) {
+    const tl::NpyArray& a = photos.arrays.at("p" + std::to_string(i) + "_224");
+    tl::Image img;
+    img.w = img.h = 224;
+    img.rgb.assign(a.data(), a.data() + a.h.numel());
+    tl::preprocess_image(size == 224 ? img : tl::resize_image(img, size, size, tl::Resize::Nearest), w.preprocess,
+                         x.f32() + (size_t)i * size * size * 3);
+  }
+  return x;
 }
 
 Fixture::Fixture(const std::string& name) : path(tl::path_join(fixture_dir(), name)) {

@@ -21,6 +21,8 @@
 #include "host/model/features.h"
 #include "host/model/recipe.h"
 #include "host/model/vgg.h"
+#include "host/core/cpu_features.h"
+#include "host/ops/cpu_amx.h"
 #include "host/ops/cpu_ops.h"
 #include "host/ops/cuda_ops.h"
 #include "host/ops/ops.h"
@@ -30,60 +32,6 @@
 using namespace tl;
 
 namespace {
-
-// n of the fixture's real photos (224x224) resized (nearest) to size and preprocessed for w.
-Tensor real_photos(const VggWeights& w, int size, int n) {
-  tlt::Fixture photos("photos224.npz");
-  Tensor x({n, size, size, 3});
-  for (int i = 0; i < n; i++) {
-    const NpyArray& a = photos.arrays.at("p" + std::to_string(i) + "_224");
-    Image img;
-    img.w = img.h = 224;
-    img.rgb.assign(a.data(), a.data() + a.h.numel());
-    preprocess_image(size == 224 ? img : resize_image(img, size, size, Resize::Nearest), w.preprocess,
-                     x.f32() + (size_t)i * size * size * 3);
-  }
-  return x;
-}
-
-struct Ref {
-  std::vector<double> y, s;  // float64 output (after ReLU) and S per output
-};
-
-Ref reference(const std::vector<float>& x, const std::vector<float>& w, const std::vector<float>& b, int n, int h,
-              int wd, int cin, int cout, bool relu) {
-  Ref r;
-  const size_t outs = (size_t)n * h * wd * cout;
-  r.y.assign(outs, 0.0);
-  r.s.assign(outs, 0.0);
-  std::vector<double> acc(cout), sa(cout);
-  for (int i = 0; i < n; i++)
-    for (int yy = 0; yy < h; yy++)
-      for (int xx = 0; xx < wd; xx++) {
-        for (int co = 0; co < cout; co++) acc[co] = b[co], sa[co] = std::fabs((double)b[co]);
-        for (int dy = -1; dy <= 1; dy++)
-          for (int dx = -1; dx <= 1; dx++) {
-            const int sy = yy + dy, sx = xx + dx;
-            if (sy < 0 || sy >= h || sx < 0 || sx >= wd) continue;
-            const float* px = &x[(((size_t)i * h + sy) * wd + sx) * cin];
-            const float* pw = &w[(size_t)((dy + 1) * 3 + dx + 1) * cin * cout];
-            for (int ci = 0; ci < cin; ci++) {
-              const double a = px[ci];
-              for (int co = 0; co < cout; co++) {
-                const double p = a * pw[(size_t)ci * cout + co];
-                acc[co] += p;
-                sa[co] += std::fabs(p);
-              }
-            }
-          }
-        const size_t o = (((size_t)i * h + yy) * wd + xx) * cout;
-        for (int co = 0; co < cout; co++) {
-          r.y[o + co] = relu && acc[co] < 0 ? 0.0 : acc[co];
-          r.s[o + co] = sa[co];
-        }
-      }
-  return r;
-}
 
 // x rounded to the operand format of kernel v (3: tf32, to nearest, ties away from zero; 4: bf16, to
 // nearest even); unchanged for the fp32 kernels.
@@ -117,8 +65,8 @@ struct Outcome {
 
 // Runs kernel v on (x, w, b) placed `offset` floats into its device buffer; compares with ref.
 Outcome run_kernel(int v, const std::vector<float>& x, const std::vector<float>& w, const std::vector<float>& b,
-                   const Ref& ref, int n, int h, int wd, int cin, int cout, bool relu, int offset = 0) {
-  const Ref rr = v >= 3 ? reference(rounded(x, v), rounded(w, v), b, n, h, wd, cin, cout, relu) : ref;
+                   const tlt::ConvRef& ref, int n, int h, int wd, int cin, int cout, bool relu, int offset = 0) {
+  const tlt::ConvRef rr = v >= 3 ? tlt::conv3x3_reference(rounded(x, v), rounded(w, v), b, n, h, wd, cin, cout, relu) : ref;
   std::vector<float> xs(x.size() + offset, 0.0f);
   std::copy(x.begin(), x.end(), xs.begin() + offset);
   Tensor tx = tlt::tensor(xs, {(int64_t)xs.size()}, Device::CUDA), tw = tlt::tensor(w, {3, 3, cin, cout}, Device::CUDA),
@@ -161,7 +109,7 @@ CUDA_CASE("conv3x3 kernels 2, 3 (tf32) and 4 (bf16) stay within their proven err
   for (const C& c : cases) {
     const auto x = tlt::random_vec((size_t)c.n * c.h * c.w * c.cin, 501 + c.cin),
                w = tlt::random_vec((size_t)9 * c.cin * c.cout, 502 + c.cout, 0.1f), b = tlt::random_vec(c.cout, 503);
-    const Ref ref = reference(x, w, b, c.n, c.h, c.w, c.cin, c.cout, c.relu);
+    const tlt::ConvRef ref = tlt::conv3x3_reference(x, w, b, c.n, c.h, c.w, c.cin, c.cout, c.relu);
     const std::vector<float> y1 = run_kernel(1, x, w, b, ref, c.n, c.h, c.w, c.cin, c.cout, c.relu).y;
     for (int v : {2, 3, 4}) {
       const Outcome o = run_kernel(v, x, w, b, ref, c.n, c.h, c.w, c.cin, c.cout, c.relu);
@@ -184,7 +132,7 @@ CUDA_CASE("conv3x3 kernels 2, 3 (tf32) and 4 (bf16) stay within their proven err
   const int n = 1, h = 5, wd = 4, cin = 32, cout = 8;
   const auto x = tlt::random_vec((size_t)n * h * wd * cin, 511), w = tlt::random_vec((size_t)9 * cin * cout, 512, 0.1f),
              b = tlt::random_vec(cout, 513);
-  const Ref ref = reference(x, w, b, n, h, wd, cin, cout, false);
+  const tlt::ConvRef ref = tlt::conv3x3_reference(x, w, b, n, h, wd, cin, cout, false);
   for (int v : {2, 3, 4}) {
     CAPTURE(v);
     const Outcome o = run_kernel(v, x, w, b, ref, n, h, wd, cin, cout, false, 1);
@@ -201,7 +149,7 @@ CUDA_CASE("the whole VGG16 base on real photos: fp32 kernels 1 and 2, tf32 and b
   VggWeights w = real.empty() ? synthetic_weights("vgg16", 7) : convert_weights(real, nullptr, nullptr);
   // 224x224 takes minutes in the emulator: two photos at 64x64 (all 13 layers, 2x2x512 features).
   const int size = cuda::emulated() ? 64 : 224, n = 2;
-  Tensor x = real_photos(w, size, n);
+  Tensor x = tlt::real_photos(w, size, n);
   VggBase cpu(w, Device::CPU);
   const std::vector<float> ref = cpu.forward(x).to_vector();
   Tensor xg = x.to(Device::CUDA);
@@ -332,8 +280,8 @@ double rel_l2(const std::vector<float>& y, const std::vector<double>& ref) {
 }  // namespace
 
 TEST_CASE("CPU --precision bf16: Winograd F(2x2) and F(4x4) with bf16 planes equal the bf16-operand reference") {
-  if (!cpu::cpu_has_bf16()) {
-    MESSAGE("SKIPPED: this CPU has no AVX512_BF16 (--precision bf16 is refused on it; tested in e2e)");
+  if (!cpu_has_avx512_bf16()) {
+    MESSAGE("SKIPPED: this CPU has no AVX512_BF16 (the Winograd bf16 path cannot run; tested in e2e)");
     return;
   }
   struct Shape {
@@ -345,7 +293,7 @@ TEST_CASE("CPU --precision bf16: Winograd F(2x2) and F(4x4) with bf16 planes equ
     const size_t nx = (size_t)s.n * s.h * s.w * s.cin;
     const auto x = tlt::random_vec(nx, 41 + s.cin), w = tlt::random_vec((size_t)9 * s.cin * s.cout, 42, 0.05f),
                b = tlt::random_vec((size_t)s.cout, 43, 0.1f);
-    const Ref exact = reference(x, w, b, s.n, s.h, s.w, s.cin, s.cout, true);
+    const tlt::ConvRef exact = tlt::conv3x3_reference(x, w, b, s.n, s.h, s.w, s.cin, s.cout, true);
     for (int m : {2, 4}) {
       CAPTURE(s.cin);
       CAPTURE(s.cout);
@@ -367,14 +315,14 @@ TEST_CASE("CPU --precision bf16: Winograd F(2x2) and F(4x4) with bf16 planes equ
 }
 
 TEST_CASE("CPU --precision bf16: the whole VGG16 base on real photos, layer by layer, against fp32") {
-  if (!cpu::cpu_has_bf16()) {
-    MESSAGE("SKIPPED: this CPU has no AVX512_BF16");
+  if (cpu::bf16_path() == cpu::Bf16Path::None) {
+    MESSAGE("SKIPPED: this CPU has neither AMX nor AVX512_BF16");
     return;
   }
   const std::string real = tlt::real_keras_h5();
   VggWeights w = real.empty() ? synthetic_weights("vgg16", 7) : convert_weights(real, nullptr, nullptr);
   const int size = 224, n = 2;
-  Tensor x = real_photos(w, size, n);
+  Tensor x = tlt::real_photos(w, size, n);
   // The two chains side by side; each layer's bf16 activations against the fp32 ones (the error
   // carried from the layers before included). The first layer is fp32 in both, as in VggBase.
   Tensor a32 = Tensor::view(x.ptr, {n, size, size, 3}, Device::CPU), a16 = Tensor::view(x.ptr, {n, size, size, 3}, Device::CPU);
@@ -417,13 +365,17 @@ TEST_CASE("--precision: parsed, refused where it cannot run, recorded in recipes
   CHECK(parse_precision("bf16") == Precision::BF16);
   CHECK(parse_precision("tf32") == Precision::TF32);
   CHECK(tlt::error_of([] { parse_precision("fp16"); }) == "--precision: expected fp32, tf32 or bf16, got 'fp16'");
-  // bf16 runs on CPUs with AVX512_BF16; TL_CPU_BF16=0 plays a CPU without it.
-  CHECK(tlt::error_of([] { check_precision(Precision::BF16, Device::CPU); }).empty() == cpu::cpu_has_bf16());
-  setenv("TL_CPU_BF16", "0", 1);
-  CHECK(tlt::error_of([] { check_precision(Precision::BF16, Device::CPU); }) ==
-        "--precision bf16 on the CPU needs AVX512_BF16, which this CPU lacks: use --precision fp32 (also faster here) "
-        "or --device cuda");
-  unsetenv("TL_CPU_BF16");
+  // bf16 runs on CPUs with AMX or AVX512_BF16; TL_CPU_BF16=0 plays a CPU without the latter (the
+  // AMX probe, read once per process, is off in this case only where the CPU has no AMX).
+  CHECK(tlt::error_of([] { check_precision(Precision::BF16, Device::CPU); }).empty() ==
+        (cpu_amx_usable() || cpu_has_avx512_bf16()));
+  if (!cpu_amx_usable()) {
+    setenv("TL_CPU_BF16", "0", 1);
+    CHECK(tlt::error_of([] { check_precision(Precision::BF16, Device::CPU); }) ==
+          "--precision bf16 on the CPU needs AMX or AVX512_BF16, which this CPU lacks: use --precision fp32 (also "
+          "faster here) or --device cuda");
+    unsetenv("TL_CPU_BF16");
+  }
   CHECK(tlt::error_of([] { check_precision(Precision::TF32, Device::CPU); }) ==
         "--precision tf32 runs on the GPU's tensor cores only; the CPU computes in fp32 or bf16: use --precision fp32 "
         "or --device cuda");

@@ -7,7 +7,7 @@
 #include "host/core/device.h"
 #include "host/core/log.h"
 #include "host/core/threads.h"
-#include "host/ops/cpu_ops.h"
+#include "host/core/cpu_features.h"
 
 namespace tl {
 
@@ -39,10 +39,10 @@ Precision parse_precision(const std::string& s) {
 
 void check_precision(Precision p, Device d) {
   if (p == Precision::FP32 || d == Device::CUDA) return;
-  if (p == Precision::BF16 && cpu::cpu_has_bf16()) return;
+  if (p == Precision::BF16 && (cpu_amx_usable() || cpu_has_avx512_bf16())) return;
   if (p == Precision::BF16)
-    fail("--precision bf16 on the CPU needs AVX512_BF16, which this CPU lacks: use --precision fp32 (also faster "
-         "here) or --device cuda");
+    fail("--precision bf16 on the CPU needs AMX or AVX512_BF16, which this CPU lacks: use --precision fp32 (also "
+         "faster here) or --device cuda");
   fail("--precision %s runs on the GPU's tensor cores only; the CPU computes in fp32 or bf16: use --precision fp32 "
        "or --device cuda",
        precision_name(p));

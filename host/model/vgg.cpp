@@ -12,6 +12,8 @@ VggBase::VggBase(const VggWeights& w, Device d, Precision precision) : w_(&w), d
     L.b = Tensor({l.spec.cout}, d);
     L.w.from_vector(l.w);
     L.b.from_vector(l.b);
+    // The first layer computes in fp32 at every precision (forward()).
+    L.prepared = ops::prepare_conv3x3(L.w, L.b, layers_.empty() ? Precision::FP32 : precision);
     layers_.push_back(std::move(L));
   }
 }
@@ -47,7 +49,8 @@ Tensor VggBase::forward(const Tensor& x) {
     // The first layer stays fp32 at every precision: its inputs are the raw preprocessed pixels
     // (|x| up to 152), whose rounding to bf16 alone doubled the base's feature error (1.08e-2 ->
     // 6.2e-3 relative L2 on real photos, tests/test_precision.cpp), for 0.6% of the FLOPs.
-    ops::conv3x3(*cur, layers_[i].w, layers_[i].b, out, true, i == 0 ? Precision::FP32 : precision_);
+    ops::conv3x3(*cur, layers_[i].w, layers_[i].b, out, true, i == 0 ? Precision::FP32 : precision_,
+                 layers_[i].prepared.get());
     views[which] = std::move(out);
     cur = &views[which];
     which ^= 1;

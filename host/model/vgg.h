@@ -8,6 +8,12 @@
 #include "host/io/weights.h"
 
 namespace tl {
+namespace ops {
+struct PreparedConv;
+}
+}  // namespace tl
+
+namespace tl {
 
 class VggBase {
  public:
@@ -28,6 +34,7 @@ class VggBase {
   Precision precision_;
   struct Layer {
     Tensor w, b;
+    std::shared_ptr<ops::PreparedConv> prepared;  // packed once for the kernel that runs it (AMX), or null
   };
   std::vector<Layer> layers_;
   Tensor buf_[2];

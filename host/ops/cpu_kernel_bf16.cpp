@@ -1,5 +1,5 @@
 // AVX512_BF16 build of the bf16 micro-kernel behind --precision bf16 on the CPU (compiled with
-// -mavx512f -mavx512bf16; called only when the CPU has AVX512_BF16, cpu_has_bf16()).
+// -mavx512f -mavx512bf16; called only when the CPU has AVX512_BF16, cpu_has_avx512_bf16()).
 // Tile: 14 rows x 32 columns = 28 zmm fp32 accumulators; each VDPBF16PS adds two exact bf16
 // products per lane, so one k step covers two input channels.
 #include <immintrin.h>

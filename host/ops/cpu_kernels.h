@@ -59,7 +59,7 @@ void rmsprop_avx2(float* w, float* v, const float* g, long n, float lr, float rh
 void rmsprop_generic(float* w, float* v, const float* g, long n, float lr, float rho, float one_minus_rho, float eps);
 constexpr int kMaxMR = 14;
 
-// --precision bf16 (AVX512_BF16 CPUs, cpu_has_bf16()): C[i][j] = sum over k < 2 kp of A[i][k] B[k][j]
+// --precision bf16 (AVX512_BF16 CPUs, cpu_has_avx512_bf16()): C[i][j] = sum over k < 2 kp of A[i][k] B[k][j]
 // with bf16 operands, each product exact and summed in fp32 by VDPBF16PS, two per step. A rows:
 // bf16 channel pairs (2p, 2p+1) in one 32-bit word each; B: a panel [kp][kBf16NR][2] (the pair of
 // rows 2p, 2p+1 of column j together). C (mr x nr valid, ldc) is stored, not accumulated.
@@ -74,7 +74,6 @@ struct Bf16TileArgs {
 constexpr int kBf16MR = 14, kBf16NR = 32;
 void tile_bf16_avx512(const Bf16TileArgs&);
 void to_bf16_avx512(const float* x, uint16_t* y, long n);  // round to nearest even (VCVTNEPS2BF16)
-bool cpu_has_bf16();
 
 }  // namespace cpu
 }  // namespace tl

@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "host/core/common.h"
+#include "host/core/cpu_features.h"
+#include "host/ops/cpu_amx.h"
 #include "host/ops/cpu_kernels.h"
 #include "host/core/threads.h"
 
@@ -36,17 +38,6 @@ bool cpu_has(const char* isa) {
 }  // namespace
 
 const float* zeros() { return g_zeros; }
-
-bool cpu_has_bf16() {
-#if defined(__x86_64__) && defined(TL_HAVE_X86_KERNELS)
-  const char* e = getenv("TL_CPU_BF16");  // "0": behave as a CPU without it (tests of the refusal)
-  if (e && !strcmp(e, "0")) return false;
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
-#else
-  return false;
-#endif
-}
 
 const Kernels* kernels_for(const char* isa) {
   if (!cpu_has(isa)) return nullptr;
@@ -117,6 +108,7 @@ ConvAlgo forced_conv_algo() {
     if (env && !strcmp(env, "direct")) a = ConvAlgo::Direct;
     if (env && !strcmp(env, "winograd")) a = ConvAlgo::Winograd;
     if (env && !strcmp(env, "winograd4")) a = ConvAlgo::Winograd4;
+    if (env && !strcmp(env, "amx3")) a = ConvAlgo::Amx3;
   }
   return a;
 }
@@ -124,6 +116,7 @@ ConvAlgo forced_conv_algo() {
 
 ConvAlgo conv_algo_for(int cin, int cout, int h, int w) {
   ConvAlgo a = forced_conv_algo();
+  if (a == ConvAlgo::Amx3 && !amx_kernels()) a = ConvAlgo::Auto;  // bf16x3 needs AMX tiles
   // Winograd's GEMMs need enough channels to beat the transforms' memory traffic; the first
   // VGG layer (3 input channels) stays direct.
   // F(4x4) saves 44% of F(2x2)'s GEMM work but its transforms cost more per channel and its 4x4
@@ -141,10 +134,14 @@ void conv3x3(const float* x, const float* w, const float* b, float* y, int n, in
   // bf16: Winograd F(2x2) planes on every layer. F(4x4) in bf16 is 1.2x faster here but its larger
   // transform coefficients magnify the operands' rounding: 1.65e-2 against 7.2e-3 relative L2 on
   // the whole base (bench/RESULTS.md section 11); only TL_CONV=winograd4 asks for it.
+  // AMX CPUs: the direct conv on tiles (weights packed here when the caller has not packed them
+  // once: ops::prepare_conv3x3).
+  if (bf16 && amx_kernels()) return conv3x3_amx(x, *amx_pack_conv(w, b, cin, cout, false), y, n, h, wd, relu);
   if (bf16)
     return conv3x3_winograd(x, w, b, y, n, h, wd, cin, cout, relu, forced_conv_algo() == ConvAlgo::Winograd4 ? 4 : 2,
                             true);
   const ConvAlgo a = conv_algo_for(cin, cout, h, wd);
+  if (a == ConvAlgo::Amx3) return conv3x3_amx(x, *amx_pack_conv(w, b, cin, cout, true), y, n, h, wd, relu);
   if (a == ConvAlgo::Winograd) return conv3x3_winograd(x, w, b, y, n, h, wd, cin, cout, relu, 2);
   if (a == ConvAlgo::Winograd4) return conv3x3_winograd(x, w, b, y, n, h, wd, cin, cout, relu, 4);
   conv3x3_direct(x, w, b, y, n, h, wd, cin, cout, relu);

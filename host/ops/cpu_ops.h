@@ -12,8 +12,10 @@ namespace cpu {
 // x [n,h,w,cin] NHWC, w [3,3,cin,cout] HWIO, b [cout] -> y [n,h,w,cout]; stride 1, zero pad 1.
 // Winograd F(4x4,3x3) from 128 input and output channels on images of 28 pixels and more, F(2x2,3x3)
 // from 16 output channels, else direct (TL_CONV=direct|winograd|winograd4, or set_conv_algo, forces one).
-// bf16 (--precision bf16; needs cpu_has_bf16()): Winograd F(2x2) on every layer with the planes'
-// GEMMs in bf16 (operands rounded to nearest even, fp32 sums); F(4x4) only when forced (TL_CONV).
+// bf16 (--precision bf16; needs AMX or AVX512_BF16, cpu_amx.h's bf16_path()): on AMX CPUs the direct
+// conv on tiles (cpu_amx.h); else Winograd F(2x2) on every layer with the planes' GEMMs in bf16
+// (operands rounded to nearest even, fp32 sums); F(4x4) only when forced (TL_CONV).
+// TL_CONV=amx3 (ConvAlgo::Amx3): fp32 as bf16x3 on AMX tiles (three bf16 products per term).
 void conv3x3(const float* x, const float* w, const float* b, float* y, int n, int h, int wd, int cin,
              int cout, bool relu, bool bf16 = false);
 void conv3x3_direct(const float* x, const float* w, const float* b, float* y, int n, int h, int wd, int cin,
@@ -21,9 +23,7 @@ void conv3x3_direct(const float* x, const float* w, const float* b, float* y, in
 // m: the output tile, 2 for F(2x2,3x3) or 4 for F(4x4,3x3).
 void conv3x3_winograd(const float* x, const float* w, const float* b, float* y, int n, int h, int wd, int cin,
                       int cout, bool relu, int m = 2, bool bf16 = false);
-// The CPU has AVX512_BF16 (and TL_CPU_BF16 is not 0): --precision bf16 can run.
-bool cpu_has_bf16();
-enum class ConvAlgo { Auto, Direct, Winograd, Winograd4 };
+enum class ConvAlgo { Auto, Direct, Winograd, Winograd4, Amx3 };
 void set_conv_algo(ConvAlgo a);
 // The algorithm conv3x3 uses for a layer (h, w: its size; 0: large).
 ConvAlgo conv_algo_for(int cin, int cout, int h = 0, int w = 0);

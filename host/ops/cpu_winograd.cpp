@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "host/core/common.h"
+#include "host/core/cpu_features.h"
 #include "host/ops/cpu_kernels.h"
 #include "host/ops/cpu_ops.h"
 #include "host/core/threads.h"
@@ -533,7 +534,7 @@ void winograd_grouped(const Variant& W, const float* x, const float* U, const ui
 void conv3x3_winograd(const float* x, const float* w, const float* b, float* y, int n, int h, int wd, int cin,
                       int cout, bool relu, int m, bool bf16) {
   TL_ASSERT(m == 2 || m == 4);
-  TL_ASSERT(!bf16 || cpu_has_bf16());
+  TL_ASSERT(!bf16 || cpu_has_avx512_bf16());
   const Variant W = m == 2 ? Variant{2, 16, input_transform, output_transform}
                            : Variant{4, 36, input_transform4, output_transform4};
   const int NR = bf16 ? kBf16NR : kernels().nr;

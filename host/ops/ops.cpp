@@ -1,5 +1,6 @@
 #include "host/ops/ops.h"
 
+#include "host/ops/cpu_amx.h"
 #include "host/ops/cpu_ops.h"
 #include "host/ops/cuda_ops.h"
 #include "host/core/threads.h"
@@ -50,7 +51,22 @@ int cuda_conv_variant(Precision precision) {
   return from_env;
 }
 
-void conv3x3(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool relu, Precision precision) {
+struct PreparedConv {
+  std::shared_ptr<cpu::AmxConvWeights> amx;
+};
+
+std::shared_ptr<PreparedConv> prepare_conv3x3(const Tensor& w, const Tensor& b, Precision precision) {
+  if (w.on_cuda() || w.ndim != 4 || !cpu::amx_kernels()) return nullptr;
+  const int cin = (int)w.dim(2), cout = (int)w.dim(3);
+  const bool x3 = precision == Precision::FP32 && cpu::conv_algo_for(cin, cout) == cpu::ConvAlgo::Amx3;
+  if (precision != Precision::BF16 && !x3) return nullptr;
+  auto p = std::make_shared<PreparedConv>();
+  p->amx = cpu::amx_pack_conv(w.f32(), b.f32(), cin, cout, x3);
+  return p;
+}
+
+void conv3x3(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool relu, Precision precision,
+             const PreparedConv* prepared) {
   same_device("conv3x3", {&x, &w, &b, &y});
   expect(x.ndim == 4, "conv3x3", "x (want [n,h,w,cin])", x);
   const int n = (int)x.dim(0), h = (int)x.dim(1), wd = (int)x.dim(2), cin = (int)x.dim(3);
@@ -62,6 +78,9 @@ void conv3x3(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool 
   check_precision(precision, x.device);
   if (x.on_cuda())
     cuda::conv3x3_variant(cuda_conv_variant(precision), x.f32(), w.f32(), b.f32(), y.f32(), n, h, wd, cin, cout, relu);
+  else if (prepared && prepared->amx && prepared->amx->x3 == (precision == Precision::FP32) &&
+           prepared->amx->cin == cin && prepared->amx->cout == cout)
+    cpu::conv3x3_amx(x.f32(), *prepared->amx, y.f32(), n, h, wd, relu);
   else
     cpu::conv3x3(x.f32(), w.f32(), b.f32(), y.f32(), n, h, wd, cin, cout, relu, precision == Precision::BF16);
 }

@@ -5,6 +5,7 @@
 // Layouts: activations NHWC; conv weights HWIO [3][3][cin][cout]; dense weights [in][out].
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "host/core/tensor.h"
@@ -16,8 +17,14 @@ namespace ops {
 // precision (tensor.h): fp32 anywhere; tf32 and bf16 on the GPU's tensor cores (kernels 3 and 4);
 // bf16 also on CPUs with AVX512_BF16 (Winograd with bf16 planes, cpu_ops.h).
 // The fp32 GPU kernel is number 1 unless TL_CUDA_CONV_FP32=2 picks the 8x8-per-thread one.
+// prepared (optional): the weights packed once for the kernel that runs them (prepare_conv3x3).
+struct PreparedConv;
 void conv3x3(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool relu,
-             Precision precision = Precision::FP32);
+             Precision precision = Precision::FP32, const PreparedConv* prepared = nullptr);
+// w and b packed once (per model load) for the kernel conv3x3 will run at this precision: on AMX
+// CPUs the bf16 tile panels (bf16, and fp32 under TL_CONV=amx3). Null where that kernel packs per
+// call or needs nothing. Valid while w and b are unchanged (prepare again after an update).
+std::shared_ptr<PreparedConv> prepare_conv3x3(const Tensor& w, const Tensor& b, Precision precision);
 // The GPU kernel number conv3x3 uses at this precision.
 int cuda_conv_variant(Precision precision);
 // Tests and benchmarks: the fp32 GPU kernel (1 or 2; 0: TL_CUDA_CONV_FP32's, default 1).

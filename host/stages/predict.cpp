@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "host/core/common.h"
+#include "host/core/cpu_features.h"
 #include "host/io/dataset.h"
 #include "host/core/progress.h"
 #include "host/core/threads.h"
@@ -105,14 +106,15 @@ Predictor::Predictor(const std::string& model_path, const std::string& weights_p
     fail("--precision %s: %s was trained on features computed in %s; predict with those (omit --precision) or "
          "train a model on %s features",
          precision.c_str(), model_path.c_str(), precision_name(recipe_.precision), precision.c_str());
-  // bf16 features are computed on the GPU's tensor cores or on a CPU with AVX512_BF16 (Winograd):
-  // either serves a bf16 model (they differ from each other about as much as each from fp32).
+  // bf16 features are computed on the GPU's tensor cores or on a CPU with AMX (direct conv on tiles)
+  // or AVX512_BF16 (Winograd): any of them serves a bf16 model (they differ from each other about
+  // as much as each from fp32).
   if (d != Device::CUDA && recipe_.precision == Precision::TF32)
     fail("%s was trained on features computed in tf32 on a GPU's tensor cores; predict on a GPU (--device cuda), or "
          "train a model on fp32 features to predict on the CPU",
          model_path.c_str());
-  if (d != Device::CUDA && recipe_.precision == Precision::BF16 && !cpu::cpu_has_bf16())
-    fail("%s was trained on features computed in bf16, which this CPU cannot compute (no AVX512_BF16); predict on a "
+  if (d != Device::CUDA && recipe_.precision == Precision::BF16 && !cpu_amx_usable() && !cpu_has_avx512_bf16())
+    fail("%s was trained on features computed in bf16, which this CPU cannot compute (no AMX, no AVX512_BF16); predict on a "
          "GPU (--device cuda), or train a model on fp32 features to predict on this CPU",
          model_path.c_str());
   std::string wpath = weights_path.empty() ? recipe_.weights_file : weights_path;
