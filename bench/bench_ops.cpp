@@ -18,6 +18,8 @@
 #include <thread>
 
 #include "host/core/cli.h"
+#include "host/core/cpu_features.h"
+#include "host/ops/cpu_amx.h"
 #include "host/ops/cpu_kernels.h"
 #include "host/ops/cuda_ops.h"
 #include "host/ops/ops.h"
@@ -64,6 +66,18 @@ double bf16_ceiling() {  // flop/s on all threads; 0 without AVX512_BF16
 #else
 double bf16_ceiling() { return 0; }
 #endif
+
+// The AMX ceiling: TDPBF16PS on tiles already loaded, 2x2 blocking (4 accumulators), all threads.
+double amx_ceiling() {  // flop/s; 0 where AMX is not usable
+  if (!cpu_amx_usable()) return 0;
+  const cpu::AmxKernels& K = cpu::amx_hw_kernels();
+  const int nt = num_threads();
+  const long iters = 2000000;
+  std::vector<float> sink(nt);
+  const double t0 = now_s();
+  parallel_for(nt, [&](int64_t t) { sink[t] = K.peak_loop(iters); });
+  return (double)iters * cpu::kAmxPeakFlops * nt / (now_s() - t0);
+}
 
 Ceil measure_cpu_ceilings() {
   Ceil c;
@@ -255,7 +269,8 @@ int main(int argc, char** argv) {
     cli.opt("--kernels", &kernels_s, "LIST",
             "GPU conv kernels to time: 1 fp32 FFMA (the fp32 default), 2 fp32 FFMA 8x8, 3 tf32 and 4 bf16 tensor cores");
     std::string precision = "fp32";
-    cli.opt("--precision", &precision, "P", "the CPU's conv arithmetic: fp32 or bf16 (AVX512_BF16 CPUs)");
+    cli.opt("--precision", &precision, "P",
+            "the CPU's conv arithmetic: fp32 or bf16 (AMX tiles, else AVX512_BF16; TL_CONV=amx3 makes fp32 bf16x3)");
     if (!cli.parse(argc, argv)) return 0;
     g_cpu_precision = parse_precision(precision);
     if (g_cpu_precision == Precision::TF32) fail("--precision tf32: the CPU computes in fp32 or bf16");
@@ -272,10 +287,18 @@ int main(int argc, char** argv) {
     printf("%-5s %-22s %-28s %13s %17s %6s\n", "dev", "op", "shape", "median", "rate", "ceil");
     if (device == "cpu" || device == "all") {
       Ceil c = measure_cpu_ceilings();
-      const double bf16 = bf16_ceiling();
+      const double bf16 = bf16_ceiling(), amx = amx_ceiling();
       printf("cpu: %d threads, kernels %s; measured ceilings: %.1f GFLOP/s fp32 FMA, %.1f GB/s copy%s\n",
              num_threads(), cpu::kernels().isa, c.flops / 1e9, c.bytes / 1e9,
              bf16 > 0 ? strfmt(", %.1f GFLOP/s bf16 dot products (AVX512_BF16)", bf16 / 1e9).c_str() : "");
+      printf("cpu: AMX: %s%s\n", cpu_amx_status().c_str(),
+             amx > 0 ? strfmt("; measured TDPBF16PS ceiling %.2f TFLOP/s (%.0f images/s for VGG16's 30.69 GFLOP)",
+                              amx / 1e12, amx / 30.69e9).c_str() : "");
+      if (g_cpu_precision == Precision::BF16) {
+        printf("cpu: --precision bf16 runs %s\n", cpu::bf16_path_name(cpu::bf16_path()));
+        // AMX conv rows are shown as a fraction of the AMX ceiling (the fp32 FMA one is 13x lower).
+        if (cpu::bf16_path() == cpu::Bf16Path::Amx && amx > 0) c.flops = amx;
+      }
       bench_device(Device::CPU, batches, reps, only, c, kernels);
     }
     std::string why;

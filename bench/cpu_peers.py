@@ -7,7 +7,12 @@ and bf16 autocast, bench/torch_base.py) when TORCH_PYTHON names a Python with to
 /tmp/tv/bin/python when present; torch is not installed by cpu_peers.sh: its PyPI wheel is ~5 GB). Interleaved rounds; prints images/s per system and batch (median, min, max over the
 rounds) and the ratio to ours.
 
-    python3 bench/cpu_peers.py [--batches 8,32] [--rounds 3] [--reps 3] [--threads N]
+On AMX CPUs ours-bf16 runs the direct conv on AMX tiles (with the AVX512_BF16 Winograd path beside it,
+TL_CPU_AMX=0) and ours-fp32 also as bf16x3 (TL_CONV=amx3). --whole-job N also times the whole job on N
+real photos: tl_cache --precision bf16 (decode, resize, conv base, shards) against PIL decode + resize +
+OpenVINO bf16 inference in Python, and our conv rate on the same batch, in the same rounds.
+
+    python3 bench/cpu_peers.py [--batches 8,32] [--rounds 3] [--reps 3] [--threads N] [--whole-job 256 --data DIR]
 (bench/cpu_peers.sh makes the venv with openvino, onnxruntime, onnx and numpy from PyPI.)
 """
 import argparse
@@ -58,12 +63,54 @@ def timed(fn, reps):
     return statistics.median(ts)
 
 
+def whole_job_systems(a, ov_bf16_model, flags):
+    """The whole job on a.whole_job photos of a.data, as the rows' fn(b) (seconds per b images)."""
+    from PIL import Image
+    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(a.data) for f in fs if f.lower().endswith((".jpg", ".jpeg")))
+    files = files[:a.whole_job]
+    n = len(files)
+    weights = os.path.join(ROOT, "weights/vgg16_notop.bin")
+    if not os.path.exists(weights):
+        sys.exit("--whole-job needs weights/vgg16_notop.bin (make weights)")
+    photos = tempfile.mkdtemp()
+    for i, f in enumerate(files):  # a folder of exactly these photos, class folders kept
+        cls = os.path.basename(os.path.dirname(f))
+        os.makedirs(os.path.join(photos, cls), exist_ok=True)
+        os.symlink(f, os.path.join(photos, cls, os.path.basename(f)))
+    out = tempfile.mkdtemp()
+    mean = np.array([103.939, 116.779, 123.68], np.float32)
+
+    def ours_job(b):
+        t0 = time.perf_counter()
+        subprocess.run([os.path.join(ROOT, "tl_cache"), "--data", photos, "--weights", weights, "--out", out,
+                        "--precision", "bf16", "--device", "cpu", "--force", "--quiet"], check=True,
+                       env=dict(os.environ, TL_THREADS=str(a.threads)))
+        return (time.perf_counter() - t0) * b / n
+
+    def ov_job(b):
+        req = ov_bf16_model.create_infer_request()
+        t0 = time.perf_counter()
+        for i in range(0, n, 32):
+            batch = []
+            for f in files[i:i + 32]:
+                rgb = np.asarray(Image.open(f).convert("RGB").resize((224, 224), Image.NEAREST), np.float32)
+                batch.append((rgb[:, :, ::-1] - mean).transpose(2, 0, 1))
+            req.infer({0: np.stack(batch)})
+        return (time.perf_counter() - t0) * b / n
+
+    print(f"whole job: {n} photos of {a.data}", flush=True)
+    return [(f"whole job: tl_cache --precision bf16, {n} photos", ours_job),
+            (f"whole job: PIL + OpenVINO bf16, {n} photos", ov_job)]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--batches", default="8,32")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--whole-job", type=int, default=0, help="also time the whole job on this many photos")
+    ap.add_argument("--data", default=os.path.join(ROOT, "../shared/data/dogs-vs-cats-4k/valid"))
     a = ap.parse_args()
     batches = [int(b) for b in a.batches.split(",")]
     import onnxruntime as ort
@@ -118,11 +165,14 @@ def main():
             return timed(lambda: req.infer({0: x}), a.reps)
         return run
 
+    amx = "amx_bf16" in flags and "amx_tile" in flags
     systems = [("ours (automatic: Winograd F(2x2) and F(4x4))", ours({})),
                ("ours, Winograd F(2x2) only (before F(4x4))", ours({"TL_CONV": "winograd"})),
                ("ours, direct conv only", ours({"TL_CONV": "direct"})),
-               *([("ours, --precision bf16 (Winograd, bf16 planes)", ours({}, ["--precision", "bf16"]))]
-                 if "avx512_bf16" in flags else []),
+               *([("ours, fp32 as bf16x3 on AMX tiles (TL_CONV=amx3)", ours({"TL_CONV": "amx3"}))] if amx else []),
+               *([("ours, --precision bf16 (AMX tiles, direct conv)", ours({}, ["--precision", "bf16"]))] if amx else []),
+               *([("ours, --precision bf16 (AVX512_BF16 Winograd, bf16 planes)",
+                   ours({"TL_CPU_AMX": "0"}, ["--precision", "bf16"]))] if "avx512_bf16" in flags else []),
                (f"ONNX Runtime {ort.__version__} (all optimisations)", ort_run),
                (f"OpenVINO {ov.__version__.split('-')[0]} fp32", ov_run("f32")),
                (f"OpenVINO {ov.__version__.split('-')[0]} bf16 hint", ov_run("bf16"))]
@@ -133,6 +183,8 @@ def main():
         systems += [(f"PyTorch {tv} channels_last fp32", torch_run("fp32")),
                     (f"PyTorch {tv} channels_last, bf16 autocast", torch_run("bf16"))]
     ov_bf16_name = next(n for n, _ in systems if n.startswith("OpenVINO") and "bf16" in n)
+    if a.whole_job:
+        systems += whole_job_systems(a, ovm["bf16"], flags)
     res = {(n, b): [] for n, _ in systems for b in batches}
     for r in range(a.rounds):
         for b in batches:
@@ -152,6 +204,13 @@ def main():
         row += "%14s" % f"{statistics.median(res[(name, batches[-1])]) / base[batches[-1]]:.2f}"
         print(row)
     ov_bf16 = statistics.median(res[(ov_bf16_name, batches[-1])])
+    if a.whole_job:
+        job = {n: statistics.median(res[(n, batches[-1])]) for n, _ in systems if n.startswith("whole job")}
+        ours_job = next(v for n, v in job.items() if "tl_cache" in n)
+        ov_job = next(v for n, v in job.items() if "OpenVINO" in n)
+        ours_conv = max(statistics.median(res[(n, batches[-1])]) for n, _ in systems if n.startswith("ours, --precision bf16"))
+        print(f"RESULT whole_job_ours_vs_openvino_bf16: {ours_job / ov_job:.2f}x")
+        print(f"RESULT whole_job_vs_conv_rate (tl_cache --precision bf16 / our bf16 conv base): {ours_job / ours_conv:.2f}")
     print(f"RESULT ours_vs_openvino_bf16 batch {batches[-1]}: {base[batches[-1]] / ov_bf16:.2f}x")
     for name, _ in systems:
         if "bf16" in name and name.startswith("ours"):

@@ -17,6 +17,7 @@
 #include "host/core/cpu_features.h"
 #include "host/ops/cpu_amx.h"
 #include "host/ops/cpu_ops.h"
+#include "host/ops/ops.h"
 #include "host/io/image.h"
 #include "host/model/vgg.h"
 #include "host/io/zip.h"
@@ -712,6 +713,13 @@ TEST_CASE("--precision bf16 on the CPU: recorded in the cache and the model, mis
     return;
   }
   bf16_end_to_end("cpu");
+}
+
+TEST_CASE("--precision bf16 on AMX (the tile emulator): cache, model and predict through the AMX conv") {
+  cpu::set_amx_kernels(&cpu::amx_emu_kernels());
+  CHECK(ops::conv_path(Device::CPU, Precision::BF16, true) == "bf16 AMX");
+  bf16_end_to_end("cpu");
+  cpu::set_amx_kernels(nullptr);
 }
 
 CUDA_CASE("--precision bf16: recorded in the cache and the model, an fp32 run refuses the cache, predict refuses a mismatch") {

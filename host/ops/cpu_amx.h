@@ -58,7 +58,11 @@ struct AmxKernels {
   void (*split_bf16)(const float* x, uint16_t* hi, uint16_t* lo, long n);
   // Tests: one TDPBF16PS, C (16 x 16 fp32, loaded and stored) += A (16 x 32 bf16) B (VNNI 16 x 16 pairs).
   void (*tile_dot)(const uint16_t* a, const uint16_t* b, float* c);
+  // Benchmarks: iters x 4 TDPBF16PS on tiles already loaded (2 A, 2 B, 4 C: the micro-kernel's
+  // blocking), kAmxPeakFlops flop each iteration; the TDPBF16PS ceiling of one thread.
+  float (*peak_loop)(long iters);
 };
+constexpr double kAmxPeakFlops = 4.0 * 16 * 16 * 32 * 2;
 
 const AmxKernels& amx_hw_kernels();   // the library's build (needs cpu_amx_usable())
 const AmxKernels& amx_emu_kernels();  // test binaries only (tests/amx_emu)

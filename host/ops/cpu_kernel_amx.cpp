@@ -124,13 +124,36 @@ void tile_dot(const uint16_t* a, const uint16_t* b, float* c) {
   release();
 }
 
+float peak_loop(long iters) {
+  alignas(64) static const uint16_t ones[16 * 32] = {};
+  alignas(64) float c[16 * 16];
+  configure();
+  _tile_loadd(4, ones, 64);
+  _tile_loadd(5, ones, 64);
+  _tile_loadd(6, ones, 64);
+  _tile_loadd(7, ones, 64);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  for (long i = 0; i < iters; i++) {
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, c, 64);
+  release();
+  return c[0];
+}
+
 }  // namespace
 }  // namespace TL_AMX_NS
 
 const AmxKernels& TL_AMX_GETTER() {
   static const AmxKernels k = {TL_AMX_NAME,        TL_AMX_NS::configure, TL_AMX_NS::release,
                                TL_AMX_NS::brgemm,  TL_AMX_NS::brgemm3,   TL_AMX_NS::to_bf16,
-                               TL_AMX_NS::split_bf16, TL_AMX_NS::tile_dot};
+                               TL_AMX_NS::split_bf16, TL_AMX_NS::tile_dot,   TL_AMX_NS::peak_loop};
   return k;
 }
 

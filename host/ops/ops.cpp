@@ -1,6 +1,7 @@
 #include "host/ops/ops.h"
 
 #include "host/ops/cpu_amx.h"
+#include "host/ops/cpu_kernels.h"
 #include "host/ops/cpu_ops.h"
 #include "host/ops/cuda_ops.h"
 #include "host/core/threads.h"
@@ -49,6 +50,23 @@ int cuda_conv_variant(Precision precision) {
     return atoi(v);
   }();
   return from_env;
+}
+
+std::string conv_path(Device d, Precision precision, bool brief) {
+  if (d == Device::CUDA) {
+    const int k = cuda_conv_variant(precision);
+    const char* what = k == 1 ? "fp32 FFMA" : k == 2 ? "fp32 FFMA 8x8" : k == 3 ? "tf32 tensor cores" : "bf16 tensor cores";
+    return brief ? strfmt("%s GPU k%d", precision_name(precision), k) : strfmt("GPU conv kernel %d (%s)", k, what);
+  }
+  if (precision == Precision::BF16) {
+    const cpu::Bf16Path p = cpu::bf16_path();
+    if (brief) return p == cpu::Bf16Path::Amx ? "bf16 AMX" : p == cpu::Bf16Path::Avx512Bf16 ? "bf16 AVX512_BF16" : "bf16 -";
+    return strfmt("CPU bf16 on %s", cpu::bf16_path_name(p));
+  }
+  if (cpu::conv_algo_for(64, 64) == cpu::ConvAlgo::Amx3)
+    return brief ? "fp32 bf16x3 AMX" : "CPU fp32 as bf16x3 on AMX tiles (TL_CONV=amx3: three bf16 products a term)";
+  return brief ? "fp32" : strfmt("CPU fp32 (%s kernels; Winograd F(4x4)/F(2x2) or direct, chosen per layer)",
+                                 cpu::kernels().isa);
 }
 
 struct PreparedConv {

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "host/core/tensor.h"
@@ -27,6 +28,9 @@ void conv3x3(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool 
 std::shared_ptr<PreparedConv> prepare_conv3x3(const Tensor& w, const Tensor& b, Precision precision);
 // The GPU kernel number conv3x3 uses at this precision.
 int cuda_conv_variant(Precision precision);
+// Which convolution runs on d at this precision, for --help, tl_inspect and the progress line:
+// brief ("bf16 AMX", "fp32 Winograd", "bf16 GPU k4") or in words.
+std::string conv_path(Device d, Precision precision, bool brief);
 // Tests and benchmarks: the fp32 GPU kernel (1 or 2; 0: TL_CUDA_CONV_FP32's, default 1).
 void set_cuda_fp32_conv(int kernel);
 void relu(const Tensor& x, Tensor& y);  // y may be x

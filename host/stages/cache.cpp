@@ -1,5 +1,7 @@
 #include "host/stages/cache.h"
 
+#include "host/ops/ops.h"
+
 #include "host/core/log.h"
 #include "host/model/recipe.h"
 
@@ -489,8 +491,9 @@ class CacheBuild {
          ds_.classes[1].c_str(), ds_.layout.c_str(),
          ds_.ignored ? strfmt("; %lld non-image files ignored", (long long)ds_.ignored).c_str() : "");
     note("weights %s: %s", opt_.weights.c_str(), weights_.describe().c_str());
-    note("features %dx%dx%d %s per image (computed in %s), %d images per shard%s", recipe_.feat_h, recipe_.feat_w,
-         recipe_.feat_c, opt_.dtype.c_str(), precision_name(recipe_.precision), opt_.shard_size,
+    note("features %dx%dx%d %s per image (computed in %s: %s), %d images per shard%s", recipe_.feat_h, recipe_.feat_w,
+         recipe_.feat_c, opt_.dtype.c_str(), precision_name(recipe_.precision),
+         ops::conv_path(device_, recipe_.precision, false).c_str(), opt_.shard_size,
          sum_.reused_shards ? strfmt("; resuming: %lld complete shards kept", (long long)sum_.reused_shards).c_str() : "");
     if (weights_.synthetic) note("NOTE: synthetic weights: these features are not ImageNet features");
   }
@@ -686,7 +689,8 @@ bool CacheBuild::run_pipeline() {
     o.d = ShardData();
     shards_finished++;
   };
-  Progress prog("tl_cache", sum_.files, "images", quiet());
+  Progress prog(strfmt("tl_cache [%s]", ops::conv_path(device_, recipe_.precision, true).c_str()), sum_.files, "images",
+                quiet());
   auto bad_limit_check = [&]() {
     if ((double)skips_.size() > opt_.max_bad * (double)sum_.files)
       fail("%zu of %lld files could not be used, over --max-bad %g (%.1f%%); the last: %s: %s. Is --data the right "

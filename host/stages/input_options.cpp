@@ -1,10 +1,12 @@
 #include "host/stages/input_options.h"
 
+#include "host/ops/cpu_amx.h"
+
 namespace tl {
 
 void add_input_flags(Cli& cli, DatasetInput* in, const char* data_flag, const std::string& prefix,
                      const std::string& data_help) {
-  auto h = [&](const char* text) { return (prefix + text); };
+  auto h = [&](const std::string& text) { return prefix + text; };
   cli.opt(data_flag, &in->data, "DIR|ZIP",
           (data_help + "images: the Kaggle layout (cat.N.jpg, dog.N.jpg) or class folders (cat/ dog/, Cat/ Dog/), a "
                        "folder or a .zip read in place; a folder with train/ and valid/ inside uses that split")
@@ -15,8 +17,9 @@ void add_input_flags(Cli& cli, DatasetInput* in, const char* data_flag, const st
   cli.opt("--resize", &in->resize, "MODE", h("nearest (Keras load_img's default) or bilinear (PIL's, antialiased)").c_str());
   cli.opt("--precision", &in->precision, "P",
           h("the conv base's arithmetic: fp32 (exact, the default), tf32 (GPU tensor cores) or bf16 (GPU tensor "
-            "cores, or CPUs with AVX512_BF16); fp32 accumulation, features within about 1e-3 (tf32) / 1e-2 (bf16) "
-            "relative of fp32; recorded in the cache and model")
+            "cores, or CPUs with AMX or AVX512_BF16); fp32 accumulation, features within about 1e-3 (tf32) / 1e-2 (bf16) "
+            "relative of fp32; recorded in the cache and model. On this CPU bf16 runs on " +
+            std::string(cpu::bf16_path_name(cpu::bf16_path())))
               .c_str());
   cli.opt("--valid-fraction", &in->valid_fraction, "F",
           h("fraction of files put in validation, by a hash of each file's class and name (default 0.07696 = the "

@@ -11,6 +11,8 @@
 #include "host/io/npy.h"
 #include "host/io/shard.h"
 #include "host/io/weights.h"
+#include "host/ops/cpu_amx.h"
+#include "host/ops/ops.h"
 
 namespace tl {
 
@@ -72,6 +74,16 @@ void inspect_shard(const std::string& path, FILE* out) {
   for (size_t i = 0; i < sk.size() && i < 10; i++) fprintf(out, "  skipped id %u: %s\n", sk[i], rs[i].c_str());
 }
 
+// Which conv this machine's CPU runs for features at this precision (absent: fp32).
+void print_conv_path(const std::string& precision, FILE* out) {
+  const Precision p = precision.empty() ? Precision::FP32 : parse_precision(precision);
+  std::string path = "none: tf32 runs on GPUs only";
+  if (p != Precision::TF32)
+    path = p == Precision::BF16 && cpu::bf16_path() == cpu::Bf16Path::None ? "none (no AMX, no AVX512_BF16): use a GPU"
+                                                                           : ops::conv_path(Device::CPU, p, false);
+  fprintf(out, "  conv here      %s\n", path.c_str());
+}
+
 void inspect_model(const std::string& path, FILE* out) {
   ModelFile m = load_model(path);
   const HeadSpec& s = m.spec;
@@ -83,6 +95,7 @@ void inspect_model(const std::string& path, FILE* out) {
           m.opt_state.empty() ? "" : " (+ RMSprop state: resumable)");
   fprintf(out, "  crc32          %08x (verified)\n", m.crc);
   for (auto& [k, v] : m.meta) fprintf(out, "  %-14s %s\n", k.c_str(), v.c_str());
+  print_conv_path(m.meta.count("precision") ? m.meta.at("precision") : "", out);
   const char* names[6] = {"dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias", "dense_2/kernel", "dense_2/bias"};
   for (int i = 0; i < 6; i++) {
     double sum = 0, sq = 0;
@@ -116,6 +129,7 @@ void inspect_cache(const std::string& dir, FILE* out) {
   fprintf(out, "  classes        %s=0, %s=1\n", m.classes[0].c_str(), m.classes[1].c_str());
   for (auto& [k, v] : m.settings.kv)
     if (k != "classes") fprintf(out, "  %-14s %s\n", k.c_str(), v.c_str());
+  print_conv_path(m.settings.get("precision"), out);
   int shown = 0;
   for (auto& e : m.entries)
     if (starts_with(e.status, "skipped") && shown++ < 10) fprintf(out, "  %s: %s\n", e.rel.c_str(), e.status.c_str());

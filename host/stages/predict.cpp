@@ -7,6 +7,7 @@
 
 #include "host/core/common.h"
 #include "host/core/cpu_features.h"
+#include "host/ops/ops.h"
 #include "host/io/dataset.h"
 #include "host/core/progress.h"
 #include "host/core/threads.h"
@@ -145,7 +146,8 @@ Predictor::Predictor(const std::string& model_path, const std::string& weights_p
   if (cls.size() == 2) classes_ = cls;
   desc_ = strfmt("%s (epoch %s) on %s features (%s) of %s; images %dx%d %s, preprocessing %s%s", model_path.c_str(),
                  meta("epoch").c_str(), strfmt("%dx%dx%d", recipe_.feat_h, recipe_.feat_w, recipe_.feat_c).c_str(),
-                 precision_name(recipe_.precision), wpath.c_str(), size_, size_,
+                 strfmt("%s, conv %s", precision_name(recipe_.precision), ops::conv_path(d, recipe_.precision, true).c_str()).c_str(),
+                 wpath.c_str(), size_, size_,
                  resize_name(recipe_.resize), preprocess_name(recipe_.preprocess), tta ? ", test-time augmentation (flip)" : "");
 }
 
