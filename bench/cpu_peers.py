@@ -67,7 +67,7 @@ def whole_job_systems(a, ov_bf16_model, flags):
     """The whole job on a.whole_job photos of a.data, as the rows' fn(b) (seconds per b images)."""
     from PIL import Image
     files = sorted(os.path.join(d, f) for d, _, fs in os.walk(a.data) for f in fs if f.lower().endswith((".jpg", ".jpeg")))
-    files = files[:a.whole_job]
+    files = files[::max(1, len(files) // a.whole_job)][:a.whole_job]  # spread over the class folders
     n = len(files)
     weights = os.path.join(ROOT, "weights/vgg16_notop.bin")
     if not os.path.exists(weights):

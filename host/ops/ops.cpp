@@ -83,6 +83,29 @@ std::shared_ptr<PreparedConv> prepare_conv3x3(const Tensor& w, const Tensor& b, 
   return p;
 }
 
+bool conv3x3_stack_bf16(const Tensor& x, const std::vector<const PreparedConv*>& layers,
+                        const std::vector<bool>& pool_after, Tensor& y) {
+  if (x.on_cuda() || layers.empty() || layers.size() != pool_after.size()) return false;
+  std::vector<cpu::AmxStackLayer> L;
+  for (size_t i = 0; i < layers.size(); i++) {
+    if (!layers[i] || !layers[i]->amx || layers[i]->amx->x3) return false;
+    L.push_back({layers[i]->amx.get(), pool_after[i]});
+  }
+  same_device("conv3x3_stack_bf16", {&x, &y});
+  expect(x.ndim == 4 && x.dim(3) == L[0].w->cin, "conv3x3_stack_bf16", "x (want [n,h,w,cin])", x);
+  int64_t h = x.dim(1), wd = x.dim(2);
+  for (size_t i = 0; i + 1 < L.size(); i++) {
+    if (L[i].w->cout != L[i + 1].w->cin) fail("conv3x3_stack_bf16: layer %zu gives %d channels, layer %zu takes %d", i,
+                                              L[i].w->cout, i + 1, L[i + 1].w->cin);
+    if (L[i].pool_after) h /= 2, wd /= 2;
+  }
+  if (L.back().pool_after) h /= 2, wd /= 2;
+  expect(y.ndim == 4 && y.dim(0) == x.dim(0) && y.dim(1) == h && y.dim(2) == wd && y.dim(3) == L.back().w->cout,
+         "conv3x3_stack_bf16", "y (want the last layer's output)", y);
+  cpu::conv3x3_amx_stack(x.f32(), (int)x.dim(0), (int)x.dim(1), (int)x.dim(2), L, y.f32());
+  return true;
+}
+
 void conv3x3(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool relu, Precision precision,
              const PreparedConv* prepared) {
   same_device("conv3x3", {&x, &w, &b, &y});

@@ -26,6 +26,12 @@ void conv3x3(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool 
 // CPUs the bf16 tile panels (bf16, and fp32 under TL_CONV=amx3). Null where that kernel packs per
 // call or needs nothing. Valid while w and b are unchanged (prepare again after an update).
 std::shared_ptr<PreparedConv> prepare_conv3x3(const Tensor& w, const Tensor& b, Precision precision);
+// A run of conv3x3+ReLU layers (each optionally followed by a 2x2 max-pool) at bf16 on AMX tiles,
+// the activations kept as bf16 between them (cpu_amx.h: bit-identical to the layers one by one).
+// x: the first layer's input; y: the last layer's (pooled) output. False, doing nothing, unless every
+// layer was prepared for AMX bf16.
+bool conv3x3_stack_bf16(const Tensor& x, const std::vector<const PreparedConv*>& layers,
+                        const std::vector<bool>& pool_after, Tensor& y);
 // The GPU kernel number conv3x3 uses at this precision.
 int cuda_conv_variant(Precision precision);
 // Which convolution runs on d at this precision, for --help, tl_inspect and the progress line:
