@@ -318,7 +318,9 @@ TEST_CASE("AMX path (emulated): dispatch, prepacked weights, and the whole base 
   CHECK(std::string(cpu::bf16_path_name(cpu::bf16_path())) == "AMX tiles (TDPBF16PS, direct conv)");
   const std::string real = tlt::real_keras_h5();
   VggWeights w = real.empty() ? synthetic_weights("vgg16", 7) : convert_weights(real, nullptr, nullptr);
-  const int size = 64, n = 2;
+  // 64x64 in CI (12x less work than 224x224 for the scalar emulator); TL_AMX_PHOTO_SIZE=224 for the
+  // full size (bench/RESULTS.md section 12 has its table).
+  const int size = getenv("TL_AMX_PHOTO_SIZE") ? atoi(getenv("TL_AMX_PHOTO_SIZE")) : 64, n = 2;
   Tensor x = tlt::real_photos(w, size, n);
   // Layer by layer: the AMX chain against the fp32 one (each carrying its own earlier error).
   Tensor a32 = Tensor::view(x.ptr, {n, size, size, 3}), a16 = Tensor::view(x.ptr, {n, size, size, 3});
