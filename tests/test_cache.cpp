@@ -19,6 +19,7 @@
 #include "host/ops/cpu_ops.h"
 #include "host/ops/ops.h"
 #include "host/io/image.h"
+#include "host/model/recipe.h"
 #include "host/model/vgg.h"
 #include "host/io/zip.h"
 #include "host/stages/predict.h"
@@ -713,6 +714,67 @@ TEST_CASE("--precision bf16 on the CPU: recorded in the cache and the model, mis
     return;
   }
   bf16_end_to_end("cpu");
+}
+
+TEST_CASE("tl_cache --until block4_pool: the activations before block5, recorded, refused where not expected") {
+  const std::string data = fresh_dir("cutdata");
+  for (int i = 0; i < 3; i++) {
+    put(path_join(data, strfmt("cat/c%d.jpg", i)), test_image(i));
+    put(path_join(data, strfmt("dog/d%d.jpg", i)), test_image(70 + i));
+  }
+  CacheOptions o = small_options(data, fresh_dir("cutcache"));
+  o.until = "block4_pool";
+  build_cache(o);
+  const Manifest m = read_manifest(o.out);
+  CHECK(m.settings.get("cut") == "block4_pool");
+  CHECK(m.settings.get("feature_shape") == "2x2x512");  // 32 pixels through four pools
+  Cache c = open_cache(o.out);
+  CHECK(c.cut == "block4_pool");
+  // The features are the first 10 conv layers' output, and block5 on them gives the whole base's.
+  const VggWeights w = load_weights(o.weights);
+  const InputRecipe r = InputRecipe::of(w, o.weights, 32, Resize::Nearest);
+  const MappedShard& sh = c.shards[0][0];
+  const DataFile* f = nullptr;
+  Dataset ds = scan_dataset(data, "", ScanOptions());
+  for (const DataFile& df : ds.files)
+    if (df.rel == m.entries[sh.ids()[0]].rel) f = &df;
+  REQUIRE(f != nullptr);
+  Tensor x({1, 32, 32, 3});
+  const std::vector<uint8_t> bytes = ds.read(*f, kMaxImageFileBytes);
+  r.apply(bytes.data(), bytes.size(), f->rel, o.max_pixels, x.f32());
+  VggBase cut(w, Device::CPU, Precision::FP32, 10), whole(w, Device::CPU);
+  std::vector<float> got(2 * 2 * 512);
+  sh.feature_f32(0, got.data());
+  const Tensor fcut = cut.forward(x);
+  CHECK(fcut.to_vector() == got);
+  CHECK(fcut.dim(1) == 2);
+  VggWeights block5;
+  block5.arch = "custom";
+  block5.layers.assign(w.layers.begin() + 10, w.layers.end());
+  VggBase b5(block5, Device::CPU);
+  Tensor fc = fcut.to(Device::CPU);
+  CHECK(b5.forward(fc).to_vector() == whole.forward(x).to_vector());
+  // Readers that expect the whole base's features refuse it, naming the cut.
+  CHECK(tlt::error_of([&] { open_cached_source(o.out, Device::CPU); }) ==
+        o.out + " holds activations cut at block4_pool (2x2x512), but the head trains on the whole base's "
+                "(block5_pool): make the cache without --until (fine-tuning the blocks after a cut is not built yet)");
+  // The same folder with another cut is another cache.
+  CacheOptions whole_o = o;
+  whole_o.until = "";
+  CHECK(tlt::error_of([&] { build_cache(whole_o); }).find("other settings (cut: block4_pool -> (none)") != std::string::npos);
+  // Naming the last pool is the whole base: no cut recorded, the same identity as caches before --until.
+  CacheOptions last = small_options(data, fresh_dir("cutlast"));
+  last.until = "block5_pool";
+  build_cache(last);
+  CacheOptions plain = small_options(data, fresh_dir("cutplain"));
+  build_cache(plain);
+  CHECK(read_manifest(last.out).settings.get("cut").empty());
+  CHECK(read_manifest(last.out).settings.hash() == read_manifest(plain.out).settings.hash());
+  CacheOptions bad = small_options(data, fresh_dir("cutbad"));
+  bad.until = "block6_pool";
+  CHECK(tlt::error_of([&] { build_cache(bad); }) ==
+        "--until block6_pool: vgg16 has no such pooling layer; cut points are block1_pool, block2_pool, block3_pool, "
+        "block4_pool, block5_pool");
 }
 
 TEST_CASE("--precision bf16 on AMX (the tile emulator): cache, model and predict through the AMX conv") {

@@ -47,10 +47,40 @@ int64_t VggWeights::num_params() const {
   return n;
 }
 
-int VggWeights::out_size(int s) const {
-  for (auto& l : layers)
-    if (l.spec.pool_after) s /= 2;
+int VggWeights::out_size(int s) const { return out_size(s, (int)layers.size()); }
+
+int VggWeights::out_size(int s, int n_layers) const {
+  for (int i = 0; i < n_layers && i < (int)layers.size(); i++)
+    if (layers[i].spec.pool_after) s /= 2;
   return s;
+}
+
+int VggWeights::out_channels(int n_layers) const {
+  return n_layers <= 0 || layers.empty() ? 0 : layers[std::min(n_layers, (int)layers.size()) - 1].spec.cout;
+}
+
+namespace {
+// Keras names a block's pool after the block: block4_conv3 -> block4_pool.
+std::string pool_name_of(const std::string& conv) {
+  const size_t at = conv.find("_conv");
+  return (at == std::string::npos ? conv : conv.substr(0, at)) + "_pool";
+}
+}  // namespace
+
+std::vector<std::string> VggWeights::pool_names() const {
+  std::vector<std::string> names;
+  for (auto& l : layers)
+    if (l.spec.pool_after) names.push_back(pool_name_of(l.spec.name));
+  return names;
+}
+
+int VggWeights::layers_until(const std::string& pool) const {
+  if (pool.empty()) return (int)layers.size();
+  for (size_t i = 0; i < layers.size(); i++)
+    if (layers[i].spec.pool_after && pool_name_of(layers[i].spec.name) == pool) return (int)i + 1;
+  std::string valid;
+  for (auto& n : pool_names()) valid += (valid.empty() ? "" : ", ") + n;
+  fail("--until %s: %s has no such pooling layer; cut points are %s", pool.c_str(), arch.c_str(), valid.c_str());
 }
 
 namespace {

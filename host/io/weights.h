@@ -48,6 +48,13 @@ struct VggWeights {
   int64_t num_params() const;
   // Output spatial size for an input of size s (floor halving at each pool).
   int out_size(int s) const;
+  // Cut points (tl_cache --until): the pooling layers by their Keras names ("block4_pool": the pool
+  // after block4_conv3), in order. layers_until(name): how many conv layers run up to that pool ("":
+  // all); fails naming the valid names. The size and channels after the first n conv layers:
+  std::vector<std::string> pool_names() const;
+  int layers_until(const std::string& pool) const;
+  int out_size(int s, int n_layers) const;
+  int out_channels(int n_layers) const;
   std::string describe() const;  // one line: "vgg16 (13 conv, 5 pool, 14,714,688 params, caffe)"
 };
 

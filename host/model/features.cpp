@@ -9,8 +9,8 @@
 namespace tl {
 
 FeatureExtractor::FeatureExtractor(const VggWeights& w, Device d, int max_batch, int image_size, DType out_dtype,
-                                   Precision precision)
-    : base_(w, d, precision), device_(d), max_batch_(max_batch), size_(image_size), out_dtype_(out_dtype) {
+                                   Precision precision, int n_layers)
+    : base_(w, d, precision, n_layers), device_(d), max_batch_(max_batch), size_(image_size), out_dtype_(out_dtype) {
   fh_ = base_.out_size(image_size);
   if (fh_ < 1)
     fail("--image-size %d is too small for %s: its %d pools need at least %d pixels", image_size, w.arch.c_str(),

@@ -17,8 +17,9 @@ namespace tl {
 
 class FeatureExtractor {
  public:
+  // n_layers: the cut (VggBase); 0: the whole base.
   FeatureExtractor(const VggWeights& w, Device d, int max_batch, int image_size, DType out_dtype = DType::F32,
-                   Precision precision = Precision::FP32);
+                   Precision precision = Precision::FP32, int n_layers = 0);
   ~FeatureExtractor();
   int image_size() const { return size_; }
   int feat_h() const { return fh_; }

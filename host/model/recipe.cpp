@@ -8,7 +8,7 @@
 namespace tl {
 
 InputRecipe InputRecipe::of(const VggWeights& w, const std::string& weights_file, int image_size, Resize resize,
-                            DType dtype, Precision precision) {
+                            DType dtype, Precision precision, const std::string& cut) {
   InputRecipe r;
   r.weights_crc = w.crc;
   r.weights_arch = w.arch;
@@ -20,8 +20,11 @@ InputRecipe InputRecipe::of(const VggWeights& w, const std::string& weights_file
   r.resize = resize;
   r.dtype = dtype;
   r.precision = precision;
-  r.feat_h = r.feat_w = w.out_size(image_size);
-  r.feat_c = w.out_channels();
+  const int n = w.layers_until(cut);  // fails on an unknown name, listing the valid ones
+  // The last pool is the whole base: recorded as "" so that such caches keep their identity.
+  r.cut = n == (int)w.layers.size() ? "" : cut;
+  r.feat_h = r.feat_w = w.out_size(image_size, n);
+  r.feat_c = w.out_channels(n);
   return r;
 }
 
@@ -47,6 +50,7 @@ void InputRecipe::write(std::map<std::string, std::string>* kv, Where where) con
   if (where == Where::Cache || weights_crc) m["dtype"] = dtype == DType::F16 ? "fp16" : "fp32";
   m["feature_shape"] = strfmt("%dx%dx%d", feat_h, feat_w, feat_c);
   m["precision"] = precision_name(precision);
+  if (!cut.empty()) m["cut"] = cut;  // absent: the whole base (older caches and models)
 }
 
 InputRecipe InputRecipe::read(const std::map<std::string, std::string>& kv, const std::string& what) {
@@ -74,6 +78,7 @@ InputRecipe InputRecipe::read(const std::map<std::string, std::string>& kv, cons
   r.dtype = get("dtype") == "fp16" ? DType::F16 : DType::F32;
   // Written by every version since --precision existed; older caches and models were fp32.
   r.precision = get("precision").empty() ? Precision::FP32 : parse_precision(get("precision"));
+  r.cut = get("cut");
   std::vector<std::string> fs = split(get("feature_shape"), 'x');
   if (fs.size() != 3 || (r.feat_h = atoi(fs[0].c_str())) <= 0 || (r.feat_w = atoi(fs[1].c_str())) <= 0 ||
       (r.feat_c = atoi(fs[2].c_str())) <= 0)

@@ -25,11 +25,17 @@ struct InputRecipe {
   Resize resize = Resize::Nearest;
   DType dtype = DType::F32;   // storage of cached features
   Precision precision = Precision::FP32;  // the conv base's arithmetic (--precision)
-  int feat_h = 0, feat_w = 0, feat_c = 0;  // what the base gives at image_size
+  // The cut (tl_cache --until): the pooling layer the features are taken after, by its Keras name
+  // ("block4_pool"); "" = the whole base (its last pool), what every cache held before cuts existed.
+  std::string cut;
+  int feat_h = 0, feat_w = 0, feat_c = 0;  // what the base (up to the cut) gives at image_size
+  // The whole base's last pool for these weights ("block5_pool" for VGG16), for messages.
+  std::string cut_name() const { return cut.empty() ? "the whole base" : cut; }
 
   // The recipe of these weights at this size.
   static InputRecipe of(const VggWeights& w, const std::string& weights_file, int image_size, Resize resize,
-                        DType dtype = DType::F32, Precision precision = Precision::FP32);
+                        DType dtype = DType::F32, Precision precision = Precision::FP32,
+                        const std::string& cut = "");
 
   // A file's bytes -> the network's input (image_size^2 * 3 floats, HWC): decode, resize, preprocess.
   // Throws tl::Error with the reason for a file that cannot be used.

@@ -4,9 +4,12 @@
 
 namespace tl {
 
-VggBase::VggBase(const VggWeights& w, Device d, Precision precision) : w_(&w), device_(d), precision_(precision) {
+VggBase::VggBase(const VggWeights& w, Device d, Precision precision, int n_layers)
+    : w_(&w), device_(d), precision_(precision) {
   check_precision(precision, d);
-  for (const ConvLayer& l : w.layers) {
+  if (n_layers <= 0 || n_layers > (int)w.layers.size()) n_layers = (int)w.layers.size();
+  for (int i = 0; i < n_layers; i++) {
+    const ConvLayer& l = w.layers[(size_t)i];
     Layer L;
     L.w = Tensor({3, 3, l.spec.cin, l.spec.cout}, d);
     L.b = Tensor({l.spec.cout}, d);
@@ -28,9 +31,10 @@ Tensor VggBase::forward(const Tensor& x) {
   int64_t need = 0;
   {
     int hh = h, ww = wd;
-    for (const ConvLayer& l : w_->layers) {
-      need = std::max<int64_t>(need, n * hh * ww * l.spec.cout);
-      if (l.spec.pool_after) hh /= 2, ww /= 2;
+    for (size_t i = 0; i < layers_.size(); i++) {
+      const ConvLayerSpec& l = w_->layers[i].spec;
+      need = std::max<int64_t>(need, n * hh * ww * l.cout);
+      if (l.pool_after) hh /= 2, ww /= 2;
     }
   }
   if (need > buf_elems_) {
@@ -55,7 +59,7 @@ Tensor VggBase::forward(const Tensor& x) {
         pools.push_back(w_->layers[j].spec.pool_after);
         if (pools.back()) hh /= 2, ww /= 2;
       }
-      Tensor out = Tensor::view(buf_[which].ptr, {n, hh, ww, (int64_t)w_->out_channels()}, device_);
+      Tensor out = Tensor::view(buf_[which].ptr, {n, hh, ww, (int64_t)out_channels()}, device_);
       if (ops::conv3x3_stack_bf16(*cur, stack, pools, out)) return out;
     }
     ops::Range r(s.name.c_str());
@@ -79,7 +83,7 @@ Tensor VggBase::forward(const Tensor& x) {
       wd /= 2;
     }
   }
-  return Tensor::view(cur->ptr, {n, h, wd, (int64_t)w_->out_channels()}, device_);
+  return Tensor::view(cur->ptr, {n, h, wd, (int64_t)out_channels()}, device_);
 }
 
 }  // namespace tl

@@ -19,15 +19,17 @@ class VggBase {
  public:
   // precision: the convolutions' arithmetic (tensor.h); tf32 and bf16 need a CUDA device. The
   // first layer (K = 27) computes in fp32 at every precision.
-  VggBase(const VggWeights& w, Device d, Precision precision = Precision::FP32);
+  // n_layers: run only the first n conv layers (a cut base, tl_cache --until; 0: all of them).
+  VggBase(const VggWeights& w, Device d, Precision precision = Precision::FP32, int n_layers = 0);
   // x: [n, s, s, 3] preprocessed input on this base's device -> [n, s', s', C] (s' = s / 2^pools).
   // The returned tensor is a view of internal scratch, valid until the next call.
   Tensor forward(const Tensor& x);
   Device device() const { return device_; }
   Precision precision() const { return precision_; }
   const VggWeights& weights() const { return *w_; }
-  int out_channels() const { return w_->out_channels(); }
-  int out_size(int s) const { return w_->out_size(s); }
+  int num_layers() const { return (int)layers_.size(); }
+  int out_channels() const { return w_->out_channels(num_layers()); }
+  int out_size(int s) const { return w_->out_size(s, num_layers()); }
  private:
   const VggWeights* w_;
   Device device_;

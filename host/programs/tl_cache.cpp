@@ -20,6 +20,10 @@ int main(int argc, char** argv) {
     add_input_flags(cli, &o, "--data", "");
     cli.opt("--out", &o.out, "DIR", "cache folder");
     cli.opt("--dtype", &o.dtype, "T", "feature storage: fp32, or fp16 (half the disk: 1.25 GB for 25,000 images)");
+    cli.opt("--until", &o.until, "POOL",
+            "cache the activations after this pooling layer, by its Keras name (block1_pool .. block5_pool; default: "
+            "the whole base, block5_pool). block4_pool keeps block5 out of the cache (14x14x512 per image at 224 "
+            "pixels), for fine-tuning it; recorded in the cache, and readers refuse a cut they do not expect");
     cli.opt("--batch", &o.batch, "N",
             strfmt("images per forward pass (default %d on the CPU, %d on the GPU)", default_base_batch(Device::CPU),
                    default_base_batch(Device::CUDA)).c_str());

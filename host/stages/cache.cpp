@@ -272,6 +272,7 @@ Cache open_cache(const std::string& dir, bool verify) {
   c.feat_w = recipe.feat_w;
   c.feat_c = recipe.feat_c;
   c.dtype = recipe.dtype;
+  c.cut = recipe.cut;
   for (Split s : {Split::Train, Split::Valid}) {
     const std::vector<uint32_t> ids = split_ids(c.manifest, s);
     const uint32_t n_shards = (uint32_t)((ids.size() + shard_size - 1) / shard_size);
@@ -425,7 +426,8 @@ class CacheBuild {
       fail("--image-size %d is too small for %s: its %d pools need at least %d pixels", opt.image_size,
            weights_.arch.c_str(), weights_.num_pools(), 1 << weights_.num_pools());
     recipe_ = InputRecipe::of(weights_, opt.weights, opt.image_size, parse_resize(opt.resize),
-                              opt.dtype == "fp16" ? DType::F16 : DType::F32, parse_precision(opt.precision));
+                              opt.dtype == "fp16" ? DType::F16 : DType::F32, parse_precision(opt.precision), opt.until);
+    layers_ = weights_.layers_until(recipe_.cut);
     ScanOptions so;
     so.valid_fraction = opt.valid_fraction;
     so.seed = opt.seed;
@@ -491,8 +493,9 @@ class CacheBuild {
          ds_.classes[1].c_str(), ds_.layout.c_str(),
          ds_.ignored ? strfmt("; %lld non-image files ignored", (long long)ds_.ignored).c_str() : "");
     note("weights %s: %s", opt_.weights.c_str(), weights_.describe().c_str());
-    note("features %dx%dx%d %s per image (computed in %s: %s), %d images per shard%s", recipe_.feat_h, recipe_.feat_w,
-         recipe_.feat_c, opt_.dtype.c_str(), precision_name(recipe_.precision),
+    note("features %dx%dx%d %s per image (%s; computed in %s: %s), %d images per shard%s", recipe_.feat_h,
+         recipe_.feat_w, recipe_.feat_c, opt_.dtype.c_str(),
+         recipe_.cut.empty() ? "the whole base" : ("cut at " + recipe_.cut).c_str(), precision_name(recipe_.precision),
          ops::conv_path(device_, recipe_.precision, false).c_str(), opt_.shard_size,
          sum_.reused_shards ? strfmt("; resuming: %lld complete shards kept", (long long)sum_.reused_shards).c_str() : "");
     if (weights_.synthetic) note("NOTE: synthetic weights: these features are not ImageNet features");
@@ -537,6 +540,7 @@ class CacheBuild {
   Device device_ = Device::CPU;
   VggWeights weights_;
   InputRecipe recipe_;
+  int layers_ = 0;  // conv layers up to the cut
   Dataset ds_;
   Manifest m_;
   uint64_t hash_ = 0;
@@ -651,7 +655,7 @@ bool CacheBuild::run_pipeline() {
   for (size_t g = 0; g < ndev; g++) {
     if (!gpus.empty()) cuda::set_device(gpus[g]);
     fxs.push_back(std::make_unique<FeatureExtractor>(weights_, device_, batch, opt_.image_size, recipe_.dtype,
-                                                   recipe_.precision));
+                                                   recipe_.precision, layers_));
   }
   int64_t batch_no = 0, next_emit = 0;
   auto fx_of = [&](int64_t b) -> FeatureExtractor& {

@@ -56,6 +56,7 @@ Manifest read_manifest(const std::string& dir);  // dir/manifest.tsv
 struct CacheOptions : DatasetInput {
   CacheOptions() { data = "data/train"; }
   std::string out = "cache", dtype = "fp32", device = "auto";
+  std::string until;  // --until: cache the activations after this pooling layer ("" = the whole base)
   int batch = 0;          // 0: default_base_batch(device)
   int threads = 0;        // CPU compute threads (0: all cores)
   int decode_threads = 0; // 0: automatic
@@ -103,6 +104,7 @@ struct Cache {
   int64_t count(Split s) const;
   int feat_h = 0, feat_w = 0, feat_c = 0;
   DType dtype = DType::F32;
+  std::string cut;  // InputRecipe::cut: "" = the whole base
   int64_t feature_elems() const { return (int64_t)feat_h * feat_w * feat_c; }
 };
 

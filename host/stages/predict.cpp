@@ -103,6 +103,10 @@ Predictor::Predictor(const std::string& model_path, const std::string& weights_p
     return it == model_.meta.end() ? std::string() : it->second;
   };
   recipe_ = InputRecipe::read(model_.meta, model_path);
+  if (!recipe_.cut.empty())
+    fail("%s was trained on activations cut at %s; tl_predict runs classifiers on the whole base's features: "
+         "train one from a cache made without --until",
+         model_path.c_str(), recipe_.cut.c_str());
   if (!precision.empty() && parse_precision(precision) != recipe_.precision)
     fail("--precision %s: %s was trained on features computed in %s; predict with those (omit --precision) or "
          "train a model on %s features",

@@ -97,6 +97,10 @@ class RowSource : public FeatureSource {
 class CachedSource : public RowSource {
  public:
   CachedSource(const std::string& dir, Device d) : cache_(open_cache(dir, true)) {
+    if (!cache_.cut.empty())
+      fail("%s holds activations cut at %s (%dx%dx%d), but the head trains on the whole base's (block5_pool): make "
+           "the cache without --until (fine-tuning the blocks after a cut is not built yet)",
+           dir.c_str(), cache_.cut.c_str(), cache_.feat_h, cache_.feat_w, cache_.feat_c);
     device_ = d;
     fh_ = cache_.feat_h;
     fw_ = cache_.feat_w;
