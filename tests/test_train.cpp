@@ -154,6 +154,52 @@ TEST_CASE("head gradients (dropout off and on) agree with finite differences") {
   }
 }
 
+TEST_CASE("the logit's gradient with respect to the features equals the float64 chain rule") {
+  // d logit / d x = W1 diag(h1 > 0) W2 diag(h2 > 0) W3, written out in float64 from the weights.
+  HeadSpec spec;
+  spec.feat_h = 2, spec.feat_w = 2, spec.feat_c = 8, spec.hidden1 = 16, spec.hidden2 = 6;
+  const int n = 4, d = spec.in_dim(), h1 = spec.hidden1, h2 = spec.hidden2;
+  Head h(spec, Device::CPU);
+  h.init(5);
+  for (Tensor* b : {h.params()[1], h.params()[3], h.params()[5]}) b->from_vector(tlt::random_vec(b->numel(), 8, 0.2f));
+  const std::vector<float> xv = tlt::random_vec((size_t)n * d, 9, 2.0f);
+  Tensor x = tlt::tensor(xv, {n, d}), dx({n, d});
+  h.logit_input_gradient(x, n, dx);
+  std::vector<std::vector<float>> P;
+  for (Tensor* t : h.params()) P.push_back(t->to_vector());
+  const std::vector<float> got = dx.to_vector();
+  double worst = 0;
+  for (int s = 0; s < n; s++) {
+    std::vector<double> a1(h1), a2(h2), g2(h2), g1(h1);
+    for (int j = 0; j < h1; j++) {
+      a1[j] = P[1][j];
+      for (int i = 0; i < d; i++) a1[j] += (double)xv[(size_t)s * d + i] * P[0][(size_t)i * h1 + j];
+    }
+    for (int k = 0; k < h2; k++) {
+      a2[k] = P[3][k];
+      for (int j = 0; j < h1; j++) a2[k] += std::max(a1[j], 0.0) * P[2][(size_t)j * h2 + k];
+    }
+    for (int k = 0; k < h2; k++) g2[k] = a2[k] > 0 ? P[4][k] : 0.0;
+    for (int j = 0; j < h1; j++) {
+      g1[j] = 0;
+      if (a1[j] > 0)
+        for (int k = 0; k < h2; k++) g1[j] += P[2][(size_t)j * h2 + k] * g2[k];
+    }
+    for (int i = 0; i < d; i++) {
+      double ref = 0;
+      for (int j = 0; j < h1; j++) ref += P[0][(size_t)i * h1 + j] * g1[j];
+      worst = std::max(worst, std::fabs(got[(size_t)s * d + i] - ref) / (std::fabs(ref) + 1e-3));
+    }
+  }
+  CHECK(worst < 1e-5);
+  // Inference: the weights and the model's logits are unchanged by it.
+  std::vector<float> before(n), after(n);
+  h.logits(x, n, before.data());
+  h.logit_input_gradient(x, n, dx);
+  h.logits(x, n, after.data());
+  CHECK(before == after);
+}
+
 TEST_CASE("six training steps (dropout off) equal PyTorch's RMSprop(alpha=0.9, eps=1e-7)") {
   tlt::Fixture fx("head_steps.npz");
   auto shp = fx.f("shape");

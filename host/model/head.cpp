@@ -169,6 +169,23 @@ void Head::logits(const Tensor& x, int n, float* out) {
   memcpy(out, z.data(), sizeof(float) * (size_t)n);
 }
 
+void Head::logit_input_gradient(const Tensor& x, int n, Tensor& dx) {
+  if (dx.device != device_ || dx.numel() != (int64_t)n * spec_.in_dim())
+    fail("head: input gradient %s on %s, want [%d, %d] on %s", dx.shape_str().c_str(), device_name(dx.device), n,
+         spec_.in_dim(), device_name(device_));
+  drop_ahead();
+  forward(x, n, false, 0, 0);
+  Tensor xv = x.rows(n), a1 = a1_.rows(n), d1 = d1_.rows(n), a2 = a2_.rows(n);
+  Tensor dz = dz_.rows(n), da2 = da2_.rows(n), da1 = da1_.rows(n);
+  Tensor dxv = Tensor::view(dx.ptr, {n, spec_.in_dim()}, device_);
+  dz.from_vector(std::vector<float>((size_t)n, 1.0f));  // d logit / d logit
+  ops::dense_backward(a2, W3_, dz, &da2, gW3_, gb3_);
+  ops::relu_backward(a2, da2, da2);
+  ops::dense_backward(d1, W2_, da2, &da1, gW2_, gb2_);  // d1 = a1 without dropout
+  ops::relu_backward(a1, da1, da1);
+  ops::dense_backward(xv, W1_, da1, &dxv, gW1_, gb1_);
+}
+
 void Head::summary(FILE* out) const {
   const HeadSpec& s = spec_;
   auto row = [&](const char* name, const std::string& shape, long long params) {

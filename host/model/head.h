@@ -46,6 +46,10 @@ class Head {
                            bool dropout_on);
   // Inference (no dropout): logits [n] to the host.
   void logits(const Tensor& x, int n, float* out);
+  // The gradient of each sample's logit with respect to its features (inference: no dropout), into
+  // dx [n, in_dim] on this device: the head's share of Grad-CAM and of a backward pass into the conv
+  // base. The weights are unchanged; the gradient buffers (grads()) serve as scratch.
+  void logit_input_gradient(const Tensor& x, int n, Tensor& dx);
 
   // 6 parameter tensors W1 b1 W2 b2 W3 b3, their gradients and RMSprop accumulators.
   std::vector<Tensor*> params();
