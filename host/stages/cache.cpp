@@ -502,7 +502,17 @@ class CacheBuild {
   }
 
   // decoding threads -> batches -> forward pass -> shards -> writer thread. False when interrupted.
+  // Its stages: extractors and shards opened, files fed into batches, batches submitted, results
+  // taken into shards, finished shards handed to the writer.
   bool run_pipeline();
+  struct Run;
+  void start_extractors(Run& r);
+  void open_shards(Run& r);
+  void maybe_finish(Run& r, int p);
+  void take(Run& r, const std::vector<int64_t>& items, const uint8_t* feats, int n);
+  void submit_batch(Run& r);
+  void check_bad_limit() const;
+  bool feed(Run& r, OrderedLoader& loader, Progress& prog);
 
   CacheSummary interrupted_summary() {
     sum_.interrupted = true;
@@ -638,42 +648,50 @@ class CacheBuild {
   }
 };
 
-bool CacheBuild::run_pipeline() {
+// The pipeline's moving parts, shared by its stages.
+struct CacheBuild::Run {
   std::vector<std::pair<int, uint32_t>> seq;  // (plan index, id) in processing order
-  for (size_t p = 0; p < todo_.size(); p++)
-    for (uint32_t id : todo_[p].ids) seq.push_back({(int)p, id});
-  const double t_compute0 = now_s();
-  int64_t newly_cached = 0;
-  if (seq.empty()) return true;
-  const int batch = opt_.batch > 0 ? opt_.batch : default_base_batch(device_);
-  const int64_t in_elems = (int64_t)opt_.image_size * opt_.image_size * 3;
+  int batch = 0;
+  int64_t in_elems = 0;
+  size_t fbytes = 0;  // bytes of one sample's features
   // One extractor per GPU with --device cuda:0,1 / cuda:all (each made, and always used, with its
   // device current); batches go round-robin and their results are taken in batch order.
-  const std::vector<int> gpus = device_ == Device::CUDA ? cuda_device_list(opt_.device) : std::vector<int>();
-  const size_t ndev = gpus.empty() ? 1 : gpus.size();
+  std::vector<int> gpus;
   std::vector<std::unique_ptr<FeatureExtractor>> fxs;
-  for (size_t g = 0; g < ndev; g++) {
-    if (!gpus.empty()) cuda::set_device(gpus[g]);
-    fxs.push_back(std::make_unique<FeatureExtractor>(weights_, device_, batch, opt_.image_size, recipe_.dtype,
-                                                   recipe_.precision, layers_));
+  std::vector<OpenShard> open;   // per plan entry
+  std::vector<int64_t> in_batch;  // positions in seq of the batch being assembled
+  float* xin = nullptr;           // where its inputs go
+  int64_t batch_no = 0, next_emit = 0, newly_cached = 0;
+  std::map<int64_t, std::pair<std::vector<int64_t>, std::vector<uint8_t>>> early;  // several GPUs: out of turn
+  int shards_finished = 0;
+  double forward_s = 0, wait_s = 0;
+  std::unique_ptr<ShardWriter> writer;
+
+  size_t ndev() const { return fxs.size(); }
+  FeatureExtractor& fx(int64_t b) {
+    if (!gpus.empty()) cuda::set_device(gpus[(size_t)(b % (int64_t)ndev())]);
+    return *fxs[(size_t)(b % (int64_t)ndev())];
   }
-  int64_t batch_no = 0, next_emit = 0;
-  auto fx_of = [&](int64_t b) -> FeatureExtractor& {
-    if (!gpus.empty()) cuda::set_device(gpus[(size_t)(b % (int64_t)ndev)]);
-    return *fxs[(size_t)(b % (int64_t)ndev)];
-  };
-  const size_t fbytes = (size_t)fxs[0]->feat_elems() * dtype_size(recipe_.dtype);
-  const int decoders = opt_.decode_threads > 0 ? opt_.decode_threads : default_decode_threads();
-  OrderedLoader loader((int64_t)seq.size(), (size_t)in_elems, decoders, 2 * batch + 2 * decoders,
-                       [&](int64_t i, float* out) {
-                         const DataFile& f = ds_.files[seq[(size_t)i].second];
-                         std::vector<uint8_t> bytes = ds_.read(f, kMaxImageFileBytes);
-                         recipe_.apply(bytes.data(), bytes.size(), f.rel, opt_.max_pixels, out);
-                       });
-  ShardWriter writer(opt_.out);
-  std::vector<OpenShard> open(todo_.size());
+};
+
+void CacheBuild::start_extractors(Run& r) {
+  r.batch = opt_.batch > 0 ? opt_.batch : default_base_batch(device_);
+  r.in_elems = (int64_t)opt_.image_size * opt_.image_size * 3;
+  r.gpus = device_ == Device::CUDA ? cuda_device_list(opt_.device) : std::vector<int>();
+  const size_t ndev = r.gpus.empty() ? 1 : r.gpus.size();
+  for (size_t g = 0; g < ndev; g++) {
+    if (!r.gpus.empty()) cuda::set_device(r.gpus[g]);
+    r.fxs.push_back(std::make_unique<FeatureExtractor>(weights_, device_, r.batch, opt_.image_size, recipe_.dtype,
+                                                     recipe_.precision, layers_));
+  }
+  r.fbytes = (size_t)r.fxs[0]->feat_elems() * dtype_size(recipe_.dtype);
+  r.xin = r.fx(0).next_input();
+}
+
+void CacheBuild::open_shards(Run& r) {
+  r.open.resize(todo_.size());
   for (size_t p = 0; p < todo_.size(); p++) {
-    ShardInfo& in = open[p].d.info;
+    ShardInfo& in = r.open[p].d.info;
     in.dtype = recipe_.dtype;
     in.feat_h = (uint32_t)recipe_.feat_h;
     in.feat_w = (uint32_t)recipe_.feat_w;
@@ -684,113 +702,128 @@ bool CacheBuild::run_pipeline() {
     in.first_pos = (uint64_t)todo_[p].index * opt_.shard_size;
     in.settings_hash = hash_;
   }
-  int shards_finished = 0;
-  auto maybe_finish = [&](int p) {
-    OpenShard& o = open[p];
-    if (o.processed != o.d.info.range_count) return;
-    o.d.info.count = (uint32_t)o.d.ids.size();
-    writer.push(std::move(o.d));
-    o.d = ShardData();
-    shards_finished++;
-  };
-  Progress prog(strfmt("tl_cache [%s]", ops::conv_path(device_, recipe_.precision, true).c_str()), sum_.files, "images",
-                quiet());
-  auto bad_limit_check = [&]() {
-    if ((double)skips_.size() > opt_.max_bad * (double)sum_.files)
-      fail("%zu of %lld files could not be used, over --max-bad %g (%.1f%%); the last: %s: %s. Is --data the right "
-           "folder? Raise --max-bad to accept more",
-           skips_.size(), (long long)sum_.files, opt_.max_bad, 100.0 * opt_.max_bad,
-           ds_.display_path(ds_.files[skips_.back().first]).c_str(), skips_.back().second.c_str());
-  };
-  std::vector<int64_t> in_batch;  // positions in seq
-  float* xin = fx_of(batch_no).next_input();
-  // A batch's features into its shards (in batch order: shards list their samples in file order).
-  auto take = [&](const std::vector<int64_t>& items, const uint8_t* feats, int n) {
-      for (int j = 0; j < n; j++) {
-        const auto [p, id] = seq[(size_t)items[j]];
-        OpenShard& o = open[p];
-        if (o.d.features.capacity() == 0) o.d.features.reserve((size_t)o.d.info.range_count * fbytes);
-        o.d.ids.push_back(id);
-        o.d.labels.push_back((uint8_t)ds_.files[id].label);
-        o.d.features.insert(o.d.features.end(), feats + (size_t)j * fbytes, feats + (size_t)(j + 1) * fbytes);
-        o.processed++;
-        newly_cached++;
-        maybe_finish(p);
-      }
-  };
-  std::map<int64_t, std::pair<std::vector<int64_t>, std::vector<uint8_t>>> early;  // several GPUs: out of turn
-  auto run_batch = [&]() {
-    if (in_batch.empty()) return;
-    std::vector<int64_t> items = in_batch;
-    in_batch.clear();
-    const int64_t b = batch_no;
-    fx_of(b).submit((int)items.size(), [&, items, b](const uint8_t* feats, int n) {
-      if (ndev == 1) return take(items, feats, n);
-      early[b] = {items, std::vector<uint8_t>(feats, feats + (size_t)n * fbytes)};
-      for (auto it = early.find(next_emit); it != early.end(); it = early.find(next_emit)) {
-        take(it->second.first, it->second.second.data(), (int)it->second.first.size());
-        early.erase(it);
-        next_emit++;
-      }
-    });
-    batch_no++;
-    xin = fx_of(batch_no).next_input();
-  };
-  double forward_s = 0, wait_s = 0;
-  auto timed_batch = [&]() {
-    const double t0 = now_s();
-    run_batch();
-    forward_s += now_s() - t0;
-  };
+}
+
+// A shard whose every file was handled goes to the writer.
+void CacheBuild::maybe_finish(Run& r, int p) {
+  OpenShard& o = r.open[p];
+  if (o.processed != o.d.info.range_count) return;
+  o.d.info.count = (uint32_t)o.d.ids.size();
+  r.writer->push(std::move(o.d));
+  o.d = ShardData();
+  r.shards_finished++;
+}
+
+// A batch's features into its shards (in batch order: shards list their samples in file order).
+void CacheBuild::take(Run& r, const std::vector<int64_t>& items, const uint8_t* feats, int n) {
+  for (int j = 0; j < n; j++) {
+    const auto [p, id] = r.seq[(size_t)items[j]];
+    OpenShard& o = r.open[p];
+    if (o.d.features.capacity() == 0) o.d.features.reserve((size_t)o.d.info.range_count * r.fbytes);
+    o.d.ids.push_back(id);
+    o.d.labels.push_back((uint8_t)ds_.files[id].label);
+    o.d.features.insert(o.d.features.end(), feats + (size_t)j * r.fbytes, feats + (size_t)(j + 1) * r.fbytes);
+    o.processed++;
+    r.newly_cached++;
+    maybe_finish(r, p);
+  }
+}
+
+// The assembled batch to its extractor (timed); results come back through take(), in batch order.
+void CacheBuild::submit_batch(Run& r) {
+  if (r.in_batch.empty()) return;
+  const double t0 = now_s();
+  std::vector<int64_t> items = r.in_batch;
+  r.in_batch.clear();
+  const int64_t b = r.batch_no;
+  r.fx(b).submit((int)items.size(), [this, &r, items, b](const uint8_t* feats, int n) {
+    if (r.ndev() == 1) return take(r, items, feats, n);
+    r.early[b] = {items, std::vector<uint8_t>(feats, feats + (size_t)n * r.fbytes)};
+    for (auto it = r.early.find(r.next_emit); it != r.early.end(); it = r.early.find(r.next_emit)) {
+      take(r, it->second.first, it->second.second.data(), (int)it->second.first.size());
+      r.early.erase(it);
+      r.next_emit++;
+    }
+  });
+  r.batch_no++;
+  r.xin = r.fx(r.batch_no).next_input();
+  r.forward_s += now_s() - t0;
+}
+
+void CacheBuild::check_bad_limit() const {
+  if ((double)skips_.size() > opt_.max_bad * (double)sum_.files)
+    fail("%zu of %lld files could not be used, over --max-bad %g (%.1f%%); the last: %s: %s. Is --data the right "
+         "folder? Raise --max-bad to accept more",
+         skips_.size(), (long long)sum_.files, opt_.max_bad, 100.0 * opt_.max_bad,
+         ds_.display_path(ds_.files[skips_.back().first]).c_str(), skips_.back().second.c_str());
+}
+
+// Decoded files, in order: skips are recorded, images go into batches. False when stopped early.
+bool CacheBuild::feed(Run& r, OrderedLoader& loader, Progress& prog) {
   int64_t idx;
   const float* data;
   std::string err;
-  bool stopped = false;
   for (;;) {
     const double t_wait = now_s();
     const bool more = loader.next(&idx, &data, &err);
-    wait_s += now_s() - t_wait;
-    if (!more) break;
-    const auto [p, id] = seq[(size_t)idx];
+    r.wait_s += now_s() - t_wait;
+    if (!more) return true;
+    const auto [p, id] = r.seq[(size_t)idx];
     if (!err.empty()) {
       const std::string reason = strip_prefix(err, ds_.files[id].rel);
       skips_.push_back({id, reason});
-      open[p].d.skipped.push_back(id);
-      open[p].d.reasons.push_back(reason);
-      open[p].processed++;
-      maybe_finish(p);
+      r.open[p].d.skipped.push_back(id);
+      r.open[p].d.reasons.push_back(reason);
+      r.open[p].processed++;
+      maybe_finish(r, p);
     } else {
-      memcpy(xin + (size_t)in_batch.size() * in_elems, data, (size_t)in_elems * sizeof(float));
-      in_batch.push_back(idx);
+      memcpy(r.xin + (size_t)r.in_batch.size() * r.in_elems, data, (size_t)r.in_elems * sizeof(float));
+      r.in_batch.push_back(idx);
     }
     loader.release();
-    if ((int)in_batch.size() == batch) timed_batch();
-    writer.check();
-    bad_limit_check();
+    if ((int)r.in_batch.size() == r.batch) submit_batch(r);
+    r.writer->check();
+    check_bad_limit();
     prog.update(done_files_ + idx + 1, strfmt("skipped %zu", skips_.size()));
-    if (interrupted() || (opt_.stop_after_shards > 0 && shards_finished >= opt_.stop_after_shards)) {
-      stopped = true;
-      break;
-    }
+    if (interrupted() || (opt_.stop_after_shards > 0 && r.shards_finished >= opt_.stop_after_shards)) return false;
   }
-  if (!stopped) timed_batch();
-  {
-    const double t0 = now_s();
-    for (size_t g = 0; g < ndev; g++) fx_of((int64_t)g).flush();
-    forward_s += now_s() - t0;
-  }
+}
+
+bool CacheBuild::run_pipeline() {
+  Run r;
+  for (size_t p = 0; p < todo_.size(); p++)
+    for (uint32_t id : todo_[p].ids) r.seq.push_back({(int)p, id});
+  const double t_compute0 = now_s();
+  if (r.seq.empty()) return true;
+  start_extractors(r);
+  const int decoders = opt_.decode_threads > 0 ? opt_.decode_threads : default_decode_threads();
+  OrderedLoader loader((int64_t)r.seq.size(), (size_t)r.in_elems, decoders, 2 * r.batch + 2 * decoders,
+                       [&](int64_t i, float* out) {
+                         const DataFile& f = ds_.files[r.seq[(size_t)i].second];
+                         std::vector<uint8_t> bytes = ds_.read(f, kMaxImageFileBytes);
+                         recipe_.apply(bytes.data(), bytes.size(), f.rel, opt_.max_pixels, out);
+                       });
+  r.writer = std::make_unique<ShardWriter>(opt_.out);
+  open_shards(r);
+  Progress prog(strfmt("tl_cache [%s]", ops::conv_path(device_, recipe_.precision, true).c_str()), sum_.files, "images",
+                quiet());
+  const bool complete = feed(r, loader, prog);
+  if (complete) submit_batch(r);
+  const double t0 = now_s();
+  for (size_t g = 0; g < r.ndev(); g++) r.fx((int64_t)g).flush();
+  r.forward_s += now_s() - t0;
   loader.stop();
-  writer.close();
-  writer.check();
-  sum_.written_shards = writer.written();
-  if (stopped) return false;
+  r.writer->close();
+  r.writer->check();
+  sum_.written_shards = r.writer->written();
+  if (!complete) return false;
   prog.finish(strfmt("skipped %zu", skips_.size()));
   const double compute_s = now_s() - t_compute0;
-  sum_.forward_s = forward_s;
-  sum_.wait_decode_s = wait_s;
+  sum_.forward_s = r.forward_s;
+  sum_.wait_decode_s = r.wait_s;
   sum_.pipeline_s = compute_s;
-  sum_.cached += newly_cached;
-  sum_.images_per_s = compute_s > 0 ? (double)newly_cached / compute_s : 0.0;
+  sum_.cached += r.newly_cached;
+  sum_.images_per_s = compute_s > 0 ? (double)r.newly_cached / compute_s : 0.0;
   return true;
 }
 
