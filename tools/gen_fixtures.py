@@ -698,8 +698,75 @@ def gen_augment():
     save("augment.npz", **arrays)
 
 
+# ------------------------------------------------------------------------------------------------
+# gradcam: PyTorch float64 Grad-CAM of the genuine VGG16 base + a small head, and Pillow's bilinear upsampling
+
+def gen_gradcam():
+    import torch
+    from PIL import Image
+    wpath = os.environ.get("TL_WEIGHTS", "weights/vgg16_notop.bin")  # make weights: the genuine Keras weights
+    layers, pre, crc = read_tl_weights(wpath)
+    assert pre == 0 and len(layers) == 13
+    mods, names = [], []  # the base as plain torch modules, float64, NCHW; relu outputs named by their conv
+    for name, cin, cout, pool, w, b in layers:
+        conv = torch.nn.Conv2d(cin, cout, 3, padding=1).double()
+        conv.weight.data = torch.from_numpy(np.ascontiguousarray(w.transpose(3, 2, 0, 1))).double()
+        conv.bias.data = torch.from_numpy(b.copy()).double()
+        mods.append(("conv", name, conv))
+        if pool:
+            mods.append(("pool", name, torch.nn.MaxPool2d(2)))
+    photos = np.load(os.path.join(OUT, "photos224.npz"))
+    xs = []
+    for i in range(2):
+        x = photos[f"p{i}_224"].astype(np.float32)[..., ::-1].copy()  # Keras preprocess_input ('caffe')
+        for c, m in enumerate([103.939, 116.779, 123.68]):
+            x[..., c] -= np.float32(m)
+        xs.append(x)
+    x = torch.from_numpy(np.stack(xs)).double().permute(0, 3, 1, 2)
+    # A small head (the tutorial's shape, narrower, so the fixture stays small); positive biases keep
+    # its ReLUs active.
+    rng = np.random.default_rng(25)
+    h1, h2, d = 6, 4, 7 * 7 * 512
+    W1 = (rng.standard_normal((d, h1)) * 0.02).astype(np.float32)
+    b1 = (np.abs(rng.standard_normal(h1)) * 2 + 1).astype(np.float32)
+    W2 = (rng.standard_normal((h1, h2)) * 0.5).astype(np.float32)
+    b2 = (np.abs(rng.standard_normal(h2)) + 1).astype(np.float32)
+    W3 = (rng.standard_normal((h2, 1)) * 0.5).astype(np.float32)
+    b3 = np.array([-7.8], np.float32)  # the two photos fall on either side: both classes explained
+    arrays = dict(W1=W1, b1=b1, W2=W2, b2=b2, W3=W3, b3=b3, crc=np.array(crc, dtype=np.uint64))
+    for target in ("block5_conv3", "block5_conv2"):
+        cur, A = x, None
+        for kind, name, m in mods:
+            cur = torch.relu(m(cur)) if kind == "conv" else m(cur)
+            if kind == "conv" and name == target:
+                A = cur
+                A.retain_grad()
+        f = cur.permute(0, 2, 3, 1).reshape(len(xs), -1)  # Keras' flatten (NHWC)
+        z = torch.relu(torch.relu(f @ torch.from_numpy(W1).double() + torch.from_numpy(b1).double())
+                       @ torch.from_numpy(W2).double() + torch.from_numpy(b2).double()) @ torch.from_numpy(W3).double() \
+            + torch.from_numpy(b3).double()
+        z = z[:, 0]
+        score = torch.where(z > 0, z, -z).sum()  # each photo's predicted class
+        score.backward()
+        alpha = A.grad.mean(dim=(2, 3), keepdim=True)
+        cam = torch.relu((alpha * A).sum(dim=1)).detach().numpy()
+        arrays[f"cam_{target}"] = cam
+        arrays["logit"] = z.detach().numpy()
+        print(f"  {target}: cam {cam.shape}, max {cam.max():.4g}, zero fraction {(cam == 0).mean():.2f}, logits {z.tolist()}")
+    # Pillow's BILINEAR upsampling of an 8-bit map, 14x14 -> 224x224 and 7x7 -> 200x150.
+    small = rng.integers(0, 256, (14, 14)).astype(np.uint8)
+    small[0, 0] = 255  # its maximum: heatmap_upsampled's normalisation leaves it unchanged
+    arrays["up_small"] = small
+    arrays["up_224"] = np.asarray(Image.fromarray(small, "L").resize((224, 224), Image.BILINEAR))
+    small2 = rng.integers(0, 256, (7, 7)).astype(np.uint8)
+    small2[3, 3] = 255
+    arrays["up2_small"] = small2
+    arrays["up2_200x150"] = np.asarray(Image.fromarray(small2, "L").resize((200, 150), Image.BILINEAR))
+    save("gradcam_real.npz", **arrays)
+
+
 GROUPS = {"ops": gen_ops, "head": gen_head, "augment": gen_augment, "weights": gen_weights, "onnx": gen_onnx, "decode": gen_decode,
-          "images": gen_images, "vgg": gen_vgg, "real": gen_real}
+          "images": gen_images, "vgg": gen_vgg, "real": gen_real, "gradcam": gen_gradcam}
 
 
 def main():

@@ -21,7 +21,7 @@ VggBase::VggBase(const VggWeights& w, Device d, Precision precision, int n_layer
   }
 }
 
-Tensor VggBase::forward(const Tensor& x) {
+Tensor VggBase::forward(const Tensor& x, bool final_pool) {
   if (x.ndim != 4 || x.dim(3) != w_->layers[0].spec.cin)
     fail("VGG forward: input %s, want [n, h, w, %d]", x.shape_str().c_str(), w_->layers[0].spec.cin);
   if (x.device != device_) fail("VGG forward: input on %s, base on %s", device_name(x.device), device_name(device_));
@@ -50,7 +50,7 @@ Tensor VggBase::forward(const Tensor& x) {
     const ConvLayerSpec& s = w_->layers[i].spec;
     // On AMX at bf16, the layers after the first run as one stack whose activations stay bf16
     // (bit-identical to running them one by one below; a third of the memory traffic).
-    if (i == 1 && precision_ == Precision::BF16 && !x.on_cuda()) {
+    if (i == 1 && precision_ == Precision::BF16 && !x.on_cuda() && final_pool) {
       std::vector<const ops::PreparedConv*> stack;
       std::vector<bool> pools;
       int hh = h, ww = wd;
@@ -72,7 +72,7 @@ Tensor VggBase::forward(const Tensor& x) {
     views[which] = std::move(out);
     cur = &views[which];
     which ^= 1;
-    if (s.pool_after) {
+    if (s.pool_after && (final_pool || i + 1 < layers_.size())) {
       ops::Range rp("maxpool2x2");
       Tensor pooled = Tensor::view(buf_[which].ptr, {n, h / 2, wd / 2, s.cout}, device_);
       ops::maxpool2x2(*cur, pooled);

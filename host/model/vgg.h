@@ -23,7 +23,8 @@ class VggBase {
   VggBase(const VggWeights& w, Device d, Precision precision = Precision::FP32, int n_layers = 0);
   // x: [n, s, s, 3] preprocessed input on this base's device -> [n, s', s', C] (s' = s / 2^pools).
   // The returned tensor is a view of internal scratch, valid until the next call.
-  Tensor forward(const Tensor& x);
+  // final_pool false: the last layer's pool (if it has one) is left out (Grad-CAM takes the conv's maps).
+  Tensor forward(const Tensor& x, bool final_pool = true);
   Device device() const { return device_; }
   Precision precision() const { return precision_; }
   const VggWeights& weights() const { return *w_; }
