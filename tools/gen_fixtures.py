@@ -765,8 +765,56 @@ def gen_gradcam():
     save("gradcam_real.npz", **arrays)
 
 
+# ------------------------------------------------------------------------------------------------
+# backward: conv3x3 (+ReLU) and max-pool gradients by PyTorch autograd in float64
+
+def gen_backward():
+    import torch
+    import torch.nn.functional as F
+    torch.set_grad_enabled(True)
+    rng = np.random.default_rng(20261206)
+    # n, h, w, cin, cout, relu: odd sizes, channels off every vector width, batch 1, block5's 14x14 images.
+    conv_cases = [(1, 1, 1, 1, 1, 0), (2, 3, 5, 3, 7, 1), (1, 7, 7, 17, 33, 1), (2, 4, 6, 64, 40, 0),
+                  (1, 9, 2, 5, 70, 1), (3, 2, 3, 130, 9, 1), (1, 14, 14, 128, 96, 1)]
+    arrays = {"count": np.array(len(conv_cases))}
+    for i, (n, h, w, cin, cout, relu) in enumerate(conv_cases):
+        x = f32(rng, n, h, w, cin)
+        k = f32(rng, 3, 3, cin, cout, scale=1.0 / np.sqrt(9 * cin))
+        b = f32(rng, cout, scale=0.1)
+        g = f32(rng, n, h, w, cout)  # the gradient arriving at the layer's output (after its ReLU)
+        xt = torch.from_numpy(x.astype(np.float64)).permute(0, 3, 1, 2).requires_grad_()
+        kt = torch.from_numpy(k.astype(np.float64)).permute(3, 2, 0, 1).detach().requires_grad_()  # OIHW
+        bt = torch.from_numpy(b.astype(np.float64)).requires_grad_()
+        y = F.conv2d(xt, kt, bt, padding=1)
+        if relu:
+            y = F.relu(y)
+        (y * torch.from_numpy(g.astype(np.float64)).permute(0, 3, 1, 2)).sum().backward()
+        arrays.update({f"c{i}_x": x, f"c{i}_w": k, f"c{i}_b": b, f"c{i}_relu": np.array(relu), f"c{i}_g": g,
+                       f"c{i}_dx": xt.grad.permute(0, 2, 3, 1).numpy().astype(np.float32),
+                       f"c{i}_dw": kt.grad.permute(2, 3, 1, 0).numpy().astype(np.float32),  # HWIO
+                       f"c{i}_db": bt.grad.numpy().astype(np.float32)})
+    save("ops_conv_backward.npz", **arrays)
+
+    # max-pool: small integers so that windows tie (PyTorch gives the gradient to the first maximum),
+    # odd sizes (the last row and column get none), and a NaN (it takes its window's gradient).
+    pool_cases = [(1, 2, 2, 1), (2, 3, 5, 3), (1, 7, 7, 5), (2, 4, 6, 17), (1, 9, 3, 2), (1, 14, 14, 64)]
+    arrays = {"count": np.array(len(pool_cases))}
+    for i, (n, h, w, c) in enumerate(pool_cases):
+        x = rng.integers(-1, 2, (n, h, w, c)).astype(np.float32)
+        if i == 3:
+            x[0, 1, 1, 0] = np.nan
+            x[1, 2, 3, 5] = np.nan
+        g = f32(rng, n, h // 2, w // 2, c)
+        xt = torch.from_numpy(x.astype(np.float64)).permute(0, 3, 1, 2).contiguous().requires_grad_()
+        y = F.max_pool2d(xt, 2, 2)
+        (y * torch.from_numpy(g.astype(np.float64)).permute(0, 3, 1, 2)).sum().backward()
+        arrays.update({f"c{i}_x": x, f"c{i}_g": g,
+                       f"c{i}_dx": np.ascontiguousarray(xt.grad.permute(0, 2, 3, 1).numpy().astype(np.float32))})
+    save("ops_maxpool_backward.npz", **arrays)
+
+
 GROUPS = {"ops": gen_ops, "head": gen_head, "augment": gen_augment, "weights": gen_weights, "onnx": gen_onnx, "decode": gen_decode,
-          "images": gen_images, "vgg": gen_vgg, "real": gen_real, "gradcam": gen_gradcam}
+          "images": gen_images, "vgg": gen_vgg, "real": gen_real, "gradcam": gen_gradcam, "backward": gen_backward}
 
 
 def main():

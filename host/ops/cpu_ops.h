@@ -33,6 +33,18 @@ ConvAlgo conv_algo_for(int cin, int cout, int h = 0, int w = 0);
 void gemm(int m, int n, int k, const float* a, int lda, bool ta, const float* b, int ldb, bool tb, float* c,
           int ldc, const float* bias, bool accumulate, bool relu);
 
+// conv3x3's backward (cpu_backward.cpp): dy [n,h,w,cout] is the gradient at the conv's output before
+// its ReLU (relu_backward first for a fused conv+ReLU). dx [n,h,w,cin], dw [3,3,cin,cout], db [cout];
+// any may be null. dx is the forward conv of dy with the flipped kernel (flip_conv_weights), bf16 as
+// conv3x3's; dw and db are fp32 sums.
+void conv3x3_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db, int n,
+                      int h, int wd, int cin, int cout, bool bf16 = false);
+// wf[ky,kx,co,ci] = w[2-ky,2-kx,ci,co]: the kernel whose forward conv is the input gradient.
+void flip_conv_weights(const float* w, float* wf, int cin, int cout);
+// dx [n,h,w,c] = dy [n,h/2,w/2,c] routed to each window's first maximum in PyTorch's order (row by
+// row; a NaN wins), zero elsewhere (and on the odd last row and column).
+void maxpool2x2_backward(const float* x, const float* dy, float* dx, int n, int h, int w, int c);
+
 void relu(const float* x, float* y, int64_t n);
 void relu_backward(const float* y, const float* dy, float* dx, int64_t n);  // dx = dy * (y > 0)
 void maxpool2x2(const float* x, float* y, int n, int h, int w, int c);      // floor(h/2), floor(w/2)

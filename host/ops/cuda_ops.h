@@ -21,6 +21,10 @@ void conv3x3(const float* x, const float* w, const float* b, float* y, int n, in
 // cores. Same arguments as conv3x3.
 void conv3x3_variant(int variant, const float* x, const float* w, const float* b, float* y, int n, int h, int wd,
                      int cin, int cout, bool relu);
+// kernels/conv_backward.cu: conv3x3's gradients (dx, dw, db may be null) and the max-pool's.
+void conv3x3_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db, int n, int h,
+                      int wd, int cin, int cout);
+void maxpool2x2_backward(const float* x, const float* dy, float* dx, int n, int h, int w, int c);
 void relu(const float* x, float* y, int64_t n);
 void relu_backward(const float* y, const float* dy, float* dx, int64_t n);
 void maxpool2x2(const float* x, float* y, int n, int h, int w, int c);

@@ -49,6 +49,10 @@ void conv3x3_variant(int, const float*, const float*, const float*, float*, int,
 void relu(const float*, float*, int64_t) { no_cuda(); }
 void relu_backward(const float*, const float*, float*, int64_t) { no_cuda(); }
 void maxpool2x2(const float*, float*, int, int, int, int) { no_cuda(); }
+void conv3x3_backward(const float*, const float*, const float*, float*, float*, float*, int, int, int, int, int) {
+  no_cuda();
+}
+void maxpool2x2_backward(const float*, const float*, float*, int, int, int, int) { no_cuda(); }
 void dense(const float*, const float*, const float*, float*, int, int, int, bool) { no_cuda(); }
 void dense_backward(const float*, const float*, const float*, float*, float*, float*, int, int, int) { no_cuda(); }
 void dropout(const float*, float*, int64_t, float, uint64_t, uint64_t) { no_cuda(); }

@@ -39,6 +39,15 @@ int cuda_conv_variant(Precision precision);
 std::string conv_path(Device d, Precision precision, bool brief);
 // Tests and benchmarks: the fp32 GPU kernel (1 or 2; 0: TL_CUDA_CONV_FP32's, default 1).
 void set_cuda_fp32_conv(int kernel);
+// conv3x3's gradients. x [n,h,w,cin]: its input; w: its kernel; dy [n,h,w,cout]: the gradient at its
+// output before the ReLU (for a fused conv+ReLU, relu_backward(y, dy, dy) first). dx [n,h,w,cin] (may be
+// null: the first layer needs none), dw [3,3,cin,cout], db [cout]. dx is a forward conv of dy with the
+// flipped kernel, at this precision (bf16: on the AMX tiles where present); dw and db are fp32 sums.
+void conv3x3_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw, Tensor& db,
+                      Precision precision = Precision::FP32);
+// x [n,h,w,c] the pool's input, dy [n,h/2,w/2,c] -> dx [n,h,w,c]: each window's gradient goes to its
+// first maximum in PyTorch's order (row by row; a NaN wins), zero elsewhere.
+void maxpool2x2_backward(const Tensor& x, const Tensor& dy, Tensor& dx);
 void relu(const Tensor& x, Tensor& y);  // y may be x
 void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx);
 // x [n,h,w,c] -> y [n,h/2,w/2,c] (floor, as Keras MaxPooling2D with 'valid' padding)

@@ -1,0 +1,125 @@
+// cpu_backward.cpp: the backward passes of the convolution and the max-pool (fine-tuning, Grad-CAM).
+//
+// conv3x3 backward, for y = conv(x, w) + b (NHWC, HWIO, stride 1, zero padding 1):
+//   dx[n,y,x,ci]  = sum_{ky,kx,co} dy[n, y+1-ky, x+1-kx, co] w[ky,kx,ci,co]
+//                 = a forward conv3x3 of dy with the kernel turned half a turn and its channel axes
+//                   swapped (wf[ky,kx,co,ci] = w[2-ky,2-kx,ci,co]), no bias: it runs on the forward
+//                   conv's fast paths (Winograd, the AMX tiles under bf16).
+//   dw[t,ci,co]   = sum_p x_t[p,ci] dy[p,co], p over the batch's pixels, x_t the input shifted by tap
+//                   t (zero outside the image): one GEMM per tap on a gathered copy of x_t, the pixels
+//                   taken in blocks so the copy stays small.
+//   db[co]        = sum_p dy[p,co], in pixel order.
+// Each output element is one task's fixed-order sum, so results do not depend on the thread count.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "host/core/threads.h"
+#include "host/ops/cpu_ops.h"
+
+namespace tl {
+namespace cpu {
+
+namespace {
+constexpr int64_t kPixelBlock = 4096;  // pixels per gathered block (a multiple of the GEMM's 256-deep panels)
+
+// S[r, :] = x at pixel p0 + r shifted by tap (dy, dx), zeros outside the image.
+void gather_tap(const float* x, float* S, int64_t p0, int64_t rows, int h, int wd, int cin, int ty, int tx) {
+  parallel_for((rows + 255) / 256, [&](int64_t blk) {
+    const int64_t r1 = std::min(rows, (blk + 1) * 256);
+    for (int64_t r = blk * 256; r < r1; r++) {
+      const int64_t p = p0 + r;
+      const int px = (int)(p % wd);
+      const int64_t q = p / wd;
+      const int py = (int)(q % h);
+      const int64_t img = q / h;
+      const int yy = py + ty, xx = px + tx;
+      float* dst = S + r * cin;
+      if (yy < 0 || yy >= h || xx < 0 || xx >= wd)
+        std::memset(dst, 0, sizeof(float) * (size_t)cin);
+      else
+        std::memcpy(dst, x + ((img * h + yy) * wd + xx) * cin, sizeof(float) * (size_t)cin);
+    }
+  });
+}
+
+// db[c] = sum over the rows of dy [m, c], in row order; columns in parallel blocks.
+void bias_grad(const float* dy, int64_t m, int c, float* db) {
+  const int CB = 64;
+  parallel_for((c + CB - 1) / CB, [&](int64_t blk) {
+    const int c0 = (int)blk * CB, c1 = std::min(c, c0 + CB);
+    float acc[CB];
+    for (int j = c0; j < c1; j++) acc[j - c0] = 0.0f;
+    for (int64_t i = 0; i < m; i++)
+      for (int j = c0; j < c1; j++) acc[j - c0] += dy[i * c + j];
+    for (int j = c0; j < c1; j++) db[j] = acc[j - c0];
+  });
+}
+}  // namespace
+
+void flip_conv_weights(const float* w, float* wf, int cin, int cout) {
+  parallel_for(9, [&](int64_t t) {
+    const float* src = w + (size_t)(8 - t) * cin * cout;
+    float* dst = wf + (size_t)t * cin * cout;
+    for (int ci = 0; ci < cin; ci++)
+      for (int co = 0; co < cout; co++) dst[(size_t)co * cin + ci] = src[(size_t)ci * cout + co];
+  });
+}
+
+void conv3x3_backward(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db, int n,
+                      int h, int wd, int cin, int cout, bool bf16) {
+  const int64_t P = (int64_t)n * h * wd;
+  if (dx) {
+    std::vector<float> wf((size_t)9 * cin * cout), zero((size_t)cin, 0.0f);
+    flip_conv_weights(w, wf.data(), cin, cout);
+    conv3x3(dy, wf.data(), zero.data(), dx, n, h, wd, cout, cin, false, bf16);
+  }
+  if (db) bias_grad(dy, P, cout, db);
+  if (!dw) return;
+  std::vector<float> S((size_t)std::min<int64_t>(P, kPixelBlock) * cin);
+  for (int64_t p0 = 0; p0 < P; p0 += kPixelBlock) {
+    const int64_t rows = std::min(kPixelBlock, P - p0);
+    for (int t = 0; t < 9; t++) {
+      gather_tap(x, S.data(), p0, rows, h, wd, cin, t / 3 - 1, t % 3 - 1);
+      // dw[t] (+)= S^T [cin, rows] dy[p0 .., :] [rows, cout]
+      gemm(cin, cout, (int)rows, S.data(), cin, true, dy + p0 * cout, cout, false, dw + (size_t)t * cin * cout, cout,
+           nullptr, p0 > 0, false);
+    }
+  }
+}
+
+void maxpool2x2_backward(const float* x, const float* dy, float* dx, int n, int h, int w, int c) {
+  const int oh = h / 2, ow = w / 2, rows = (h + 1) / 2;
+  const int64_t row = (int64_t)w * c;
+  parallel_for((int64_t)n * rows, [&](int64_t r) {
+    const int64_t img = r / rows;
+    const int oy = (int)(r % rows);
+    float* d0 = dx + (img * h + 2 * oy) * row;
+    float* d1 = 2 * oy + 1 < h ? d0 + row : nullptr;
+    std::memset(d0, 0, sizeof(float) * (size_t)row);
+    if (d1) std::memset(d1, 0, sizeof(float) * (size_t)row);
+    if (oy >= oh) return;  // the odd last row: no window covers it
+    const float* x0 = x + (img * h + 2 * oy) * row;
+    const float* g = dy + ((img * oh + oy) * (int64_t)ow) * c;
+    for (int ox = 0; ox < ow; ox++)
+      for (int ch = 0; ch < c; ch++) {
+        // The window in PyTorch's order; the first maximum (or the first NaN) takes the gradient.
+        const int64_t off[4] = {(int64_t)2 * ox * c + ch, (int64_t)(2 * ox + 1) * c + ch,
+                                row + (int64_t)2 * ox * c + ch, row + (int64_t)(2 * ox + 1) * c + ch};
+        int best = 0;
+        float m = x0[off[0]];
+        for (int k = 1; k < 4 && !std::isnan(m); k++) {
+          const float v = x0[off[k]];
+          if (v > m || std::isnan(v)) {
+            m = v;
+            best = k;
+          }
+        }
+        (best < 2 ? d0 : d1)[off[best] - (best < 2 ? 0 : row)] = g[(int64_t)ox * c + ch];
+      }
+  });
+}
+
+}  // namespace cpu
+}  // namespace tl
