@@ -41,7 +41,7 @@ ConvGrads conv_grads(const std::vector<float>& x, const std::vector<float>& w, c
   if (p == Precision::BF16)  // the CPU op itself: ops' check would refuse bf16 on CPUs without it, emulator or not
     cpu::conv3x3_backward(tx.f32(), tw.f32(), dpre.f32(), dx.f32(), dw.f32(), db.f32(), n, h, wd, cin, cout, true);
   else
-    ops::conv3x3_backward(tx, tw, dpre, &dx, dw, db, p);
+    ops::conv3x3_backward(tx, tw, dpre, &dx, &dw, &db, p);
   return {ty.to_vector(), dx.to_vector(), dw.to_vector(), db.to_vector()};
 }
 
@@ -122,7 +122,7 @@ TEST_CASE("conv+ReLU+max-pool backward agrees with finite differences of the fp3
   ops::maxpool2x2(y, pooled);
   ops::maxpool2x2_backward(y, g, dy);
   ops::relu_backward(y, dy, dy);
-  ops::conv3x3_backward(x, w, dy, &dx, dw, db);
+  ops::conv3x3_backward(x, w, dy, &dx, &dw, &db);
   Tensor* params[3] = {&x, &w, &b};
   const std::vector<float> grads[3] = {dx.to_vector(), dw.to_vector(), db.to_vector()};
   int checked = 0;

@@ -126,9 +126,9 @@ void conv3x3(const Tensor& x, const Tensor& w, const Tensor& b, Tensor& y, bool 
     cpu::conv3x3(x.f32(), w.f32(), b.f32(), y.f32(), n, h, wd, cin, cout, relu, precision == Precision::BF16);
 }
 
-void conv3x3_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw, Tensor& db,
+void conv3x3_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor* dw, Tensor* db,
                       Precision precision) {
-  same_device("conv3x3_backward", {&x, &w, &dy, dx, &dw, &db});
+  same_device("conv3x3_backward", {&x, &w, &dy, dx, dw, db});
   expect(x.ndim == 4, "conv3x3_backward", "x (want [n,h,w,cin])", x);
   const int n = (int)x.dim(0), h = (int)x.dim(1), wd = (int)x.dim(2), cin = (int)x.dim(3);
   expect(w.ndim == 4 && w.dim(0) == 3 && w.dim(1) == 3 && w.dim(2) == cin, "conv3x3_backward",
@@ -136,16 +136,17 @@ void conv3x3_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor
   const int cout = (int)w.dim(3);
   expect(dy.ndim == 4 && dy.dim(0) == n && dy.dim(1) == h && dy.dim(2) == wd && dy.dim(3) == cout,
          "conv3x3_backward", "dy (want [n,h,w,cout])", dy);
-  expect(dw.numel() == w.numel(), "conv3x3_backward", "dw (want [3,3,cin,cout])", dw);
-  expect(db.numel() == cout, "conv3x3_backward", "db (want [cout])", db);
+  if (dw) expect(dw->numel() == w.numel(), "conv3x3_backward", "dw (want [3,3,cin,cout])", *dw);
+  if (db) expect(db->numel() == cout, "conv3x3_backward", "db (want [cout])", *db);
   if (dx) expect(dx->numel() == x.numel(), "conv3x3_backward", "dx (want [n,h,w,cin])", *dx);
   check_precision(precision, x.device);
   float* dxp = dx ? dx->f32() : nullptr;
+  float* dwp = dw ? dw->f32() : nullptr;
+  float* dbp = db ? db->f32() : nullptr;
   if (x.on_cuda())
-    cuda::conv3x3_backward(x.f32(), w.f32(), dy.f32(), dxp, dw.f32(), db.f32(), n, h, wd, cin, cout);
+    cuda::conv3x3_backward(x.f32(), w.f32(), dy.f32(), dxp, dwp, dbp, n, h, wd, cin, cout);
   else
-    cpu::conv3x3_backward(x.f32(), w.f32(), dy.f32(), dxp, dw.f32(), db.f32(), n, h, wd, cin, cout,
-                          precision == Precision::BF16);
+    cpu::conv3x3_backward(x.f32(), w.f32(), dy.f32(), dxp, dwp, dbp, n, h, wd, cin, cout, precision == Precision::BF16);
 }
 
 void maxpool2x2_backward(const Tensor& x, const Tensor& dy, Tensor& dx) {

@@ -40,10 +40,11 @@ std::string conv_path(Device d, Precision precision, bool brief);
 // Tests and benchmarks: the fp32 GPU kernel (1 or 2; 0: TL_CUDA_CONV_FP32's, default 1).
 void set_cuda_fp32_conv(int kernel);
 // conv3x3's gradients. x [n,h,w,cin]: its input; w: its kernel; dy [n,h,w,cout]: the gradient at its
-// output before the ReLU (for a fused conv+ReLU, relu_backward(y, dy, dy) first). dx [n,h,w,cin] (may be
-// null: the first layer needs none), dw [3,3,cin,cout], db [cout]. dx is a forward conv of dy with the
-// flipped kernel, at this precision (bf16: on the AMX tiles where present); dw and db are fp32 sums.
-void conv3x3_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw, Tensor& db,
+// output before the ReLU (for a fused conv+ReLU, relu_backward(y, dy, dy) first). dx [n,h,w,cin],
+// dw [3,3,cin,cout], db [cout]; each may be null (the first layer needs no dx, Grad-CAM no dw or db).
+// dx is a forward conv of dy with the flipped kernel, at this precision (bf16: on the AMX tiles where
+// present); dw and db are fp32 sums.
+void conv3x3_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor* dw, Tensor* db,
                       Precision precision = Precision::FP32);
 // x [n,h,w,c] the pool's input, dy [n,h/2,w/2,c] -> dx [n,h,w,c]: each window's gradient goes to its
 // first maximum in PyTorch's order (row by row; a NaN wins), zero elsewhere.
