@@ -673,7 +673,9 @@ void bf16_end_to_end(const char* device) {
     ocpu.device = "cpu";
     ocpu.out = fresh_dir("bfcpu");
     setenv("TL_CPU_BF16", "0", 1);
+    cpu_set_bf16_emulated(false);  // the tile emulator, when the AMX run forced it in, counts as AMX
     CHECK(tlt::error_of([&] { build_cache(ocpu); }).find("--precision bf16 on the CPU needs AMX or AVX512_BF16") == 0);
+    cpu_set_bf16_emulated(cpu::amx_kernels() == &cpu::amx_emu_kernels());
     unsetenv("TL_CPU_BF16");
   }
   // Its features differ from an fp32 cache's by bf16's rounding, no more.
@@ -696,9 +698,11 @@ void bf16_end_to_end(const char* device) {
   CHECK(load_model(mp).meta.at("precision") == "bf16");
   if (!cpu_amx_usable()) {  // the AMX probe is read once per process: TL_CPU_AMX cannot turn it off here
     setenv("TL_CPU_BF16", "0", 1);
+    cpu_set_bf16_emulated(false);
     CHECK(tlt::error_of([&] { Predictor(mp, o.weights, Device::CPU, 2, false); })
               .find("was trained on features computed in bf16, which this CPU cannot compute (no AMX, no "
                     "AVX512_BF16)") != std::string::npos);
+    cpu_set_bf16_emulated(cpu::amx_kernels() == &cpu::amx_emu_kernels());
     unsetenv("TL_CPU_BF16");
   }
   CHECK(tlt::error_of([&] { Predictor(mp, o.weights, dev, 2, false, "fp32"); }).find("--precision fp32: ") == 0);

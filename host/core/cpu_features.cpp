@@ -102,4 +102,10 @@ bool cpu_has_avx512_bf16() {
 bool cpu_amx_usable() { return amx_state().usable; }
 std::string cpu_amx_status() { return amx_state().status; }
 
+namespace {
+bool g_bf16_emulated = false;
+}
+void cpu_set_bf16_emulated(bool on) { g_bf16_emulated = on; }
+bool cpu_bf16_capable() { return g_bf16_emulated || cpu_amx_usable() || cpu_has_avx512_bf16(); }
+
 }  // namespace tl

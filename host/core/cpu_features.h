@@ -18,5 +18,9 @@ bool cpu_amx_usable();
 // One line: "AMX usable" or why not ("CPUID has no AMX-TILE/AMX-BF16", "the OS does not enable the
 // tile state (XCR0)", "Linux refused the tile permission (arch_prctl: ...)", "TL_CPU_AMX=0").
 std::string cpu_amx_status();
+// Whether --precision bf16 can run on this CPU: AMX, AVX512_BF16, or the test build's AMX tile
+// emulator forced in (cpu_set_bf16_emulated, by ops' set_amx_kernels).
+bool cpu_bf16_capable();
+void cpu_set_bf16_emulated(bool on);
 
 }  // namespace tl

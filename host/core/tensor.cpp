@@ -39,7 +39,7 @@ Precision parse_precision(const std::string& s) {
 
 void check_precision(Precision p, Device d) {
   if (p == Precision::FP32 || d == Device::CUDA) return;
-  if (p == Precision::BF16 && (cpu_amx_usable() || cpu_has_avx512_bf16())) return;
+  if (p == Precision::BF16 && cpu_bf16_capable()) return;
   if (p == Precision::BF16)
     fail("--precision bf16 on the CPU needs AMX or AVX512_BF16, which this CPU lacks: use --precision fp32 (also "
          "faster here) or --device cuda");

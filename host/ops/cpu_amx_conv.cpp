@@ -31,7 +31,10 @@ namespace {
 const AmxKernels* g_amx_override = nullptr;
 }
 
-void set_amx_kernels(const AmxKernels* k) { g_amx_override = k; }
+void set_amx_kernels(const AmxKernels* k) {
+  g_amx_override = k;
+  cpu_set_bf16_emulated(k != nullptr);
+}
 
 const AmxKernels* amx_kernels() {
   if (g_amx_override) return g_amx_override;

@@ -118,7 +118,7 @@ Predictor::Predictor(const std::string& model_path, const std::string& weights_p
     fail("%s was trained on features computed in tf32 on a GPU's tensor cores; predict on a GPU (--device cuda), or "
          "train a model on fp32 features to predict on the CPU",
          model_path.c_str());
-  if (d != Device::CUDA && recipe_.precision == Precision::BF16 && !cpu_amx_usable() && !cpu_has_avx512_bf16())
+  if (d != Device::CUDA && recipe_.precision == Precision::BF16 && !cpu_bf16_capable())
     fail("%s was trained on features computed in bf16, which this CPU cannot compute (no AMX, no AVX512_BF16); predict on a "
          "GPU (--device cuda), or train a model on fp32 features to predict on this CPU",
          model_path.c_str());
