@@ -60,6 +60,13 @@ banner "4. the uncached path: frozen base in the loop, with augmentation (1 epoc
   --save-augmented 4 --epochs 1 --out "$OUT/uncached" "${TRAIN_FLAGS[@]}" --quiet
 lap "uncached epoch on 200 photos, augmented"
 
+banner "5. where it looks: the most confident mistakes on the validation photos, each with its Grad-CAM heatmap"
+VALID=$(find "$DATA" -type d -name valid | head -1)
+./tl_predict --model "$OUT/model/best.bin" --sheet "$OUT/mistakes_explained.png" --explain "$OUT/explained" --quiet \
+  "${VALID:-$DATA}" >/dev/null
+echo "wrote $OUT/mistakes_explained.png and one explained photo per validation image in $OUT/explained/"
+lap "explain the validation photos (Grad-CAM)"
+
 banner "result on the 400 validation photos (weights of the best epoch, by validation loss)"
 grep -E "^(accuracy|log loss)" "$OUT/model/report.txt"
 if [ "$GENUINE" = 1 ]; then
@@ -70,4 +77,4 @@ fi
 banner "time per step"
 printf '%s\n' "${steps[@]}"
 printf '%-44s %4d s\n' "total" $(($(date +%s) - t_start))
-echo "outputs in $OUT/: cache/, model/ (curves.png, report.txt), uncached/augmented/*.png"
+echo "outputs in $OUT/: cache/, model/ (curves.png, report.txt), mistakes_explained.png, explained/, uncached/augmented/*.png"

@@ -248,4 +248,54 @@ void draw_sheet(const std::string& path, const std::string& title, const std::ve
   write_png(path, cv.img);
 }
 
+void cubehelix(double t, uint8_t rgb[3]) {
+  const double start = 0.5, rot = -1.5, hue = 1.2;
+  t = std::min(1.0, std::max(0.0, t));
+  const double phi = 2 * M_PI * (start / 3 + rot * t);
+  const double amp = hue * t * (1 - t) / 2;
+  const double cs = std::cos(phi), sn = std::sin(phi);
+  const double v[3] = {t + amp * (-0.14861 * cs + 1.78277 * sn), t + amp * (-0.29227 * cs - 0.90649 * sn),
+                       t + amp * (1.97294 * cs)};
+  for (int k = 0; k < 3; k++) rgb[k] = (uint8_t)std::lround(255 * std::min(1.0, std::max(0.0, v[k])));
+}
+
+void draw_explained(const std::string& path, const Image& overlay, const std::string& line1, const std::string& line2,
+                    const std::string& line3, int right) {
+  const int pad = 16, scale = 2;
+  const int iw = overlay.w * scale, ih = overlay.h * scale;
+  const int W = std::max(iw + 2 * pad, 420), bar_y = pad + ih + 20, H = bar_y + 112;
+  Canvas cv(W, H);
+  const unsigned char black[3] = {20, 20, 20}, grey[3] = {110, 110, 110}, red[3] = {214, 39, 40},
+                      green[3] = {44, 160, 44};
+  const int ox = (W - iw) / 2, oy = pad;
+  if (overlay.w > 0 && overlay.h > 0) {
+    Image big = resize_image(overlay, iw, ih, Resize::Bilinear);
+    for (int y = 0; y < ih; y++)
+      for (int x = 0; x < iw; x++) cv.px(ox + x, oy + y, big.px(x, y));
+  }
+  if (right >= 0)
+    for (int t = 0; t < 4; t++) {
+      const unsigned char* c = right ? green : red;
+      cv.rect(ox - 4 - t, oy - 4 - t, ox + iw + 4 + t, oy - 3 - t, c);
+      cv.rect(ox - 4 - t, oy + ih + 3 + t, ox + iw + 4 + t, oy + ih + 4 + t, c);
+      cv.rect(ox - 4 - t, oy - 4 - t, ox - 3 - t, oy + ih + 4 + t, c);
+      cv.rect(ox + iw + 3 + t, oy - 4 - t, ox + iw + 4 + t, oy + ih + 4 + t, c);
+    }
+  // The colour bar, labelled at both ends.
+  const int bx0 = pad + 60, bx1 = W - pad - 60;
+  for (int x = bx0; x < bx1; x++) {
+    uint8_t c[3];
+    cubehelix((double)(x - bx0) / std::max(1, bx1 - bx0 - 1), c);
+    cv.rect(x, bar_y, x + 1, bar_y + 14, c);
+  }
+  cv.text(bx0 - 6, bar_y + 7, "ignored", 1, grey, 2);
+  cv.text(bx1 + 6, bar_y + 7, "decisive", 1, grey, 0);
+  cv.text(W / 2.0, bar_y + 40, line1, 2, black, 1);
+  cv.text(W / 2.0, bar_y + 64, line2, 1, black, 1);
+  std::string l3 = line3;
+  if (l3.size() > 64) l3 = "..." + l3.substr(l3.size() - 61);
+  cv.text(W / 2.0, bar_y + 84, l3, 1, grey, 1);
+  write_png(path, cv.img);
+}
+
 }  // namespace tl

@@ -44,4 +44,14 @@ struct SheetItem {
 };
 void draw_sheet(const std::string& path, const std::string& title, const std::vector<SheetItem>& items);
 
+// The cubehelix colour map (D. A. Green 2011: brightness rises monotonically, so it reads in grey
+// too): start 0.5, rotations -1.5, hue 1.2, gamma 1; t in [0, 1] -> RGB.
+void cubehelix(double t, uint8_t rgb[3]);
+
+// One explained photo (tl_predict --explain): the photo with its heatmap (heatmap_overlay), shown at
+// twice its size, a colour bar (cold: ignored, hot: what the score rests on), and up to three lines
+// of text; a red frame when the prediction is wrong, green when right, none when unknown (-1).
+void draw_explained(const std::string& path, const Image& overlay, const std::string& line1, const std::string& line2,
+                    const std::string& line3, int right);
+
 }  // namespace tl

@@ -89,17 +89,6 @@ std::vector<uint8_t> heatmap_upsampled(const std::vector<float>& cam, int h, int
   return out;
 }
 
-void cubehelix(double t, uint8_t rgb[3]) {
-  const double start = 0.5, rot = -1.5, hue = 1.2;
-  t = std::min(1.0, std::max(0.0, t));
-  const double phi = 2 * M_PI * (start / 3 + rot * t);
-  const double amp = hue * t * (1 - t) / 2;
-  const double cs = std::cos(phi), sn = std::sin(phi);
-  const double v[3] = {t + amp * (-0.14861 * cs + 1.78277 * sn), t + amp * (-0.29227 * cs - 0.90649 * sn),
-                       t + amp * (1.97294 * cs)};
-  for (int k = 0; k < 3; k++) rgb[k] = (uint8_t)std::lround(255 * std::min(1.0, std::max(0.0, v[k])));
-}
-
 Image heatmap_overlay(const Image& photo, const std::vector<uint8_t>& heat) {
   if ((int64_t)heat.size() != (int64_t)photo.w * photo.h)
     fail("heatmap overlay: %zu values for a %dx%d photo", heat.size(), photo.w, photo.h);

@@ -11,6 +11,7 @@
 
 #include "host/core/tensor.h"
 #include "host/io/image.h"
+#include "host/io/plot.h"
 #include "host/io/weights.h"
 
 namespace tl {
@@ -48,10 +49,7 @@ std::string conv_layer_names(const VggWeights& w);
 // cam (h x w) scaled to 0..255 by its maximum (all zero when the maximum is 0), rounded, then resized
 // to out_w x out_h with Pillow's BILINEAR filter (resize_image, bit for bit).
 std::vector<uint8_t> heatmap_upsampled(const std::vector<float>& cam, int h, int w, int out_w, int out_h);
-// The cubehelix colour map (D. A. Green 2011: brightness rises monotonically, so it reads in grey
-// too): start 0.5, rotations -1.5, hue 1.2, gamma 1; t in [0, 1] -> RGB.
-void cubehelix(double t, uint8_t rgb[3]);
-// The photo (as the model saw it) with the heatmap laid over it: the map's colour at 20% opacity
+// The photo (as the model saw it) with the heatmap laid over it in cubehelix colours (plot.h): the map's colour at 20% opacity
 // where it is 0 (dark: the model ignored it) rising to 65% where it is hottest.
 Image heatmap_overlay(const Image& photo, const std::vector<uint8_t>& heat);
 

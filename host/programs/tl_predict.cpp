@@ -14,10 +14,56 @@
 
 using namespace tl;
 
+namespace {
+
+// A file name for an input's explanation: its path with separators and odd characters as '_', the
+// extension dropped, ".png"; "-2", "-3", ... when two inputs would share one.
+std::string explained_name(const std::string& name, std::map<std::string, int>& seen) {
+  std::string base = name;
+  const size_t dot = base.find_last_of('.'), slash = base.find_last_of('/');
+  if (dot != std::string::npos && (slash == std::string::npos || dot > slash)) base.resize(dot);
+  while (!base.empty() && (base[0] == '/' || base[0] == '.')) base.erase(0, 1);
+  for (char& c : base)
+    if (!(isalnum((unsigned char)c) || c == '.' || c == '-' || c == '_')) c = '_';
+  if (base.empty()) base = "image";
+  const int k = ++seen[base];
+  return k == 1 ? base + ".png" : strfmt("%s-%d.png", base.c_str(), k);
+}
+
+void write_explained(Predictor& pred, const std::vector<PredictInput>& inputs, const std::vector<Prediction>& res,
+                     const std::string& dir, const std::string& layer, bool progress) {
+  make_dirs(dir);
+  std::vector<size_t> which;
+  for (size_t i = 0; i < res.size(); i++)
+    if (res[i].ok) which.push_back(i);
+  std::vector<Explained> ex = pred.explain(inputs, which, layer, progress && which.size() > 1);
+  const auto& cls = pred.classes();
+  std::map<std::string, int> seen;
+  int written = 0;
+  for (size_t k = 0; k < which.size(); k++) {
+    const Prediction& r = res[which[k]];
+    if (!ex[k].ok) {
+      alert("%s: not explained: %s", r.name.c_str(), ex[k].error.c_str());
+      continue;
+    }
+    const int y = label_from_path(r.name, cls), guess = r.p > 0.5 ? 1 : 0;
+    const std::string line1 = strfmt("p(%s) %.3f: %s", cls[1].c_str(), r.p, cls[guess].c_str());
+    const std::string line2 = y >= 0 ? strfmt("label %s: %s", cls[y].c_str(), y == guess ? "right" : "WRONG")
+                                     : std::string("no label in the path");
+    draw_explained(path_join(dir, explained_name(r.name, seen)), ex[k].overlay, line1, line2,
+                   strfmt("%s  (Grad-CAM at %s)", r.name.c_str(), layer.c_str()), y >= 0 ? (y == guess) : -1);
+    written++;
+  }
+  note("wrote %d explained photos to %s (Grad-CAM at %s)", written, dir.c_str(), layer.c_str());
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   return guarded_main("tl_predict", [&] {
     std::vector<std::string> paths;
-    std::string model, weights, device = "auto", precision, csv, kaggle, report, sheet, export_onnx;
+    std::string model, weights, device = "auto", precision, csv, kaggle, report, sheet, export_onnx, explain_dir;
+    std::string explain_layer = "block5_conv3";
     double clip = 0;
     int batch = 16, threads = 0;
     bool tta = false, quiet = false;
@@ -43,8 +89,13 @@ int main(int argc, char** argv) {
             "write the accuracy, log loss and confusion matrix of the images whose paths carry a label (class folders "
             "or Kaggle names), as printed on stderr");
     cli.opt("--sheet", &sheet, "FILE.png",
-            "draw the predictions as a sheet of photos: the most confident mistakes when the paths carry labels, "
-            "else the most confident predictions (up to 16)");
+            "draw the predictions as a sheet of photos, each with its Grad-CAM heatmap (--explain-layer): the most "
+            "confident mistakes when the paths carry labels, else the most confident predictions (up to 16)");
+    cli.opt("--explain", &explain_dir, "DIR",
+            "write DIR/NAME.png for every photo: the photo as the model saw it with a Grad-CAM heatmap over it (where "
+            "the predicted class's score comes from), p(dog), and the label when the path carries one");
+    cli.opt("--explain-layer", &explain_layer, "LAYER",
+            "the conv layer whose maps --explain and --sheet show (Keras names: block5_conv3, block4_conv3, ...)");
     cli.flag("--tta", &tta, "test-time augmentation: average over the image and its horizontal flip");
     cli.opt("--export-onnx", &export_onnx, "FILE",
             "write the whole classifier (VGG base with the input convention, and the head) as one ONNX model: "
@@ -66,6 +117,7 @@ int main(int argc, char** argv) {
            human_bytes((double)b.size()).c_str(), pred.image_size(), pred.image_size());
       if (paths.empty()) return 0;
     }
+    if (!explain_dir.empty() || !sheet.empty()) pred.explain({}, {}, explain_layer);  // a bad layer name fails here
     std::vector<PredictInput> inputs = expand_inputs(paths);
     std::vector<Prediction> res = pred.run(inputs, !quiet && inputs.size() > (size_t)batch);
     const auto& cls = pred.classes();
@@ -114,6 +166,7 @@ int main(int argc, char** argv) {
     int labelled = 0;
     const std::string rep = labelled_report(res, cls, clip, &labelled);
     if (!rep.empty()) say("\n%s", rep.c_str());
+    if (!explain_dir.empty()) write_explained(pred, inputs, res, explain_dir, explain_layer, !quiet);
     if (!sheet.empty()) {
       std::vector<size_t> pick;
       for (size_t i = 0; i < res.size(); i++) {
@@ -125,13 +178,11 @@ int main(int argc, char** argv) {
                        [&](size_t a, size_t b) { return std::fabs(res[a].p - 0.5) > std::fabs(res[b].p - 0.5); });
       if (pick.size() > 16) pick.resize(16);
       std::vector<SheetItem> items;
-      for (size_t i : pick) {
+      std::vector<Explained> ex = pred.explain(inputs, pick, explain_layer);
+      for (size_t k = 0; k < pick.size(); k++) {
+        const size_t i = pick[k];
         SheetItem it;
-        try {
-          std::vector<uint8_t> b = inputs[i].read();
-          it.img = decode_image(b.data(), b.size(), res[i].name);
-        } catch (const Error&) {
-        }
+        if (ex[k].ok) it.img = std::move(ex[k].overlay);
         const int y = label_from_path(res[i].name, cls);
         it.line1 = y >= 0 ? strfmt("%s  p(%s) %.3f", cls[y].c_str(), cls[1].c_str(), res[i].p)
                           : strfmt("p(%s) %.3f: %s", cls[1].c_str(), res[i].p, cls[res[i].p > 0.5].c_str());
@@ -139,8 +190,8 @@ int main(int argc, char** argv) {
         it.wrong = y >= 0;
         items.push_back(std::move(it));
       }
-      draw_sheet(sheet, labelled ? strfmt("the %zu most confident mistakes (label from the path)", items.size())
-                                 : strfmt("the %zu most confident predictions", items.size()),
+      draw_sheet(sheet, labelled ? strfmt("the %zu most confident mistakes (label from the path; Grad-CAM at %s)", items.size(), explain_layer.c_str())
+                                 : strfmt("the %zu most confident predictions (Grad-CAM at %s)", items.size(), explain_layer.c_str()),
                  items);
       note("wrote %s (%zu photos)", sheet.c_str(), items.size());
     }

@@ -162,6 +162,48 @@ std::vector<uint8_t> Predictor::onnx() const {
   return export_onnx(weights_, model_, size_, desc_);
 }
 
+std::vector<Explained> Predictor::explain(const std::vector<PredictInput>& inputs, const std::vector<size_t>& which,
+                                         const std::string& layer, bool progress) {
+  if (!cam_ || cam_->layer() != layer) cam_ = std::make_unique<GradCam>(weights_, *head_, head_->device(), recipe_.precision, layer);
+  std::vector<Explained> out(which.size());
+  const int64_t in_elems = (int64_t)size_ * size_ * 3;
+  Progress prog("tl_predict --explain", (int64_t)which.size(), "images", !progress);
+  prog.update(0);
+  for (size_t b0 = 0; b0 < which.size(); b0 += (size_t)batch_) {
+    const size_t nb = std::min(which.size() - b0, (size_t)batch_);
+    std::vector<std::vector<float>> pre(nb);
+    parallel_for((int64_t)nb, [&](int64_t i) {
+      Explained& e = out[b0 + (size_t)i];
+      const PredictInput& it = inputs[which[b0 + (size_t)i]];
+      try {
+        std::vector<uint8_t> bytes = it.read();
+        e.photo = recipe_.resized(decode_image(bytes.data(), bytes.size(), it.name));
+        pre[(size_t)i].resize((size_t)in_elems);
+        recipe_.preprocessed(e.photo, pre[(size_t)i].data());
+        e.ok = true;
+      } catch (...) {
+        e.error = current_exception_message();
+      }
+    });
+    std::vector<float> x;
+    std::vector<size_t> slot;
+    for (size_t i = 0; i < nb; i++)
+      if (out[b0 + i].ok) {
+        x.insert(x.end(), pre[i].begin(), pre[i].end());
+        slot.push_back(b0 + i);
+      }
+    std::vector<CamResult> cams = cam_->explain(x.data(), (int)slot.size(), size_);
+    for (size_t k = 0; k < slot.size(); k++) {
+      Explained& e = out[slot[k]];
+      e.cam = std::move(cams[k]);
+      e.overlay = heatmap_overlay(e.photo, heatmap_upsampled(e.cam.cam, e.cam.h, e.cam.w, e.photo.w, e.photo.h));
+    }
+    prog.update((int64_t)(b0 + nb));
+  }
+  if (progress) prog.finish();
+  return out;
+}
+
 std::vector<Prediction> Predictor::run(const std::vector<PredictInput>& inputs, bool progress) {
   std::vector<Prediction> out(inputs.size());
   const int per = tta_ ? 2 : 1;

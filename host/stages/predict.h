@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "host/model/features.h"
+#include "host/model/gradcam.h"
 #include "host/model/head.h"
 #include "host/io/image.h"
 
@@ -38,6 +39,15 @@ int label_from_path(const std::string& path, const std::vector<std::string>& cla
 std::string labelled_report(const std::vector<Prediction>& res, const std::vector<std::string>& classes, double clip,
                             int* labelled);
 
+// A photo explained by Grad-CAM (Predictor::explain).
+struct Explained {
+  bool ok = false;
+  std::string error;
+  Image photo;    // as the model saw it (decoded, resized by the recipe)
+  Image overlay;  // the photo with the heatmap over it
+  CamResult cam;  // the map before upsampling, and the logit
+};
+
 class Predictor {
  public:
   // weights may be empty: the file the model's features were made with.
@@ -50,6 +60,10 @@ class Predictor {
   const std::vector<std::string>& classes() const { return classes_; }
   std::string describe() const { return desc_; }
   int image_size() const { return size_; }
+  // Grad-CAM at the conv layer named layer (block5_conv3, ...) of inputs[which[i]], in batches: one
+  // forward pass and one backward pass above the layer per photo (gradcam.h).
+  std::vector<Explained> explain(const std::vector<PredictInput>& inputs, const std::vector<size_t>& which,
+                                 const std::string& layer, bool progress = false);
   // The whole classifier (base, input convention, head) as an ONNX model (host/model/onnx_export.h).
   std::vector<uint8_t> onnx() const;
 
@@ -58,6 +72,7 @@ class Predictor {
   VggWeights weights_;
   std::unique_ptr<FeatureExtractor> fx_;
   std::unique_ptr<Head> head_;
+  std::unique_ptr<GradCam> cam_;
   int batch_, size_;
   bool tta_;
   InputRecipe recipe_;
