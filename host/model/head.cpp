@@ -77,7 +77,7 @@ void Head::forward(const Tensor& x, int n, bool train, uint64_t seed, uint64_t s
 }
 
 void Head::backward(const Tensor& x, int n, bool dropout_on, uint64_t seed, uint64_t step, const RmsProp* fused_opt,
-                    const Tensor* x_next) {
+                    const Tensor* x_next, Tensor* dx) {
   ops::Range r("head_backward");
   Tensor xv = x.rows(n), a1 = a1_.rows(n), d1 = d1_.rows(n), a2 = a2_.rows(n);
   Tensor dz = dz_.rows(n), da2 = da2_.rows(n), dd1 = dd1_.rows(n), da1 = da1_.rows(n);
@@ -96,7 +96,7 @@ void Head::backward(const Tensor& x, int n, bool dropout_on, uint64_t seed, uint
     ops::dense_backward_rmsprop(xv, da1, W1_, vW1_, gb1_, fused_opt->lr, fused_opt->rho, fused_opt->eps, x_next,
                                 x_next ? &p : nullptr);
   } else
-    ops::dense_backward(xv, W1_, da1, nullptr, gW1_, gb1_);
+    ops::dense_backward(xv, W1_, da1, dx, gW1_, gb1_);
 }
 
 namespace {
@@ -123,7 +123,7 @@ double Head::forward_loss(const Tensor& x, const Tensor& y, int n, bool dropout_
 }
 
 double Head::train_step(const Tensor& x, const Tensor& y, int n, uint64_t seed, uint64_t step, const RmsProp& opt,
-                        int* correct, const Tensor* x_next, int n_next) {
+                        int* correct, const Tensor* x_next, int n_next, Tensor* dx) {
   const bool from_partials = ahead_n_ > 0 && ahead_n_ == n && ahead_step_ == step && ahead_x_ == x.ptr;
   drop_ahead();
   ahead_used_ += from_partials;
@@ -131,7 +131,7 @@ double Head::train_step(const Tensor& x, const Tensor& y, int n, uint64_t seed, 
   // W1 (25088 x 400 = 40 MB, nearly all the head) updated in the pass that computes its gradient
   // on the CPU: 2 of the 7 passes over it per step saved, bit-identical results; with the next
   // batch, that pass also does the next forward's share of W1: one pass more saved.
-  const bool fuse = fused_update_ && device_ == Device::CPU;
+  const bool fuse = fused_update_ && device_ == Device::CPU && !dx;
   const int nb = ops::dense_partial_blocks(spec_.in_dim());
   const bool ahead = fuse && x_next && n_next > 0 && nb > 0 && x_next->device == device_;
   Tensor xn;
@@ -142,7 +142,13 @@ double Head::train_step(const Tensor& x, const Tensor& y, int n, uint64_t seed, 
       partials_ = Tensor({(int64_t)nb * std::max(n_next, cap_), (int64_t)spec_.hidden1}, device_);
     xn = x_next->rows(n_next);
   }
-  backward(x, n, true, seed, step, fuse ? &opt : nullptr, ahead ? &xn : nullptr);
+  Tensor dxv;
+  if (dx) {
+    if (dx->device != device_ || dx->numel() < (int64_t)n * spec_.in_dim())
+      fail("head: input gradient %s, want [%d, %d]", dx->shape_str().c_str(), n, spec_.in_dim());
+    dxv = Tensor::view(dx->ptr, {n, spec_.in_dim()}, device_);
+  }
+  backward(x, n, true, seed, step, fuse ? &opt : nullptr, ahead ? &xn : nullptr, dx ? &dxv : nullptr);
   ops::Range r("rmsprop");
   const std::vector<Tensor*> p = {&W1_, &b1_, &W2_, &b2_, &W3_, &b3_}, g = grads(),
                              v = {&vW1_, &vb1_, &vW2_, &vb2_, &vW3_, &vb3_};
@@ -224,13 +230,30 @@ std::vector<int64_t> param_sizes(const HeadSpec& s) {
 }
 }  // namespace
 
+namespace {
+// The tensors a model file holds: the head's six, then w and b of each fine-tuned conv layer.
+std::vector<int64_t> model_sizes(const HeadSpec& spec, const std::vector<ConvLayerSpec>& convs) {
+  std::vector<int64_t> sizes = param_sizes(spec);
+  for (const ConvLayerSpec& c : convs) sizes.insert(sizes.end(), {(int64_t)9 * c.cin * c.cout, (int64_t)c.cout});
+  return sizes;
+}
+// meta "tuned_convs": name:cin:cout for each fine-tuned conv layer, comma-separated.
+std::string convs_record(const std::vector<ConvLayerSpec>& convs) {
+  std::string s;
+  for (const ConvLayerSpec& c : convs) s += strfmt("%s%s:%d:%d", s.empty() ? "" : ",", c.name.c_str(), c.cin, c.cout);
+  return s;
+}
+}  // namespace
+
 void save_model(const std::string& path, const ModelFile& m) {
-  std::vector<int64_t> sizes = param_sizes(m.spec);
-  TL_ASSERT(m.params.size() == 6);
-  for (size_t i = 0; i < 6; i++) TL_ASSERT((int64_t)m.params[i].size() == sizes[i]);
+  std::map<std::string, std::string> meta_map = m.meta;
+  if (!m.convs.empty()) meta_map["tuned_convs"] = convs_record(m.convs);  // the layers' record travels in the meta
+  std::vector<int64_t> sizes = model_sizes(m.spec, m.convs);
+  TL_ASSERT(m.params.size() == sizes.size());
+  for (size_t i = 0; i < sizes.size(); i++) TL_ASSERT((int64_t)m.params[i].size() == sizes[i]);
   const bool opt = !m.opt_state.empty();
   std::string meta;
-  for (auto& [k, v] : m.meta) {
+  for (auto& [k, v] : meta_map) {
     std::string vv = v;
     for (char& c : vv)
       if (c == '\n') c = ' ';
@@ -238,7 +261,7 @@ void save_model(const std::string& path, const ModelFile& m) {
   }
   ByteWriter w;
   w.raw(kModelMagic, 8);
-  w.u32(kModelVersion);
+  w.u32(m.convs.empty() ? 1u : kModelVersion);  // a head alone keeps version 1 (and its bytes)
   w.u32(kHeaderBytes);
   w.u32((uint32_t)m.spec.feat_h);
   w.u32((uint32_t)m.spec.feat_w);
@@ -247,7 +270,7 @@ void save_model(const std::string& path, const ModelFile& m) {
   w.u32((uint32_t)m.spec.hidden2);
   w.f32(m.spec.dropout);
   w.u32(opt ? 1u : 0u);
-  w.u32(0);
+  w.u32((uint32_t)m.convs.size());
   w.u64(meta.size());
   uint64_t total = align64(kHeaderBytes + meta.size());
   for (int k = 0; k < (opt ? 2 : 1); k++)
@@ -258,7 +281,7 @@ void save_model(const std::string& path, const ModelFile& m) {
   w.raw(meta.data(), meta.size());
   w.pad_to(64);
   for (int k = 0; k < (opt ? 2 : 1); k++)
-    for (size_t i = 0; i < 6; i++) {
+    for (size_t i = 0; i < sizes.size(); i++) {
       const std::vector<float>& a = k ? m.opt_state[i] : m.params[i];
       TL_ASSERT((int64_t)a.size() == sizes[i]);
       w.raw(a.data(), a.size() * 4);
@@ -295,8 +318,9 @@ ModelFile load_model(const std::string& path) {
   m.spec.hidden2 = (int)r.u32();
   m.spec.dropout = r.f32();
   const bool opt = r.u32() != 0;
-  r.u32();
+  const uint32_t n_convs = r.u32();
   const uint64_t meta_bytes = r.u64(), total = r.u64();
+  if (n_convs > 64 || (version < 2 && n_convs != 0)) fail("%s: corrupt header (%u fine-tuned layers)", f, n_convs);
   // Each dimension is bounded before any product is formed (no product can overflow), and the
   // sizes they imply must add up to the file's real size before anything is allocated for them.
   const HeadSpec& sp = m.spec;
@@ -306,16 +330,10 @@ ModelFile load_model(const std::string& path) {
       !(sp.dropout >= 0.0f && sp.dropout < 1.0f))
     fail("%s: corrupt header (dimensions %dx%dx%d -> %d -> %d, dropout %g)", f, sp.feat_h, sp.feat_w, sp.feat_c,
          sp.hidden1, sp.hidden2, sp.dropout);
-  uint64_t expect = align64(kHeaderBytes + meta_bytes);
-  for (int k = 0; k < (opt ? 2 : 1); k++)
-    for (int64_t s : param_sizes(sp)) expect = align64(expect + 4 * (uint64_t)s);
-  expect += 4;
   if (total != b.size())
     fail("%s: file is %zu bytes but its header says %llu (truncated?); retrain or copy it again", f, b.size(),
          (unsigned long long)total);
-  if (expect != total)
-    fail("%s: corrupt header (its dimensions need %llu bytes, the file has %llu)", f, (unsigned long long)expect,
-         (unsigned long long)total);
+  if (kHeaderBytes + meta_bytes + 4 > total) fail("%s: corrupt header (meta of %llu bytes)", f, (unsigned long long)meta_bytes);
   uint32_t stored;
   memcpy(&stored, b.data() + b.size() - 4, 4);
   m.crc = crc32_of(b.data(), b.size() - 4);
@@ -326,10 +344,31 @@ ModelFile load_model(const std::string& path) {
     size_t eq = line.find('=');
     if (eq != std::string::npos) m.meta[line.substr(0, eq)] = line.substr(eq + 1);
   }
-  r.pos = align64(r.pos);
-  std::vector<int64_t> sizes = param_sizes(m.spec);
+  if (n_convs > 0) {  // the fine-tuned layers, as recorded: name:cin:cout,...
+    const std::vector<std::string> rec = split(m.meta["tuned_convs"], ',');
+    if (rec.size() != n_convs) fail("%s: corrupt record of its %u fine-tuned layers", f, n_convs);
+    for (const std::string& e : rec) {
+      const std::vector<std::string> p = split(e, ':');
+      ConvLayerSpec c;
+      if (p.size() != 3 || p[0].empty() || p[0].size() > 64) fail("%s: corrupt fine-tuned layer record '%s'", f, e.c_str());
+      c.name = p[0];
+      c.cin = atoi(p[1].c_str());
+      c.cout = atoi(p[2].c_str());
+      if (c.cin <= 0 || c.cout <= 0 || c.cin > 8192 || c.cout > 8192) fail("%s: corrupt fine-tuned layer record '%s'", f, e.c_str());
+      m.convs.push_back(c);
+    }
+  }
+  const std::vector<int64_t> sizes = model_sizes(m.spec, m.convs);
+  uint64_t expect = align64(kHeaderBytes + meta_bytes);
   for (int k = 0; k < (opt ? 2 : 1); k++)
-    for (size_t i = 0; i < 6; i++) {
+    for (int64_t s : sizes) expect = align64(expect + 4 * (uint64_t)s);
+  expect += 4;
+  if (expect != total)
+    fail("%s: corrupt header (its dimensions need %llu bytes, the file has %llu)", f, (unsigned long long)expect,
+         (unsigned long long)total);
+  r.pos = align64(r.pos);
+  for (int k = 0; k < (opt ? 2 : 1); k++)
+    for (size_t i = 0; i < sizes.size(); i++) {
       std::vector<float> a((size_t)sizes[i]);
       r.raw(a.data(), a.size() * 4);
       r.pos = align64(r.pos);

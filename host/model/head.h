@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "host/core/tensor.h"
+#include "host/io/weights.h"
 
 namespace tl {
 
@@ -39,8 +40,11 @@ class Head {
   // the same address. On the CPU with the fused update, W1's pass then also leaves that batch's
   // first-layer partial sums, and the next step's forward starts from them instead of reading W1
   // again: bit-identical results, one 40 MB pass per step fewer.
+  // dx (optional, [>= n, in_dim] on this device): also the loss's gradient with respect to x, taken
+  // before the update (fine-tuning passes it on into the conv block below; the fused W1 update is
+  // then off, which gives the same bits).
   double train_step(const Tensor& x, const Tensor& y, int n, uint64_t dropout_seed, uint64_t step, const RmsProp& opt,
-                    int* correct, const Tensor* x_next = nullptr, int n_next = 0);
+                    int* correct, const Tensor* x_next = nullptr, int n_next = 0, Tensor* dx = nullptr);
   // Gradients only (no update), for tests: the mean loss over the batch.
   double compute_gradients(const Tensor& x, const Tensor& y, int n, uint64_t dropout_seed, uint64_t step,
                            bool dropout_on);
@@ -88,9 +92,9 @@ class Head {
                       int* correct, bool from_partials = false);
   // dz (from forward_loss) -> every parameter's gradient; with fused_opt, W1's gradient is not
   // stored: RMSprop updates W1 and its state as the gradient is computed (gW1_ is left stale), and
-  // with x_next the next batch's partial sums go into partials_.
+  // with x_next the next batch's partial sums go into partials_. dx: also the input gradient (unfused only).
   void backward(const Tensor& x, int n, bool dropout_on, uint64_t seed, uint64_t step,
-                const RmsProp* fused_opt = nullptr, const Tensor* x_next = nullptr);
+                const RmsProp* fused_opt = nullptr, const Tensor* x_next = nullptr, Tensor* dx = nullptr);
 };
 
 // The model file (docs/FORMATS.md): the head's spec and weights, optionally the optimiser state
@@ -102,6 +106,9 @@ struct ModelFile {
   std::vector<std::vector<float>> opt_state;  // empty, or v for each param
   std::map<std::string, std::string> meta;    // provenance and training state
   uint32_t crc = 0;
+  // Fine-tuned conv layers (tl_train --fine-tune; format version 2): params (and opt_state) then hold,
+  // after the head's six, w [3,3,cin,cout] and b [cout] of each, in order. Empty for a head alone.
+  std::vector<ConvLayerSpec> convs;
 };
 
 void save_model(const std::string& path, const ModelFile& m);
@@ -110,6 +117,6 @@ ModelFile model_from_head(Head& h, bool with_optimizer);
 void head_from_model(const ModelFile& m, Head& h, bool with_optimizer);
 
 constexpr char kModelMagic[8] = {'T', 'L', 'H', 'E', 'A', 'D', '\0', '\0'};
-constexpr uint32_t kModelVersion = 1;
+constexpr uint32_t kModelVersion = 2;  // 2: with fine-tuned conv layers (a head alone is still written as 1)
 
 }  // namespace tl

@@ -7,6 +7,7 @@
 #include "host/core/common.h"
 #include "host/core/log.h"
 #include "host/core/threads.h"
+#include "host/stages/finetune.h"
 #include "host/stages/image_source.h"
 #include "host/stages/train.h"
 
@@ -36,6 +37,17 @@ int main(int argc, char** argv) {
              "shear 0.2, zoom 0.2, horizontal flip, nearest fill); validation is never augmented");
     cli.opt("--save-augmented", &save_augmented, "N",
             "with --images: write N augmented training samples as PNG strips to --out/augmented/");
+    FineTuneOptions ft;
+    std::string fine_tune;
+    int warmup = -1;
+    cli.opt("--fine-tune", &fine_tune, "BLOCK",
+            "train a conv block with the head (the book's next step): block5 on a cache made with tl_cache --until "
+            "block4_pool. First --warmup epochs of the head alone on the frozen block, then block and head together at "
+            "--fine-tune-lr; the model holds the tuned block (tl_predict uses it)");
+    cli.opt("--warmup", &warmup, "N", "with --fine-tune: epochs of the head alone first (default 2; 0 with --from)");
+    cli.opt("--fine-tune-lr", &o.fine_tune_lr, "F",
+            "with --fine-tune: RMSprop rate of the block and the head while the block trains (default 1e-5)");
+    cli.opt("--from", &o.from, "MODEL", "start from this trained head (e.g. a frozen run's best.bin) instead of new weights");
     cli.opt("--out", &o.out, "DIR", "output folder");
     cli.opt("--dropout", &o.dropout, "F", "dropout rate after the first dense layer");
     cli.opt("--epochs", &o.epochs, "N", "epochs (default 10: the validation loss of this head bottoms out within a few)");
@@ -76,9 +88,21 @@ int main(int argc, char** argv) {
     } else if (!npy.empty()) {
       if (cli.given("--cache")) fail("give --cache or --npy, not both");
       src = open_npy_source(npy, o.device);
+    } else if (!fine_tune.empty()) {
+      ft.block = fine_tune;
+      if (cli.given("--weights")) ft.weights = io.weights;  // else the file the cache records
+      ft.warmup = warmup >= 0 ? warmup : (o.from.empty() ? 2 : 0);
+      if (ft.warmup >= o.epochs)
+        fail("--fine-tune: --epochs %d leaves no epoch after the %d warm-up epochs; pass more --epochs or a smaller --warmup",
+             o.epochs, ft.warmup);
+      if (!(o.fine_tune_lr > 0)) fail("--fine-tune-lr must be > 0, got %g", o.fine_tune_lr);
+      ft.opt = RmsProp{(float)o.fine_tune_lr, (float)o.rho, (float)o.eps};
+      src = open_finetune_source(cache, o.device, ft);
     } else {
       src = open_cached_source(cache, o.device);
     }
+    if (fine_tune.empty() && (warmup >= 0 || cli.given("--fine-tune-lr")))
+      fail("--warmup and --fine-tune-lr go with --fine-tune");
     TrainResult r = train_head(*src, o);
     if (r.nan_stop) return 2;
     if (r.interrupted) return 130;

@@ -1,4 +1,5 @@
 #include "host/stages/predict.h"
+#include "host/stages/finetune.h"
 #include "host/model/onnx_export.h"
 
 #include <algorithm>
@@ -138,6 +139,7 @@ Predictor::Predictor(const std::string& model_path, const std::string& weights_p
   }
   weights_ = load_weights(wpath);
   recipe_.check_weights(weights_, wpath, model_path);
+  apply_tuned_layers(model_, weights_, model_path);  // a fine-tuned classifier: its block's weights
   size_ = recipe_.image_size;
   const int per = tta ? 2 : 1;
   fx_ = std::make_unique<FeatureExtractor>(weights_, d, batch * per, size_, DType::F32, recipe_.precision);
@@ -148,8 +150,10 @@ Predictor::Predictor(const std::string& model_path, const std::string& weights_p
   head_from_model(model_, *head_, false);
   std::vector<std::string> cls = split(meta("classes"), ',');
   if (cls.size() == 2) classes_ = cls;
-  desc_ = strfmt("%s (epoch %s) on %s features (%s) of %s; images %dx%d %s, preprocessing %s%s", model_path.c_str(),
-                 meta("epoch").c_str(), strfmt("%dx%dx%d", recipe_.feat_h, recipe_.feat_w, recipe_.feat_c).c_str(),
+  std::string tuned;
+  for (const ConvLayerSpec& c : model_.convs) tuned += (tuned.empty() ? " with fine-tuned " : ",") + c.name;
+  desc_ = strfmt("%s (epoch %s%s) on %s features (%s) of %s; images %dx%d %s, preprocessing %s%s", model_path.c_str(),
+                 meta("epoch").c_str(), tuned.c_str(), strfmt("%dx%dx%d", recipe_.feat_h, recipe_.feat_w, recipe_.feat_c).c_str(),
                  strfmt("%s, conv %s", precision_name(recipe_.precision), ops::conv_path(d, recipe_.precision, true).c_str()).c_str(),
                  wpath.c_str(), size_, size_,
                  resize_name(recipe_.resize), preprocess_name(recipe_.preprocess), tta ? ", test-time augmentation (flip)" : "");

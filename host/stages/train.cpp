@@ -96,11 +96,15 @@ class RowSource : public FeatureSource {
 
 class CachedSource : public RowSource {
  public:
-  CachedSource(const std::string& dir, Device d) : cache_(open_cache(dir, true)) {
-    if (!cache_.cut.empty())
+  CachedSource(const std::string& dir, Device d, const std::string& cut) : cache_(open_cache(dir, true)) {
+    if (cache_.cut != cut && cut.empty())
       fail("%s holds activations cut at %s (%dx%dx%d), but the head trains on the whole base's (block5_pool): make "
-           "the cache without --until (fine-tuning the blocks after a cut is not built yet)",
+           "the cache without --until, or fine-tune the blocks above the cut (--fine-tune)",
            dir.c_str(), cache_.cut.c_str(), cache_.feat_h, cache_.feat_w, cache_.feat_c);
+    if (cache_.cut != cut)
+      fail("%s holds activations %s, but --fine-tune needs them cut at %s: make the cache with tl_cache --until %s",
+           dir.c_str(), cache_.cut.empty() ? "of the whole base" : ("cut at " + cache_.cut).c_str(), cut.c_str(),
+           cut.c_str());
     device_ = d;
     fh_ = cache_.feat_h;
     fw_ = cache_.feat_w;
@@ -289,8 +293,8 @@ void draw_curves(const std::string& path, const std::vector<EpochStats>& h, int 
 
 }  // namespace
 
-std::unique_ptr<FeatureSource> open_cached_source(const std::string& dir, Device d) {
-  return std::make_unique<CachedSource>(dir, d);
+std::unique_ptr<FeatureSource> open_cached_source(const std::string& dir, Device d, const std::string& cut) {
+  return std::make_unique<CachedSource>(dir, d, cut);
 }
 
 std::unique_ptr<FeatureSource> open_npy_source(const std::string& dir, Device d) {
@@ -397,8 +401,13 @@ class Trainer {
         steps_per_epoch_((ntrain_ + o.batch - 1) / o.batch), x_({o.batch, head_.spec().in_dim()}, o.device),
         y_({o.batch}, o.device) {
     head_.set_fused_update(o.fused_update);
-    if (o.look_ahead && o.fused_update && o.device == Device::CPU && ops::dense_partial_blocks(head_.spec().in_dim()) > 0)
+    // Look-ahead fetches batch b+1 before step b: not when the source's layers train (b+1's features
+    // depend on step b's update).
+    tunes_ = src.trainable(o.epochs);
+    if (o.look_ahead && o.fused_update && o.device == Device::CPU && ops::dense_partial_blocks(head_.spec().in_dim()) > 0 &&
+        !tunes_)
       x_next_ = Tensor({o.batch, head_.spec().in_dim()}, o.device);
+    if (tunes_) dfeat_ = Tensor({o.batch, head_.spec().in_dim()}, o.device);
     make_dirs(o.out);
     model_path_ = path_join(o.out, "model.bin");
     best_path_ = path_join(o.out, "best.bin");
@@ -413,6 +422,19 @@ class Trainer {
   void resume_or_init() {
     if (!o_.resume) {
       head_.init(o_.seed);
+      if (!o_.from.empty()) {  // --from: a head trained before (and its tuned layers, if any)
+        ModelFile m = load_model(o_.from);
+        const InputRecipe was = InputRecipe::read(m.meta, o_.from), now = InputRecipe::read(prov_, "these features");
+        if (was.weights_crc != now.weights_crc || was.image_size != now.image_size || was.resize != now.resize ||
+            was.precision != now.precision)
+          fail("--from %s: it was trained on other features (weights %s, %dx%d %s, %s), here weights %s, %dx%d %s, %s",
+               o_.from.c_str(), was.weights_crc_str().c_str(), was.image_size, was.image_size, resize_name(was.resize),
+               precision_name(was.precision), now.weights_crc_str().c_str(), now.image_size, now.image_size,
+               resize_name(now.resize), precision_name(now.precision));
+        head_from_model(m, head_, false);
+        src_.from_model(m, false);
+        note("starting from %s (epoch %s)", o_.from.c_str(), m.meta["epoch"].c_str());
+      }
       save(model_path_, 0, true);  // the last good weights exist from the start
       return;
     }
@@ -430,6 +452,7 @@ class Trainer {
         fail("--resume: %s was trained on other features (%s: %s, here %s); use another --out or drop --resume",
              model_path_.c_str(), k, a.c_str(), b.c_str());
     head_from_model(m, head_, true);
+    src_.from_model(m, true);
     start_epoch_ = atoi(m.meta["epoch"].c_str()) + 1;
     step_ = strtoull(m.meta["step"].c_str(), nullptr, 10);
     if (m.meta["seed"] != std::to_string(o_.seed) || m.meta["batch"] != std::to_string(o_.batch))
@@ -461,6 +484,7 @@ class Trainer {
     note("%s", src_.describe().c_str());
     note("%d epochs, batch %d, RMSprop lr %g rho %g eps %g, seed %llu, device %s", o_.epochs, o_.batch, o_.lr, o_.rho,
          o_.eps, (unsigned long long)o_.seed, device_name(o_.device));
+    if (!src_.tuning().empty()) note("%s", src_.tuning().c_str());
     if (synthetic_)
       note("NOTE: the features come from SYNTHETIC weights: accuracy here says nothing about transfer learning");
     if (nvalid_ == 0) warn("no validation samples: the best epoch is chosen by training loss");
@@ -534,6 +558,8 @@ class Trainer {
   const int64_t ntrain_, nvalid_, steps_per_epoch_;
   Tensor x_, y_;
   Tensor x_next_;  // the next batch, fetched before the step (TrainOptions::look_ahead); empty when off
+  bool tunes_ = false;  // the source's layers train in some epoch (fine-tuning)
+  Tensor dfeat_;        // then: the loss's gradient at the features, for the source's block_step
   std::string model_path_, best_path_, hist_path_;
   bool synthetic_ = false;
   TrainResult res_;
@@ -579,7 +605,10 @@ class Trainer {
 
   void save(const std::string& path, int epoch, bool with_opt) {
     ModelFile m = model_from_head(head_, with_opt);
+    src_.to_model(m, with_opt);
+    const std::map<std::string, std::string> tuned_meta = m.meta;
     m.meta = prov_;
+    for (auto& [k, v] : tuned_meta) m.meta[k] = v;
     m.meta["epoch"] = std::to_string(epoch);
     m.meta["step"] = std::to_string(step_);
     m.meta["seed"] = std::to_string(o_.seed);
@@ -597,6 +626,8 @@ class Trainer {
   // The epoch's training batches (dropout on); the mean loss and accuracy into e. False to stop.
   bool train_pass(int epoch, EpochStats* e) {
     const RmsProp opt{(float)o_.lr, (float)o_.rho, (float)o_.eps};
+    // While the source's layers train, the head steps at their rate (the book's recompile at 1e-5).
+    const RmsProp tuned{(float)o_.fine_tune_lr, (float)o_.rho, (float)o_.eps};
     const std::vector<float>& ytrain = src_.labels(Split::Train);
     std::vector<int64_t> order = epoch_order(ntrain_, o_.seed, epoch);
     say("Epoch %d/%d\n", epoch, o_.epochs);
@@ -628,8 +659,10 @@ class Trainer {
         src_.fetch(Split::Train, idx_next, *x_next, true, (uint64_t)epoch);
       }
       int c = 0;
-      const double ls =
-          head_.train_step(*x, y_, n, o_.seed, step_, opt, &c, ahead ? x_next : nullptr, (int)idx_next.size());
+      const bool block = src_.trainable(epoch);
+      const double ls = head_.train_step(*x, y_, n, o_.seed, step_, block ? tuned : opt, &c, ahead ? x_next : nullptr,
+                                         (int)idx_next.size(), block ? &dfeat_ : nullptr);
+      if (block && std::isfinite(ls)) src_.block_step(dfeat_, n);
       step_++;
       fetched = ahead;
       if (ahead) {

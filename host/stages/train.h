@@ -36,11 +36,21 @@ class FeatureSource {
   // as for imported .npy features).
   virtual std::string sample_name(Split, int64_t) const { return ""; }
   virtual std::vector<uint8_t> sample_bytes(Split, int64_t) const { return {}; }
+  // Fine-tuning (tl_train --fine-tune): the source runs trainable conv layers on what it reads.
+  // trainable(epoch): whether they train in that epoch (after the warm-up). block_step: after the
+  // head's step on the batch fetched last, the loss's gradient at the features [n, dim] -> the
+  // layers' RMSprop step. to_model / from_model: the layers (and their optimiser state) in a model.
+  virtual bool trainable(int epoch) const { return false; }
+  virtual void block_step(const Tensor& dfeat, int n) {}
+  virtual void to_model(ModelFile& m, bool with_optimizer) {}
+  virtual void from_model(const ModelFile& m, bool with_optimizer) {}
+  virtual std::string tuning() const { return ""; }  // a line for the announcement ("" when none)
 };
 
 // Features from a cache directory (shards, mapped) or the tutorial's .npy files. On the GPU the
 // whole feature set is uploaded once and batches are gathered on the device.
-std::unique_ptr<FeatureSource> open_cached_source(const std::string& cache_dir, Device d);
+// cut: the cut the cache must have ("" = the whole base); anything else is refused, naming both.
+std::unique_ptr<FeatureSource> open_cached_source(const std::string& cache_dir, Device d, const std::string& cut = "");
 std::unique_ptr<FeatureSource> open_npy_source(const std::string& npy_dir, Device d);
 
 struct TrainOptions {
@@ -57,6 +67,10 @@ struct TrainOptions {
   // With fused_update on the CPU: batch b+1 fetched before step b, whose pass over W1 also computes
   // b+1's first-layer partial sums (Head::train_step's x_next). Identical results either way.
   bool look_ahead = true;
+  // Fine-tuning: the rate of the source's trainable layers and of the head while they train
+  // (RMSprop, as the book recompiles the whole model at 1e-5), and --from: a trained head to start from.
+  double fine_tune_lr = 1e-5;
+  std::string from;
 };
 
 struct EpochStats {
