@@ -328,6 +328,24 @@ PYEOF
     --augment --save-augmented 2 --epochs 1 --batch 8 --out "$U" --quiet
   check "augmented samples written" bash -c "[ \$(ls '$U'/augmented/*.png | wc -l) -eq 2 ]"
   check "uncached model predicts" ./tl_predict --model "$U/model.bin" --quiet "$P/1.jpg"
+
+  echo "== fine-tuning block5 on a cache cut at block4_pool"
+  FT=$TMP/ft
+  check "tl_cache --until block4_pool" ./tl_cache --data "$PH" --limit 24 --weights "$W" --image-size 64 --until block4_pool \
+    --out "$FT/cache" --quiet
+  check "tl_train --fine-tune block5 (1 warm-up epoch, then 1 with the block)" ./tl_train --cache "$FT/cache" \
+    --fine-tune block5 --warmup 1 --epochs 2 --batch 8 --out "$FT/m2" --no-plots --quiet
+  check "--fine-tune: resumed after epoch 1, the same bytes as the uninterrupted run" bash -c "
+    ./tl_train --cache '$FT/cache' --fine-tune block5 --warmup 1 --epochs 1 --batch 8 --out '$FT/r' --no-plots --quiet &&
+    ./tl_train --cache '$FT/cache' --fine-tune block5 --warmup 1 --epochs 2 --batch 8 --out '$FT/r' --no-plots --quiet --resume &&
+    cmp '$FT/m2/model.bin' '$FT/r/model.bin'"
+  check "tl_predict runs the fine-tuned block" bash -c "./tl_predict --model '$FT/m2/model.bin' '$P/1.jpg' 2>&1 >/dev/null |
+    grep -q 'with fine-tuned block5_conv1,block5_conv2,block5_conv3'"
+  check "tl_predict --explain on a fine-tuned classifier" ./tl_predict --model "$FT/m2/model.bin" --explain "$FT/expl" --quiet "$P/1.jpg"
+  expect_error "--fine-tune on a whole-base cache names the cut it needs" "needs them cut at block4_pool: make the cache with tl_cache --until block4_pool" \
+    ./tl_train --cache "$C" --fine-tune block5 --out "$FT/bad"
+  expect_error "a cut cache without --fine-tune says what to do" "or fine-tune the blocks above the cut (--fine-tune)" \
+    ./tl_train --cache "$FT/cache" --out "$FT/bad2"
 fi
 
 echo "e2e: $PASS passed, $FAIL failed"

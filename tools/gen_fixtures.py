@@ -29,6 +29,23 @@ def f32(rng, *shape, scale=1.0):
     return (rng.standard_normal(shape) * scale).astype(np.float32)
 
 
+# The engine's counter-based dropout mask (host/ops/dropout_mask.h), implemented independently with numpy.
+def mix(z):
+    z = z.astype(np.uint64)
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def keep_mask(seed, step, n, rate):
+    with np.errstate(over="ignore"):
+        s = np.array([(seed + 0x9E3779B97F4A7C15 * (step + 1)) & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64)
+        h = mix(mix(s) ^ (np.arange(n, dtype=np.uint64) * np.uint64(0xD1B54A32D192ED03)))
+    u = (h >> np.uint64(40)).astype(np.float32) * np.float32(1.0 / 16777216.0)
+    return u >= np.float32(rate)
+
+
 # ------------------------------------------------------------------------------------------------
 # ops: conv3x3, relu, maxpool, dense (+backward), dropout, sigmoid+bce, rmsprop, fp16
 
@@ -109,23 +126,7 @@ def gen_ops():
                        f"c{i}_db": bt2.grad.numpy().astype(np.float32)})
     save("ops_dense.npz", **arrays)
 
-    # dropout: the engine's counter-based mask, implemented here independently with numpy.
-    M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-    def mix(z):
-        z = z.astype(np.uint64)
-        with np.errstate(over="ignore"):
-            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
-
-    def keep_mask(seed, step, n, rate):
-        with np.errstate(over="ignore"):
-            s = np.array([(seed + 0x9E3779B97F4A7C15 * (step + 1)) & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64)
-            h = mix(mix(s) ^ (np.arange(n, dtype=np.uint64) * np.uint64(0xD1B54A32D192ED03)))
-        u = (h >> np.uint64(40)).astype(np.float32) * np.float32(1.0 / 16777216.0)
-        return u >= np.float32(rate)
-
+    # dropout: the engine's counter-based mask, implemented here independently with numpy (keep_mask).
     drop_cases = [(1, 0.2, 1, 0), (37, 0.2, 42, 3), (1000, 0.2, 7, 12345), (1000, 0.5, 2**40 + 3, 2**33),
                   (64, 0.0, 5, 5)]
     arrays = {"count": np.array(len(drop_cases))}
@@ -813,8 +814,59 @@ def gen_backward():
     save("ops_maxpool_backward.npz", **arrays)
 
 
+# ------------------------------------------------------------------------------------------------
+# finetune: two fine-tuning steps of a small block (3 conv+ReLU, pool) and head (dropout on) by
+# PyTorch autograd and torch.optim.RMSprop in float64, with the engine's dropout masks
+
+def gen_finetune():
+    import torch
+    import torch.nn.functional as F
+    torch.set_grad_enabled(True)
+    rng = np.random.default_rng(27)
+    n, s, c, h1, h2, rate, seed, lr = 4, 4, 8, 6, 4, 0.2, 9, 1e-3
+    x = np.abs(rng.standard_normal((n, s, s, c))).astype(np.float32)  # block4_pool-like activations
+    y = np.array([0, 1, 1, 0], np.float32)
+    arrays = {"x": x, "y": y, "shape": np.array([n, s, c, h1, h2]), "rate": np.array(rate, np.float32),
+              "seed": np.array(seed, np.uint64), "lr": np.array(lr)}
+    names = []
+    for i in range(3):
+        arrays[f"cw{i}"] = f32(rng, 3, 3, c, c, scale=1.0 / np.sqrt(9 * c))
+        arrays[f"cb{i}"] = f32(rng, c, scale=0.1)
+        names += [f"cw{i}", f"cb{i}"]
+    d = (s // 2) * (s // 2) * c
+    for k, shp in (("W1", (d, h1)), ("W2", (h1, h2)), ("W3", (h2, 1))):
+        arrays[k] = f32(rng, *shp, scale=1.0 / np.sqrt(shp[0]))
+    for k, m in (("b1", h1), ("b2", h2), ("b3", 1)):
+        arrays[k] = f32(rng, m, scale=0.1)
+    names += ["W1", "b1", "W2", "b2", "W3", "b3"]
+    ps = {k: torch.nn.Parameter(torch.from_numpy(arrays[k].astype(np.float64))) for k in names}
+    opt = torch.optim.RMSprop([ps[k] for k in names], lr=lr, alpha=0.9, eps=1e-7)
+    xt = torch.from_numpy(x.astype(np.float64)).permute(0, 3, 1, 2)
+    for step in range(2):
+        a = xt
+        for i in range(3):
+            a = torch.relu(F.conv2d(a, ps[f"cw{i}"].permute(3, 2, 0, 1), ps[f"cb{i}"], padding=1))
+        a = F.max_pool2d(a, 2)
+        f = a.permute(0, 2, 3, 1).reshape(n, -1)  # Keras' flatten (NHWC)
+        a1 = torch.relu(f @ ps["W1"] + ps["b1"])
+        keep = torch.from_numpy(keep_mask(seed, step, n * h1, rate).reshape(n, h1).astype(np.float64))
+        d1 = a1 * keep / (1 - rate)
+        a2 = torch.relu(d1 @ ps["W2"] + ps["b2"])
+        z = (a2 @ ps["W3"] + ps["b3"]).reshape(-1)
+        loss = F.binary_cross_entropy_with_logits(z, torch.from_numpy(y.astype(np.float64)))
+        opt.zero_grad()
+        loss.backward()
+        for k in names:
+            arrays[f"s{step}_grad_{k}"] = ps[k].grad.numpy().astype(np.float32)
+        opt.step()
+        for k in names:
+            arrays[f"s{step}_{k}"] = ps[k].detach().numpy().astype(np.float32)
+        arrays[f"s{step}_loss"] = np.array(loss.item())
+    save("finetune_steps.npz", **arrays)
+
+
 GROUPS = {"ops": gen_ops, "head": gen_head, "augment": gen_augment, "weights": gen_weights, "onnx": gen_onnx, "decode": gen_decode,
-          "images": gen_images, "vgg": gen_vgg, "real": gen_real, "gradcam": gen_gradcam, "backward": gen_backward}
+          "images": gen_images, "vgg": gen_vgg, "real": gen_real, "gradcam": gen_gradcam, "backward": gen_backward, "finetune": gen_finetune}
 
 
 def main():
