@@ -3,7 +3,7 @@
 // machine's ceiling. The CPU ceilings are measured here, in the same run: the peak FMA rate of
 // the kernel build in use on all threads, and the bandwidth of a large multi-threaded copy.
 //
-//   build/bench_ops [--batch 8,32] [--device cpu|cuda|all] [--reps N] [--only conv,pool,head,base] [--kernels 1,2,3,4]
+//   build/bench_ops [--batch 8,32] [--device cpu|cuda|all] [--reps N] [--only conv,pool,head,base,backward] [--kernels 1,2,3,4]
 //                   [--precision fp32|bf16]
 //
 // --kernels: the GPU's numbered conv3x3 kernels to time (host/ops/cuda_ops.h: 1 fp32 FFMA, 2 fp32
@@ -220,6 +220,32 @@ void bench_device(Device d, const std::vector<int>& batches, int reps, const std
       }
     }
   }
+  if (only.find("backward") != std::string::npos) {  // fine-tuning's block5 (and Grad-CAM): fwd vs the gradients
+    for (int B : batches)
+      for (const ConvShape& L : kVgg16) {
+        if (L.hw != 14) continue;
+        Tensor x({B, L.hw, L.hw, L.cin}, d), w({3, 3, L.cin, L.cout}, d), b({L.cout}, d), y({B, L.hw, L.hw, L.cout}, d);
+        Tensor dy({B, L.hw, L.hw, L.cout}, d), dx({B, L.hw, L.hw, L.cin}, d), dw({3, 3, L.cin, L.cout}, d), db({L.cout}, d);
+        fill(x, 1, 1.0f);
+        fill(w, 2, 0.05f);
+        fill(b, 3, 0.1f);
+        fill(dy, 4, 0.1f);
+        const double flops = 2.0 * B * L.hw * L.hw * 9.0 * L.cin * L.cout;
+        const std::string shape = strfmt("%dx%dx%dx%d->%d", B, L.hw, L.hw, L.cin, L.cout);
+        double s = time_op(d, reps, [&] { ops::conv3x3(x, w, b, y, true, prec); });
+        row(dn, std::string("conv3x3 fwd ") + L.name, shape, s, flops, true, c);
+        s = time_op(d, reps, [&] { ops::conv3x3_backward(x, w, dy, &dx, nullptr, nullptr, prec); });
+        row(dn, std::string("conv3x3 bwd dx ") + L.name, shape, s, flops, true, c);
+        s = time_op(d, reps, [&] { ops::conv3x3_backward(x, w, dy, nullptr, &dw, &db, prec); });
+        row(dn, std::string("conv3x3 bwd dw,db ") + L.name, shape, s, flops, true, c);
+        if (L.pool_after) {
+          Tensor p({B, L.hw / 2, L.hw / 2, L.cout}, d);
+          s = time_op(d, reps, [&] { ops::maxpool2x2_backward(y, p, dy); });
+          row(dn, "maxpool2x2 backward", strfmt("%dx%dx%dx%d", B, L.hw, L.hw, L.cout), s,
+              (double)(y.bytes() + p.bytes() + dy.bytes()), false, c);
+        }
+      }
+  }
   if (!do_head) return;
   for (int B : {32, 128}) {
     const int K = 25088, N = 400;
@@ -263,7 +289,9 @@ int main(int argc, char** argv) {
     cli.opt("--batch", &batches_s, "LIST", "comma-separated batch sizes for the conv layers");
     cli.opt("--device", &device, "D", "cpu, cuda or all (all: the CPU, and the GPU when present)");
     cli.opt("--reps", &reps, "N", "timed repetitions per op (the median is reported)");
-    cli.opt("--only", &only, "LIST", "subset of conv,pool,head,base (base: the whole VGG16 forward, pools included)");
+    cli.opt("--only", &only, "LIST",
+            "subset of conv,pool,head,base,backward (base: the whole VGG16 forward, pools included; backward: block5's "
+            "conv forward against its dx and dw+db passes, and the pool's backward)");
     cli.opt("--threads", &threads, "N", "CPU threads (default: all cores)");
     std::string kernels_s = "1";
     cli.opt("--kernels", &kernels_s, "LIST",

@@ -6,8 +6,9 @@
 //                   swapped (wf[ky,kx,co,ci] = w[2-ky,2-kx,ci,co]), no bias: it runs on the forward
 //                   conv's fast paths (Winograd, the AMX tiles under bf16).
 //   dw[t,ci,co]   = sum_p x_t[p,ci] dy[p,co], p over the batch's pixels, x_t the input shifted by tap
-//                   t (zero outside the image): one GEMM per tap on a gathered copy of x_t, the pixels
-//                   taken in blocks so the copy stays small.
+//                   t (zero outside the image): one GEMM per tap on a gathered, transposed copy of x_t
+//                   (both operands then run along the reduction), the pixels taken in blocks so the
+//                   copy stays small.
 //   db[co]        = sum_p dy[p,co], in pixel order.
 // Each output element is one task's fixed-order sum, so results do not depend on the thread count.
 #include <algorithm>
@@ -24,22 +25,22 @@ namespace cpu {
 namespace {
 constexpr int64_t kPixelBlock = 4096;  // pixels per gathered block (a multiple of the GEMM's 256-deep panels)
 
-// S[r, :] = x at pixel p0 + r shifted by tap (dy, dx), zeros outside the image.
-void gather_tap(const float* x, float* S, int64_t p0, int64_t rows, int h, int wd, int cin, int ty, int tx) {
-  parallel_for((rows + 255) / 256, [&](int64_t blk) {
-    const int64_t r1 = std::min(rows, (blk + 1) * 256);
-    for (int64_t r = blk * 256; r < r1; r++) {
+// ST[ci, r] = x at pixel p0 + r shifted by tap (ty, tx), zeros outside the image: the shifted pixels
+// transposed, so that the weight gradient's GEMM reads both operands along its reduction.
+void gather_tap_t(const float* x, float* ST, int64_t p0, int64_t rows, int h, int wd, int cin, int ty, int tx) {
+  const int CB = 64;  // channels per task: a 64 x rows block of ST
+  parallel_for((cin + CB - 1) / CB, [&](int64_t blk) {
+    const int c0 = (int)blk * CB, c1 = std::min(cin, c0 + CB);
+    for (int64_t r = 0; r < rows; r++) {
       const int64_t p = p0 + r;
       const int px = (int)(p % wd);
       const int64_t q = p / wd;
       const int py = (int)(q % h);
       const int64_t img = q / h;
       const int yy = py + ty, xx = px + tx;
-      float* dst = S + r * cin;
-      if (yy < 0 || yy >= h || xx < 0 || xx >= wd)
-        std::memset(dst, 0, sizeof(float) * (size_t)cin);
-      else
-        std::memcpy(dst, x + ((img * h + yy) * wd + xx) * cin, sizeof(float) * (size_t)cin);
+      const bool inside = yy >= 0 && yy < h && xx >= 0 && xx < wd;
+      const float* src = inside ? x + ((img * h + yy) * wd + xx) * cin : nullptr;
+      for (int c = c0; c < c1; c++) ST[(int64_t)c * rows + r] = inside ? src[c] : 0.0f;
     }
   });
 }
@@ -77,14 +78,21 @@ void conv3x3_backward(const float* x, const float* w, const float* dy, float* dx
   }
   if (db) bias_grad(dy, P, cout, db);
   if (!dw) return;
-  std::vector<float> S((size_t)std::min<int64_t>(P, kPixelBlock) * cin);
+  const int64_t block = std::min<int64_t>(P, kPixelBlock);
+  std::vector<float> ST((size_t)block * cin), DT((size_t)block * cout);
   for (int64_t p0 = 0; p0 < P; p0 += kPixelBlock) {
     const int64_t rows = std::min(kPixelBlock, P - p0);
+    // DT [cout, rows] = this block of dy transposed (the GEMM packs its panels from it).
+    parallel_for((cout + 63) / 64, [&](int64_t blk) {
+      const int c0 = (int)blk * 64, c1 = std::min(cout, c0 + 64);
+      for (int64_t r = 0; r < rows; r++)
+        for (int c = c0; c < c1; c++) DT[(size_t)c * rows + r] = dy[(p0 + r) * cout + c];
+    });
     for (int t = 0; t < 9; t++) {
-      gather_tap(x, S.data(), p0, rows, h, wd, cin, t / 3 - 1, t % 3 - 1);
-      // dw[t] (+)= S^T [cin, rows] dy[p0 .., :] [rows, cout]
-      gemm(cin, cout, (int)rows, S.data(), cin, true, dy + p0 * cout, cout, false, dw + (size_t)t * cin * cout, cout,
-           nullptr, p0 > 0, false);
+      gather_tap_t(x, ST.data(), p0, rows, h, wd, cin, t / 3 - 1, t % 3 - 1);
+      // dw[t] (+)= ST [cin, rows] DT^T [rows, cout]
+      gemm(cin, cout, (int)rows, ST.data(), (int)rows, false, DT.data(), (int)rows, true, dw + (size_t)t * cin * cout,
+           cout, nullptr, p0 > 0, false);
     }
   }
 }
