@@ -93,8 +93,9 @@ int main(int argc, char** argv) {
       if (cli.given("--weights")) ft.weights = io.weights;  // else the file the cache records
       ft.warmup = warmup >= 0 ? warmup : (o.from.empty() ? 2 : 0);
       if (ft.warmup >= o.epochs)
-        fail("--fine-tune: --epochs %d leaves no epoch after the %d warm-up epochs; pass more --epochs or a smaller --warmup",
-             o.epochs, ft.warmup);
+        warn("--fine-tune: --epochs %d ends within the %d warm-up epochs: %s does not train in this run (continue "
+             "with --resume --epochs N, N > %d)",
+             o.epochs, ft.warmup, ft.block.c_str(), ft.warmup);
       if (!(o.fine_tune_lr > 0)) fail("--fine-tune-lr must be > 0, got %g", o.fine_tune_lr);
       ft.opt = RmsProp{(float)o.fine_tune_lr, (float)o.rho, (float)o.eps};
       src = open_finetune_source(cache, o.device, ft);
