@@ -143,3 +143,52 @@ TEST_CASE("a model file carries fine-tuned layers: saved, loaded, applied to the
   CHECK(finetune_cut(synthetic_weights("vgg16", 1), "block5") == "block4_pool");
   CHECK(finetune_cut(synthetic_weights("vgg16", 1), "block4") == "block3_pool");
 }
+
+namespace {
+// The fixture's two steps on device d: every parameter (head's six, then block5's six) after them.
+std::vector<std::vector<float>> two_steps(const Fixture& fx, Device d) {
+  const int n = 4, s = 4, c = 8;
+  VggWeights w = fixture_weights(fx, c);
+  ConvBlock block(w, 1, false, d);
+  HeadSpec spec;
+  spec.feat_h = spec.feat_w = s / 2;
+  spec.feat_c = c;
+  spec.hidden1 = 6;
+  spec.hidden2 = 4;
+  spec.dropout = (float)fx.scalar("rate");
+  Head head(spec, d);
+  const char* hk[6] = {"W1", "b1", "W2", "b2", "W3", "b3"};
+  for (int i = 0; i < 6; i++) head.params()[(size_t)i]->from_vector(fx.f(hk[i]));
+  for (Tensor* v : head.opt_state()) v->zero();
+  std::vector<Tensor> bv;
+  for (Tensor* p : block.params()) {
+    bv.emplace_back(std::vector<int64_t>{p->numel()}, d);
+    bv.back().zero();
+  }
+  Tensor x = tlt::tensor(fx.f("x"), {n, s, s, c}, d), y = tlt::tensor(fx.f("y"), {n}, d), dfeat({n, spec.in_dim()}, d);
+  const RmsProp opt{(float)fx.scalar("lr"), 0.9f, 1e-7f};
+  for (int step = 0; step < 2; step++) {
+    Tensor f = block.forward(x);
+    int correct = 0;
+    head.train_step(Tensor::view(f.ptr, {n, spec.in_dim()}, d), y, n, fx.u64("seed"), (uint64_t)step, opt, &correct,
+                    nullptr, 0, &dfeat);
+    block.backward(Tensor::view(dfeat.ptr, {f.dim(0), f.dim(1), f.dim(2), f.dim(3)}, d), nullptr, true);
+    std::vector<Tensor*> bp = block.params(), bg = block.grads();
+    for (size_t i = 0; i < bp.size(); i++) ops::rmsprop(*bp[i], *bg[i], bv[i], opt.lr, opt.rho, opt.eps);
+  }
+  std::vector<std::vector<float>> out;
+  for (Tensor* t : head.params()) out.push_back(t->to_vector());
+  for (Tensor* t : block.params()) out.push_back(t->to_vector());
+  return out;
+}
+}  // namespace
+
+CUDA_CASE("fine-tuning steps on the GPU equal the CPU's") {
+  Fixture fx("finetune_steps.npz");
+  const auto cpu = two_steps(fx, Device::CPU), gpu = two_steps(fx, Device::CUDA);
+  REQUIRE(cpu.size() == 12);
+  for (size_t i = 0; i < cpu.size(); i++) {
+    CAPTURE(i);
+    CHECK(tlt::rel_err(gpu[i], cpu[i]) < 1e-5);
+  }
+}

@@ -87,8 +87,18 @@ void print_conv_path(const std::string& precision, FILE* out) {
 void inspect_model(const std::string& path, FILE* out) {
   ModelFile m = load_model(path);
   const HeadSpec& s = m.spec;
-  fprintf(out, "%s: tl head model, format version %u, %s\n", path.c_str(), kModelVersion,
+  fprintf(out, "%s: tl head model, format version %u, %s\n", path.c_str(), m.convs.empty() ? 1u : kModelVersion,
           human_bytes((double)file_size(path)).c_str());
+  if (!m.convs.empty()) {
+    int64_t n = 0;
+    std::string names;
+    for (const ConvLayerSpec& c : m.convs) {
+      n += (int64_t)9 * c.cin * c.cout + c.cout;
+      names += (names.empty() ? "" : ", ") + strfmt("%s %d->%d", c.name.c_str(), c.cin, c.cout);
+    }
+    fprintf(out, "  fine-tuned     %s (%lld parameters; the base's other layers keep the converted weights)\n",
+            names.c_str(), (long long)n);
+  }
   fprintf(out, "  layers         Flatten %dx%dx%d (%d) -> Dense %d relu -> Dropout %.2g -> Dense %d relu -> Dense 1 sigmoid\n",
           s.feat_h, s.feat_w, s.feat_c, s.in_dim(), s.hidden1, s.dropout, s.hidden2);
   fprintf(out, "  parameters     %lld%s\n", (long long)s.num_params(),
