@@ -341,6 +341,8 @@ PYEOF
     cmp '$FT/m2/model.bin' '$FT/r/model.bin'"
   check "tl_predict runs the fine-tuned block" bash -c "./tl_predict --model '$FT/m2/model.bin' '$P/1.jpg' 2>&1 >/dev/null |
     grep -q 'with fine-tuned block5_conv1,block5_conv2,block5_conv3'"
+  check "tl_train --images --fine-tune block5 --augment (blocks 1-4 frozen in the loop)" ./tl_train --images "$PH" --limit 16 \
+    --weights "$W" --image-size 64 --fine-tune block5 --warmup 1 --epochs 2 --augment --batch 8 --out "$FT/img" --no-plots --quiet
   check "tl_predict --explain on a fine-tuned classifier" ./tl_predict --model "$FT/m2/model.bin" --explain "$FT/expl" --quiet "$P/1.jpg"
   expect_error "--fine-tune on a whole-base cache names the cut it needs" "needs them cut at block4_pool: make the cache with tl_cache --until block4_pool" \
     ./tl_train --cache "$C" --fine-tune block5 --out "$FT/bad"

@@ -13,6 +13,21 @@
 
 using namespace tl;
 
+namespace {
+FineTuneOptions finetune_options(const std::string& block, int warmup, const TrainOptions& o) {
+  FineTuneOptions ft;
+  ft.block = block;
+  ft.warmup = warmup >= 0 ? warmup : (o.from.empty() ? 2 : 0);
+  if (ft.warmup >= o.epochs)
+    warn("--fine-tune: --epochs %d ends within the %d warm-up epochs: %s does not train in this run (continue with "
+         "--resume --epochs N, N > %d)",
+         o.epochs, ft.warmup, block.c_str(), ft.warmup);
+  if (!(o.fine_tune_lr > 0)) fail("--fine-tune-lr must be > 0, got %g", o.fine_tune_lr);
+  ft.opt = RmsProp{(float)o.fine_tune_lr, (float)o.rho, (float)o.eps};
+  return ft;
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   return guarded_main("tl_train", [&] {
     TrainOptions o;
@@ -37,13 +52,13 @@ int main(int argc, char** argv) {
              "shear 0.2, zoom 0.2, horizontal flip, nearest fill); validation is never augmented");
     cli.opt("--save-augmented", &save_augmented, "N",
             "with --images: write N augmented training samples as PNG strips to --out/augmented/");
-    FineTuneOptions ft;
     std::string fine_tune;
     int warmup = -1;
     cli.opt("--fine-tune", &fine_tune, "BLOCK",
             "train a conv block with the head (the book's next step): block5 on a cache made with tl_cache --until "
-            "block4_pool. First --warmup epochs of the head alone on the frozen block, then block and head together at "
-            "--fine-tune-lr; the model holds the tuned block (tl_predict uses it)");
+            "block4_pool, or with --images (blocks 1-4 frozen in the loop, --augment allowed). First --warmup epochs "
+            "of the head alone on the frozen block, then block and head together at --fine-tune-lr; the model holds "
+            "the tuned block (tl_predict uses it)");
     cli.opt("--warmup", &warmup, "N", "with --fine-tune: epochs of the head alone first (default 2; 0 with --from)");
     cli.opt("--fine-tune-lr", &o.fine_tune_lr, "F",
             "with --fine-tune: RMSprop rate of the block and the head while the block trains (default 1e-5)");
@@ -79,7 +94,7 @@ int main(int argc, char** argv) {
       io.base_batch = default_base_batch(o.device);
       io.device = o.device;
       if (save_augmented > 0) save_augmented_samples(io, save_augmented, path_join(o.out, "augmented"));
-      src = open_image_source(io);
+      src = fine_tune.empty() ? open_image_source(io) : open_finetune_images(io, finetune_options(fine_tune, warmup, o));
     } else if (io.augment || save_augmented > 0 || cli.given("--valid-data")) {
       fail("--augment, --save-augmented and --valid-data need --images (training without a cache)");
     } else if (cli.given("--precision")) {
@@ -89,15 +104,8 @@ int main(int argc, char** argv) {
       if (cli.given("--cache")) fail("give --cache or --npy, not both");
       src = open_npy_source(npy, o.device);
     } else if (!fine_tune.empty()) {
-      ft.block = fine_tune;
+      FineTuneOptions ft = finetune_options(fine_tune, warmup, o);
       if (cli.given("--weights")) ft.weights = io.weights;  // else the file the cache records
-      ft.warmup = warmup >= 0 ? warmup : (o.from.empty() ? 2 : 0);
-      if (ft.warmup >= o.epochs)
-        warn("--fine-tune: --epochs %d ends within the %d warm-up epochs: %s does not train in this run (continue "
-             "with --resume --epochs N, N > %d)",
-             o.epochs, ft.warmup, ft.block.c_str(), ft.warmup);
-      if (!(o.fine_tune_lr > 0)) fail("--fine-tune-lr must be > 0, got %g", o.fine_tune_lr);
-      ft.opt = RmsProp{(float)o.fine_tune_lr, (float)o.rho, (float)o.eps};
       src = open_finetune_source(cache, o.device, ft);
     } else {
       src = open_cached_source(cache, o.device);

@@ -47,31 +47,23 @@ namespace {
 
 class FineTuneSource : public FeatureSource {
  public:
-  FineTuneSource(const std::string& dir, Device d, const FineTuneOptions& o) : o_(o), device_(d) {
-    // The weights: the ones the cache was made with (checked by checksum).
-    const Cache probe = open_cache(dir, true);
-    const InputRecipe rec = InputRecipe::read(probe.manifest.settings.kv, path_join(dir, "manifest.tsv"));
-    const std::string wpath = o.weights.empty() ? rec.weights_file : o.weights;
-    if (wpath.empty() || !file_exists(wpath))
-      fail("--fine-tune: the weights the cache %s was made with (%s) are not here; pass --weights FILE", dir.c_str(),
-           rec.weights_file.c_str());
-    weights_ = load_weights(wpath);
-    rec.check_weights(weights_, wpath, dir);
-    int first = 0;
-    const std::string cut = finetune_cut(weights_, o.block, &first);
-    inner_ = open_cached_source(dir, d, cut);
-    block_ = std::make_unique<ConvBlock>(weights_, first, false, d, rec.precision);
-    for (Tensor* p : block_->params()) {
-      v_.emplace_back(std::vector<int64_t>{p->numel()}, d);
+  // inner: the activations below the block (a cut cache, or images through the frozen layers below
+  // it); w: the weights they were made with; first: the block's first layer.
+  FineTuneSource(std::unique_ptr<FeatureSource> inner, VggWeights w, int first, int image_size, Precision p, Device d,
+                 const FineTuneOptions& o)
+      : o_(o), device_(d), weights_(std::move(w)), inner_(std::move(inner)) {
+    block_ = std::make_unique<ConvBlock>(weights_, first, false, d, p);
+    for (Tensor* t : block_->params()) {
+      v_.emplace_back(std::vector<int64_t>{t->numel()}, d);
       v_.back().zero();
     }
     in_h_ = inner_->feat_h();
     in_c_ = inner_->feat_c();
-    out_h_ = weights_.out_size(rec.image_size, (int)weights_.layers.size());
+    out_h_ = weights_.out_size(image_size, (int)weights_.layers.size());
     out_c_ = weights_.out_channels();
     // The model this trains is a classifier on the whole base (with the tuned block).
     prov_ = inner_->provenance();
-    InputRecipe whole = InputRecipe::read(prov_, "the cache's provenance");
+    InputRecipe whole = InputRecipe::read(prov_, "the features' provenance");
     whole.cut.clear();
     whole.feat_h = whole.feat_w = out_h_;
     whole.feat_c = out_c_;
@@ -165,8 +157,29 @@ class FineTuneSource : public FeatureSource {
 
 }  // namespace
 
-std::unique_ptr<FeatureSource> open_finetune_source(const std::string& cache_dir, Device d, const FineTuneOptions& o) {
-  return std::make_unique<FineTuneSource>(cache_dir, d, o);
+std::unique_ptr<FeatureSource> open_finetune_source(const std::string& dir, Device d, const FineTuneOptions& o) {
+  // The weights: the ones the cache was made with (checked by checksum).
+  const Cache probe = open_cache(dir, true);
+  const InputRecipe rec = InputRecipe::read(probe.manifest.settings.kv, path_join(dir, "manifest.tsv"));
+  const std::string wpath = o.weights.empty() ? rec.weights_file : o.weights;
+  if (wpath.empty() || !file_exists(wpath))
+    fail("--fine-tune: the weights the cache %s was made with (%s) are not here; pass --weights FILE", dir.c_str(),
+         rec.weights_file.c_str());
+  VggWeights w = load_weights(wpath);
+  rec.check_weights(w, wpath, dir);
+  int first = 0;
+  const std::string cut = finetune_cut(w, o.block, &first);
+  std::unique_ptr<FeatureSource> inner = open_cached_source(dir, d, cut);
+  return std::make_unique<FineTuneSource>(std::move(inner), std::move(w), first, rec.image_size, rec.precision, d, o);
+}
+
+std::unique_ptr<FeatureSource> open_finetune_images(ImageSourceOptions io, const FineTuneOptions& o) {
+  VggWeights w = load_weights(io.weights);
+  int first = 0;
+  io.cut = finetune_cut(w, o.block, &first);
+  std::unique_ptr<FeatureSource> inner = open_image_source(io);
+  const Precision p = parse_precision(io.precision);
+  return std::make_unique<FineTuneSource>(std::move(inner), std::move(w), first, io.image_size, p, io.device, o);
 }
 
 }  // namespace tl

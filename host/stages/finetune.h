@@ -8,6 +8,7 @@
 #include <string>
 
 #include "host/model/head.h"
+#include "host/stages/image_source.h"
 #include "host/stages/train.h"
 
 namespace tl {
@@ -19,7 +20,11 @@ struct FineTuneOptions {
   RmsProp opt{1e-5f, 0.9f, 1e-7f};
 };
 
+// From a cache cut below the block (tl_cache --until block4_pool for block5).
 std::unique_ptr<FeatureSource> open_finetune_source(const std::string& cache_dir, Device d, const FineTuneOptions& o);
+// From images (tl_train --images --fine-tune): the layers below the block run frozen in the loop,
+// with --augment if asked.
+std::unique_ptr<FeatureSource> open_finetune_images(ImageSourceOptions io, const FineTuneOptions& o);
 
 // The pooling layer a block's fine-tuning cache is cut at ("block5" -> "block4_pool"); fails naming
 // the blocks there are.

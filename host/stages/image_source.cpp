@@ -23,7 +23,7 @@ class ImageSource : public FeatureSource {
     if (!file_exists(o.data) && !dir_exists(o.data)) fail("--images %s: not found", o.data.c_str());
     weights_ = load_weights(o.weights);
     recipe_ = InputRecipe::of(weights_, o.weights, o.image_size, parse_resize(o.resize), DType::F32,
-                              parse_precision(o.precision));
+                              parse_precision(o.precision), o.cut);
     check_precision(recipe_.precision, o.device);
     ScanOptions so;
     so.valid_fraction = o.valid_fraction;
@@ -31,7 +31,7 @@ class ImageSource : public FeatureSource {
     so.limit = o.limit;
     ds_ = scan_dataset(o.data, o.valid_data, so);
     fx_ = std::make_unique<FeatureExtractor>(weights_, o.device, o.base_batch, o.image_size, DType::F32,
-                                             recipe_.precision);
+                                             recipe_.precision, o.cut.empty() ? 0 : weights_.layers_until(o.cut));
     check_files();
     for (int s = 0; s < 2; s++)
       for (int64_t r : rows_[s]) labels_[s].push_back((float)ds_.files[(size_t)r].label);

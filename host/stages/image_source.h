@@ -18,6 +18,7 @@ struct ImageSourceOptions : DatasetInput {
   AugmentConfig aug;
   int base_batch = 8;  // images per forward pass of the base (8 on the CPU, 32 on the GPU)
   Device device = Device::CPU;
+  std::string cut;  // features after this pool ("" = the whole base): --fine-tune's layers below its block
 };
 
 std::unique_ptr<FeatureSource> open_image_source(const ImageSourceOptions& o);
