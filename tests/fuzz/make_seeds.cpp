@@ -126,6 +126,15 @@ int main(int argc, char** argv) {
       }
       m.meta = {{"epoch", "2"}, {"history", "1:0.6:0.7:0.5:0.75:1.0;2:0.4:0.8:0.45:0.8:1.0"}, {"preprocess", "caffe"}};
       via_file("model", opt ? "model.bin" : "best.bin", [&](const std::string& p) { save_model(p, m); });
+      // And the same head with a fine-tuned conv layer (format 2: the layer record in the meta).
+      m.convs.push_back({"block5_conv1", 2, 2, true});
+      m.params.push_back(std::vector<float>(36, 0.5f));
+      m.params.push_back(std::vector<float>(2, 0.1f));
+      if (opt) {
+        m.opt_state.push_back(std::vector<float>(36, 1e-3f));
+        m.opt_state.push_back(std::vector<float>(2, 1e-3f));
+      }
+      via_file("model", opt ? "model_tuned.bin" : "best_tuned.bin", [&](const std::string& p) { save_model(p, m); });
     }
 
     // npy arrays of the dtypes the readers convert.
