@@ -291,6 +291,9 @@ PYEOF
       ./tl_train --cache "$TMP/c_real" --out "$TMP/m_real" --epochs 1 --no-plots --quiet
       onnx_case "genuine ImageNet weights, 224x224" "$TMP/m_real/best.bin"
     fi
+    ./tl_cache --data "$PH" --weights "$W" --out "$TMP/c_cut" --image-size 64 --limit 24 --until block4_pool --quiet
+    ./tl_train --cache "$TMP/c_cut" --fine-tune block5 --warmup 1 --epochs 2 --out "$TMP/m_ft" --no-plots --quiet
+    onnx_case "fine-tuned block5 (synthetic weights, 64x64)" "$TMP/m_ft/model.bin"
   elif [ "${TL_REQUIRE_ONNX:-0}" = 1 ]; then
     bad "ONNX export check: python3 lacks onnxruntime, PIL or numpy (pip install onnxruntime pillow numpy)"
   else
