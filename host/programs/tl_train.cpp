@@ -55,8 +55,9 @@ int main(int argc, char** argv) {
     std::string fine_tune;
     int warmup = -1;
     cli.opt("--fine-tune", &fine_tune, "BLOCK",
-            "train a conv block with the head (the book's next step): block5 on a cache made with tl_cache --until "
-            "block4_pool, or with --images (blocks 1-4 frozen in the loop, --augment allowed). First --warmup epochs "
+            "train a conv block (and every block above it) with the head (the book's next step): block5 on a cache "
+            "made with tl_cache --until block4_pool (block4: blocks 4 and 5 on a block3_pool cache), or with --images "
+            "(the blocks below frozen in the loop, --augment allowed). First --warmup epochs "
             "of the head alone on the frozen block, then block and head together at --fine-tune-lr; the model holds "
             "the tuned block (tl_predict uses it)");
     cli.opt("--warmup", &warmup, "N", "with --fine-tune: epochs of the head alone first (default 2; 0 with --from)");
