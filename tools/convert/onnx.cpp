@@ -4,7 +4,7 @@
 #include <set>
 
 #include "host/core/common.h"
-#include "tools/convert/protobuf.h"
+#include "host/io/protobuf.h"
 
 namespace tl {
 

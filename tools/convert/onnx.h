@@ -1,5 +1,5 @@
 // onnx.h: reads the conv stack of a VGG network from an ONNX model, with our own reader of the
-// protobuf wire format (protobuf.h): only the messages needed (model, graph, node, attribute,
+// protobuf wire format (host/io/protobuf.h): only the messages needed (model, graph, node, attribute,
 // tensor), every length checked. The stack is found by walking the graph from its input
 // (optional Transpose/Identity, then Conv -> Relu -> optional MaxPool, repeated), not by names;
 // what follows the last conv block (a classifier head) is ignored. Refused with a one-line reason:
