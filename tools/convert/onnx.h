@@ -4,7 +4,9 @@
 // (optional Transpose/Identity, then Conv -> Relu -> optional MaxPool, repeated), not by names;
 // what follows the last conv block (a classifier head) is ignored. Refused with a one-line reason:
 // external data files, non-float32 tensors, grouped/strided/dilated/unpadded convs, kernels other
-// than 3x3, a Conv followed by anything but Relu, a branching stack.
+// than 3x3, a Conv followed by anything but Relu, a branching stack, a cycle, Transposes before the
+// first Conv other than NHWC -> NCHW, a Conv behind a node the walk does not model, a repeated
+// initializer name, more than 100000 nodes (or a million names, dims and attribute values).
 #pragma once
 #include <cstdint>
 #include <string>
