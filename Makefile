@@ -40,7 +40,8 @@ else
   LDLIBS += -ljpeg -lpng -lz -lpthread -ldl
 endif
 
-# host/<layer>/*.cpp is the engine (host/programs/ holds the mains); tools/convert/ the converter's readers.
+# host/<layer>/*.cpp is the engine (host/programs/ holds the mains; host/io/protobuf.h the ONNX wire codec that
+# the converter and the exporter share); tools/convert/ the converter's readers (only the tl_convert main includes them).
 HOST_SRCS := $(filter-out host/ops/cuda_stub.cpp host/ops/cpu_kernel_%.cpp,$(wildcard host/core/*.cpp host/ops/*.cpp host/io/*.cpp host/model/*.cpp host/stages/*.cpp))
 TOOL_SRCS := $(wildcard tools/convert/*.cpp)
 KERNEL_SRCS := $(wildcard kernels/*.cu)

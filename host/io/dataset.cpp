@@ -1,6 +1,7 @@
 #include "host/io/dataset.h"
 
 #include <dirent.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -38,27 +39,83 @@ bool hidden_or_junk(const std::string& rel) {
   return false;
 }
 
-void walk(const std::string& root, const std::string& rel, std::vector<std::pair<std::string, uint64_t>>& out,
-          int depth) {
-  if (depth > 32) return;
-  std::string dir = rel.empty() ? root : path_join(root, rel);
-  DIR* d = opendir(dir.c_str());
-  if (!d) fail("%s: cannot list directory", dir.c_str());
-  std::vector<std::string> names;
-  while (struct dirent* e = readdir(d)) {
-    if (e->d_name[0] == '.') continue;
-    names.push_back(e->d_name);
+// The folder walk: directory links that lead back into the tree (or to a folder holding it) are not
+// followed (`ln -s . more` would list every photo again, without end); links to folders elsewhere
+// are, each folder once. Each
+// file is listed once (by device and inode): under its own name rather than a link's, else the first
+// name in sorted order.
+struct Walk {
+  std::string root, real_root;
+  std::set<std::pair<dev_t, ino_t>> dirs;
+  struct Found {
+    std::string rel;
+    uint64_t bytes;
+    bool linked;
+  };
+  std::map<std::pair<dev_t, ino_t>, Found> files;
+
+  // A link to a folder of the tree, or to one that holds the tree (`ln -s .. up`).
+  bool leads_back(const std::string& path) const {
+    char* r = realpath(path.c_str(), nullptr);
+    if (!r) return true;
+    const std::string real(r);
+    free(r);
+    auto within = [](const std::string& a, const std::string& b) {  // a is b or inside it
+      return a == b || starts_with(a, b == "/" ? "/" : b + "/");
+    };
+    return within(real, real_root) || within(real_root, real);
   }
-  closedir(d);
-  for (const std::string& n : names) {
-    std::string r = rel.empty() ? n : rel + "/" + n;
-    struct stat st;
-    if (stat(path_join(root, r).c_str(), &st) != 0) continue;
-    if (S_ISDIR(st.st_mode))
-      walk(root, r, out, depth + 1);
-    else if (S_ISREG(st.st_mode))
-      out.push_back({r, (uint64_t)st.st_size});
+
+  void add_file(const std::string& rel, const struct stat& st, bool linked) {
+    Found f{rel, (uint64_t)st.st_size, linked};
+    auto it = files.find({st.st_dev, st.st_ino});
+    if (it == files.end())
+      files.emplace(std::make_pair(st.st_dev, st.st_ino), f);
+    else if (it->second.linked != linked ? it->second.linked : rel < it->second.rel)
+      it->second = f;
   }
+
+  void dir(const std::string& rel, bool linked, int depth) {
+    if (depth > 32) return;
+    const std::string d = rel.empty() ? root : path_join(root, rel);
+    DIR* h = opendir(d.c_str());
+    if (!h) fail("%s: cannot list directory", d.c_str());
+    std::vector<std::string> names;
+    while (struct dirent* e = readdir(h)) {
+      if (e->d_name[0] == '.') continue;
+      names.push_back(e->d_name);
+    }
+    closedir(h);
+    std::sort(names.begin(), names.end());
+    for (const std::string& n : names) {
+      const std::string r = rel.empty() ? n : rel + "/" + n;
+      const std::string p = path_join(root, r);
+      struct stat lst, st;
+      if (lstat(p.c_str(), &lst) != 0 || stat(p.c_str(), &st) != 0) continue;
+      const bool link = S_ISLNK(lst.st_mode);
+      if (S_ISDIR(st.st_mode)) {
+        if (link && leads_back(p)) continue;
+        if (!dirs.insert({st.st_dev, st.st_ino}).second) continue;
+        dir(r, linked || link, depth + 1);
+      } else if (S_ISREG(st.st_mode)) {
+        add_file(r, st, linked || link);
+      }
+    }
+  }
+};
+
+void walk(const std::string& root, std::vector<std::pair<std::string, uint64_t>>& out) {
+  Walk w;
+  w.root = root;
+  char* r = realpath(root.c_str(), nullptr);
+  if (!r) fail("%s: cannot resolve the folder's path", root.c_str());
+  w.real_root = r;
+  free(r);
+  struct stat st;
+  if (stat(root.c_str(), &st) != 0) fail("%s: cannot list directory", root.c_str());
+  w.dirs.insert({st.st_dev, st.st_ino});
+  w.dir("", false, 0);
+  for (auto& kv : w.files) out.push_back({kv.second.rel, kv.second.bytes});
 }
 
 // "cats" -> "cat", "Dog" -> "dog": class folders of the known datasets name the same classes.
@@ -114,7 +171,7 @@ std::vector<std::pair<std::string, uint64_t>> DataSource::list() const {
     for (const ZipEntry& e : zip_->entries())
       if (!e.is_dir()) out.push_back({e.name, e.size});
   } else {
-    walk(path_, "", out, 0);
+    walk(path_, out);
   }
   out.erase(std::remove_if(out.begin(), out.end(), [](auto& p) { return hidden_or_junk(p.first); }), out.end());
   std::sort(out.begin(), out.end());

@@ -118,11 +118,26 @@ ZipReader::ZipReader(const std::string& path) : path_(path) {
       entries_.push_back(std::move(z));
       pos += 46 + nlen + xlen + clen;
     }
+    refuse_duplicate_names();
   } catch (...) {
     close(fd_);
     fd_ = -1;
     throw;
   }
+}
+
+// Two entries of one name: readers disagree on which one counts (Python's zipfile and unzip take the
+// last), so an archive holding them is refused rather than read one way.
+void ZipReader::refuse_duplicate_names() const {
+  std::vector<const std::string*> names;
+  names.reserve(entries_.size());
+  for (const ZipEntry& e : entries_) names.push_back(&e.name);
+  std::sort(names.begin(), names.end(), [](const std::string* a, const std::string* b) { return *a < *b; });
+  for (size_t i = 1; i < names.size(); i++)
+    if (*names[i] == *names[i - 1])
+      fail("%s: the zip archive holds two entries named %s (readers differ on which one counts); repack it "
+           "with each name once",
+           path_.c_str(), names[i]->c_str());
 }
 
 ZipReader::~ZipReader() {

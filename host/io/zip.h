@@ -1,6 +1,7 @@
 // zip.h: a read-only ZIP archive reader on top of zlib: stored and deflated entries, ZIP64,
-// CRC-checked. Used for .npz files, PyTorch's zip checkpoints and dataset archives
-// (Kaggle's train.zip, Microsoft's PetImages zip), read in place without unpacking.
+// CRC-checked; an archive with two entries of one name is refused. Used for .npz files, PyTorch's zip
+// checkpoints and dataset archives (Kaggle's train.zip, Microsoft's PetImages zip), read in place
+// without unpacking.
 // Entries are read with pread, so several threads may read one archive at once.
 #pragma once
 #include <cstdint>
@@ -38,6 +39,7 @@ class ZipReader {
   uint64_t file_size_ = 0;
   std::vector<ZipEntry> entries_;
   void pread_all(void* dst, uint64_t bytes, uint64_t offset) const;
+  void refuse_duplicate_names() const;
 };
 
 }  // namespace tl

@@ -4,13 +4,13 @@
 // engine's (caffe: channels reversed to BGR, then the means subtracted; torch: / 255, - mean, / std),
 // then the VGG conv stack (NCHW, OIHW kernels), the features back to Keras' NHWC order, flattened,
 // and the head's three Gemm layers with ReLU and a sigmoid; a second output holds the logit. Written with the protobuf writer of the
-// ONNX reader (tools/convert/protobuf.h); opset 13, IR version 8.
+// ONNX reader (host/io/protobuf.h); opset 13, IR version 8.
 #include "host/model/onnx_export.h"
 
 #include <cstring>
 
 #include "host/core/common.h"
-#include "tools/convert/protobuf.h"
+#include "host/io/protobuf.h"
 
 namespace tl {
 

@@ -7,6 +7,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -889,8 +890,36 @@ void parse_part(const std::string& spec, const std::function<const char*(const c
   if (*n < 1 || *k < 1 || *k > *n) fail("--part %s: part %d of %d does not exist (K runs from 1 to N)", spec.c_str(), *k, *n);
 }
 
+namespace {
+
+std::string real_path_of(const std::string& p) {
+  char* r = realpath(p.c_str(), nullptr);
+  if (!r) return "";
+  std::string s(r);
+  free(r);
+  return s;
+}
+
+// The output is emptied before the parts are read: it must be none of them, nor hold one.
+void check_merge_output(const std::string& out, const std::vector<std::string>& parts) {
+  const std::string ro = real_path_of(out);
+  if (ro.empty()) return;  // not there yet: it can hold no part
+  for (const std::string& dir : parts) {
+    const std::string rp = real_path_of(dir);
+    if (rp == ro)
+      fail("--merge: the output folder %s is also a part (%s); write the merged cache to a new folder", out.c_str(),
+           dir.c_str());
+    if (!rp.empty() && starts_with(rp, ro == "/" ? "/" : ro + "/"))
+      fail("--merge: the output folder %s holds the part %s; write the merged cache to a new folder", out.c_str(),
+           dir.c_str());
+  }
+}
+
+}  // namespace
+
 void merge_caches(const std::string& out, const std::vector<std::string>& parts, bool force) {
   if (parts.empty()) fail("--merge: no part folders given (tl_cache --merge OUT PART_DIR...)");
+  check_merge_output(out, parts);
   // The parts: one of each 1..N, the same settings (but for the part) and the same files.
   std::vector<Manifest> ms;
   int n = 0;

@@ -1,6 +1,6 @@
 // Seed corpora for the fuzz harnesses (tests/fuzz/fuzz_targets.cpp): small valid files of every
 // format, written by the engine's own writers, plus the committed fixtures of the formats read from
-// outside (h5, pth, npz, onnx, png, jpg).
+// outside (h5, pth, npz, onnx, png, jpg), and the hand-built ONNX graphs of tests/fuzz/onnx_graphs.h.
 //   build/fuzz/make_seeds OUT_DIR      -> OUT_DIR/<target>/...
 #include <dirent.h>
 
@@ -16,6 +16,7 @@
 #include "host/io/weights.h"
 #include "host/model/head.h"
 #include "host/stages/cache.h"
+#include "tests/fuzz/onnx_graphs.h"
 
 using namespace tl;
 
@@ -68,6 +69,14 @@ int main(int argc, char** argv) {
   const std::string fix = argc > 2 ? argv[2] : "tests/fixtures";
   try {
     fixtures(fix);
+
+    // ONNX graphs that loop or lie (issue 26): each must end in one clear error.
+    put("onnx", "graph_two_convs.onnx", onnx_graphs::two_convs({0, 3, 1, 2}));
+    put("onnx", "graph_transpose_hw.onnx", onnx_graphs::two_convs({0, 3, 2, 1}));
+    put("onnx", "graph_identity_cycle.onnx", onnx_graphs::identity_cycle());
+    put("onnx", "graph_duplicate_initializer.onnx", onnx_graphs::duplicate_initializer());
+    put("onnx", "graph_unmodelled_inside.onnx", onnx_graphs::unmodelled_inside());
+    put("onnx", "graph_many_empty_nodes.onnx", onnx_graphs::many_empty_nodes(100001));
 
     // Raw weights: a three-layer network (one pool) and the smallest VGG, as the converter writes them.
     std::vector<ConvLayerSpec> tiny = {{"block1_conv1", 3, 4, false}, {"block1_conv2", 4, 4, true}, {"block2_conv1", 4, 8, true}};

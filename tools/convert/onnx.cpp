@@ -4,7 +4,7 @@
 #include <set>
 
 #include "host/core/common.h"
-#include "tools/convert/protobuf.h"
+#include "host/io/protobuf.h"
 
 namespace tl {
 
@@ -51,7 +51,26 @@ struct Graph {
   std::vector<std::string> inputs;
 };
 
-Attr parse_attr(const uint8_t* p, size_t n, const std::string& file, std::string* name) {
+// Bounds on what a file may make the reader hold: a VGG conv stack has about 40 nodes and 100
+// names, dims and attribute values, so a graph of more than kMaxNodes nodes, or more than kMaxItems
+// of those in all, is refused as it is read (12 million empty nodes in 24 MB once took 2.65 GB).
+// With them, memory stays within the file's size plus a few tens of MB.
+constexpr size_t kMaxNodes = 100000, kMaxItems = 1000000;
+
+struct Budget {
+  const std::string& file;
+  size_t items = 0;
+  void take(size_t n) {
+    items += n;
+    if (items > kMaxItems)
+      fail("%s: the ONNX graph holds more than %zu names, dims and attribute values; not a VGG conv stack",
+           file.c_str(), kMaxItems);
+  }
+  // A packed list of varints holds at most one value per byte.
+  void take_list(const pb::Field& f) { take(f.type == pb::Bytes ? f.size : 1); }
+};
+
+Attr parse_attr(const uint8_t* p, size_t n, const std::string& file, std::string* name, Budget& budget) {
   Attr a;
   pb::Reader r(p, n, file);
   pb::Field f;
@@ -59,36 +78,37 @@ Attr parse_attr(const uint8_t* p, size_t n, const std::string& file, std::string
     if (f.number == kAttrName && f.type == pb::Bytes) *name = f.str();
     else if (f.number == kAttrI && f.type == pb::Varint) a.has_i = true, a.i = (int64_t)f.value;
     else if (f.number == kAttrS && f.type == pb::Bytes) a.s = f.str();
-    else if (f.number == kAttrInts) pb::Reader::append_int64s(f, &a.ints, file);
+    else if (f.number == kAttrInts) budget.take_list(f), pb::Reader::append_int64s(f, &a.ints, file);
   }
   return a;
 }
 
-Node parse_node(const uint8_t* p, size_t n, const std::string& file) {
+Node parse_node(const uint8_t* p, size_t n, const std::string& file, Budget& budget) {
   Node node;
   pb::Reader r(p, n, file);
   pb::Field f;
   while (r.next(&f)) {
     if (f.type != pb::Bytes) continue;
-    if (f.number == kNodeInput) node.in.push_back(f.str());
-    else if (f.number == kNodeOutput) node.out.push_back(f.str());
+    if (f.number == kNodeInput) budget.take(1), node.in.push_back(f.str());
+    else if (f.number == kNodeOutput) budget.take(1), node.out.push_back(f.str());
     else if (f.number == kNodeName) node.name = f.str();
     else if (f.number == kNodeOpType) node.op = f.str();
     else if (f.number == kNodeAttribute) {
+      budget.take(1);
       std::string name;
-      Attr a = parse_attr(f.data, f.size, file, &name);
+      Attr a = parse_attr(f.data, f.size, file, &name, budget);
       node.attrs[name] = std::move(a);
     }
   }
   return node;
 }
 
-Tensor parse_tensor(const uint8_t* p, size_t n, const std::string& file, std::string* name) {
+Tensor parse_tensor(const uint8_t* p, size_t n, const std::string& file, std::string* name, Budget& budget) {
   Tensor t;
   pb::Reader r(p, n, file);
   pb::Field f;
   while (r.next(&f)) {
-    if (f.number == kTensorDims) pb::Reader::append_int64s(f, &t.dims, file);
+    if (f.number == kTensorDims) budget.take_list(f), pb::Reader::append_int64s(f, &t.dims, file);
     else if (f.number == kTensorDataType && f.type == pb::Varint) t.dtype = (int32_t)f.value;
     else if (f.number == kTensorFloatData) pb::Reader::append_floats(f, &t.float_data, file);
     else if (f.number == kTensorName && f.type == pb::Bytes) *name = f.str();
@@ -110,21 +130,29 @@ Graph parse_graph(const std::vector<uint8_t>& bytes, const std::string& file) {
       if (f.number == kModelGraph && f.type == pb::Bytes) gp = f.data, gn = f.size;
   }
   if (!gp) fail("%s: an ONNX model without a graph", file.c_str());
+  Budget budget{file};
   pb::Reader r(gp, gn, file);
   pb::Field f;
   while (r.next(&f)) {
     if (f.type != pb::Bytes) continue;
     if (f.number == kGraphNode) {
-      g.nodes.push_back(parse_node(f.data, f.size, file));
+      if (g.nodes.size() >= kMaxNodes)
+        fail("%s: the ONNX graph has more than %zu nodes; not a VGG conv stack", file.c_str(), kMaxNodes);
+      budget.take(1);
+      g.nodes.push_back(parse_node(f.data, f.size, file, budget));
     } else if (f.number == kGraphInitializer) {
+      budget.take(1);
       std::string name;
-      Tensor t = parse_tensor(f.data, f.size, file, &name);
-      g.inits[name] = std::move(t);
+      Tensor t = parse_tensor(f.data, f.size, file, &name, budget);
+      // ONNX Runtime and onnx.checker disagree on a repeated name (the first wins, or the model is
+      // invalid): refused rather than read one way.
+      if (!g.inits.emplace(name, std::move(t)).second)
+        fail("%s: the ONNX graph defines initializer '%s' twice; not a valid ONNX model", file.c_str(), name.c_str());
     } else if (f.number == kGraphInput) {
       pb::Reader vr(f.data, f.size, file);
       pb::Field vf;
       while (vr.next(&vf))
-        if (vf.number == kValueInfoName && vf.type == pb::Bytes) g.inputs.push_back(vf.str());
+        if (vf.number == kValueInfoName && vf.type == pb::Bytes) budget.take(1), g.inputs.push_back(vf.str());
     }
   }
   return g;
@@ -256,11 +284,35 @@ std::vector<OnnxConv> read_onnx_conv_stack(const std::vector<uint8_t>& bytes, co
       break;
     }
   if (cur.empty()) fail("%s: the ONNX graph has no data input", f);
-  // Layout ops that may stand before the first Conv (Keras exports transpose NHWC -> NCHW).
+  // Layout ops that may stand before the first Conv (Keras exports transpose NHWC -> NCHW): Identity,
+  // and Transposes that together make NHWC -> NCHW or nothing (any other order, e.g. H and W
+  // swapped, would give other weights); each node once (an Identity cycle loops back).
+  std::set<const Node*> before;
+  std::vector<int64_t> perm = {0, 1, 2, 3};
   const Node* n = only_consumer(cur);
   while (n && (n->op == "Transpose" || n->op == "Identity") && n->out.size() == 1) {
+    if (!before.insert(n).second)
+      fail("%s: the graph loops back to %s '%s' before its first Conv; not a valid ONNX model", f, n->op.c_str(),
+           n->name.c_str());
+    if (n->op == "Transpose") {
+      const std::vector<int64_t> p = ints_or(*n, "perm", {3, 2, 1, 0});  // ONNX's default reverses the axes
+      if (p.size() != 4) fail("%s: Transpose '%s' before the first Conv is not 4-d", f, n->name.c_str());
+      std::vector<int64_t> next(4);
+      for (int i = 0; i < 4; i++) {
+        if (p[i] < 0 || p[i] > 3) fail("%s: Transpose '%s' has an invalid perm", f, n->name.c_str());
+        next[i] = perm[(size_t)p[i]];
+      }
+      perm = next;
+    }
     cur = n->out[0];
     n = only_consumer(cur);
+  }
+  if (perm != std::vector<int64_t>{0, 1, 2, 3} && perm != std::vector<int64_t>{0, 3, 1, 2}) {
+    std::string ps;
+    for (int64_t v : perm) ps += (ps.empty() ? "" : ",") + std::to_string(v);
+    fail("%s: the Transposes before the first Conv reorder the input's axes as [%s]; only NHWC -> NCHW "
+         "([0,3,1,2]) or no change can be converted",
+         f, ps.c_str());
   }
   if (!n || n->op != "Conv")
     fail("%s: the graph's input %s does not lead to a Conv (found %s); only a VGG conv stack can be converted", f,
@@ -304,6 +356,10 @@ std::vector<OnnxConv> read_onnx_conv_stack(const std::vector<uint8_t>& bytes, co
       fail("%s: MaxPool '%s' is not 2x2 with stride 2 and no padding, as VGG's are", f, n->name.c_str());
     }
     layers.push_back(std::move(c));
+    while (n && n->op == "Identity" && n->out.size() == 1 && seen.insert(n).second) {  // no-ops between blocks
+      cur = n->out[0];
+      n = only_consumer(cur);
+    }
     if (!n) {  // several consumers: a branch at a Conv input is outside the stack; at anything else, the end
       auto it = consumers.find(cur);
       if (it != consumers.end())
@@ -312,6 +368,13 @@ std::vector<OnnxConv> read_onnx_conv_stack(const std::vector<uint8_t>& bytes, co
                                             layers.back().node_name.c_str());
     }
   }
+  // A Conv the walk did not reach stands behind a node it does not model (the stack would be cut
+  // short, silently): refused.
+  for (const Node& node : g.nodes)
+    if (node.op == "Conv" && !seen.count(&node))
+      fail("%s: Conv '%s' is not reached by the conv stack's walk (after Conv '%s' comes %s, which the converter "
+           "does not model); only a VGG conv stack can be converted",
+           f, node.name.c_str(), layers.back().node_name.c_str(), n ? n->op.c_str() : "a branch");
   return layers;
 }
 

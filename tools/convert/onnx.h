@@ -1,10 +1,12 @@
 // onnx.h: reads the conv stack of a VGG network from an ONNX model, with our own reader of the
-// protobuf wire format (protobuf.h): only the messages needed (model, graph, node, attribute,
+// protobuf wire format (host/io/protobuf.h): only the messages needed (model, graph, node, attribute,
 // tensor), every length checked. The stack is found by walking the graph from its input
 // (optional Transpose/Identity, then Conv -> Relu -> optional MaxPool, repeated), not by names;
 // what follows the last conv block (a classifier head) is ignored. Refused with a one-line reason:
 // external data files, non-float32 tensors, grouped/strided/dilated/unpadded convs, kernels other
-// than 3x3, a Conv followed by anything but Relu, a branching stack.
+// than 3x3, a Conv followed by anything but Relu, a branching stack, a cycle, Transposes before the
+// first Conv other than NHWC -> NCHW, a Conv behind a node the walk does not model, a repeated
+// initializer name, more than 100000 nodes (or a million names, dims and attribute values).
 #pragma once
 #include <cstdint>
 #include <string>
