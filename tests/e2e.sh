@@ -85,6 +85,16 @@ if [ $rc -ne 0 ] && grep -q "cannot download the VGG16 weights" <<<"$out" && gre
 else
   bad "make run offline: $out"
 fi
+# With the weights already there and no photos, only the photos' steps (issue 24, goal 5).
+out=$(cd "$TMP/fresh" && mkdir -p weights && cp "$ROOT/tests/fixtures/weights_plain.npz" weights/vgg16_notop.bin &&
+      TL_OFFLINE=1 TL_NO_BUILD=1 bash tools/run.sh 2>&1); rc=$?
+rm -rf "$TMP/fresh/weights"
+if [ $rc -ne 0 ] && grep -q "cannot download the Dogs vs. Cats photos (no internet" <<<"$out" && ! grep -q "md5\|weights" <<<"$out" &&
+   grep -q "and run:   DATA=... make run" <<<"$out"; then
+  ok "make run offline with the weights there lists only the photos"
+else
+  bad "make run offline with the weights there: $out"
+fi
 
 echo "== weights"
 W=$TMP/vgg16_synth.bin
