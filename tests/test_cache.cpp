@@ -36,6 +36,7 @@ void put(const std::string& path, const std::vector<uint8_t>& b) {
   if (!b.empty()) fwrite(b.data(), 1, b.size(), f);
   fclose(f);
 }
+void put_text(const std::string& path, const std::string& text) { put(path, std::vector<uint8_t>(text.begin(), text.end())); }
 
 // A minimal zip writer for test archives: stored or deflated entries, CRC-32, central directory.
 void write_zip(const std::string& path, const std::vector<std::pair<std::string, std::vector<uint8_t>>>& files,
@@ -550,14 +551,27 @@ TEST_CASE("partitioned caching: parts by file identity, --part auto from Slurm o
   std::string how;
   parse_part("2/8", get, &k, &n, &how);
   CHECK((k == 2 && n == 8));
-  env = {{"SLURM_ARRAY_TASK_ID", "5"}, {"SLURM_ARRAY_TASK_MIN", "3"}, {"SLURM_ARRAY_TASK_COUNT", "4"}};
-  parse_part("auto", get, &k, &n, &how);
-  CHECK((k == 3 && n == 4));
-  CHECK(how == "from Slurm: SLURM_ARRAY_TASK_ID=5, SLURM_ARRAY_TASK_MIN=3, SLURM_ARRAY_TASK_COUNT=4");
+  // Slurm: the task id is the part, N is given: a task resubmitted alone (an array of one) keeps its part.
+  env = {{"SLURM_ARRAY_TASK_ID", "2"}, {"SLURM_ARRAY_TASK_MIN", "2"}, {"SLURM_ARRAY_TASK_COUNT", "1"}};
+  parse_part("auto/3", get, &k, &n, &how);
+  CHECK((k == 2 && n == 3));
+  CHECK(how == "from Slurm: SLURM_ARRAY_TASK_ID=2, N=3");
+  CHECK(tlt::error_of([&] { parse_part("auto", get, &k, &n, &how); }) ==
+        "--part auto: the number of parts is not in the scheduler's environment (a Slurm task resubmitted alone sees "
+        "an array of one); give it: --part auto/N");
+  env = {{"SLURM_ARRAY_TASK_ID", "0"}};
+  CHECK(tlt::error_of([&] { parse_part("auto/3", get, &k, &n, &how); }) ==
+        "--part auto/3: SLURM_ARRAY_TASK_ID=0, but the parts are the array's task ids 1..3 (sbatch --array=1-3)");
+  env = {{"SLURM_ARRAY_TASK_ID", "4"}};
+  CHECK(tlt::error_of([&] { parse_part("auto/3", get, &k, &n, &how); }).find("SLURM_ARRAY_TASK_ID=4, but") != std::string::npos);
   env = {{"JOB_COMPLETION_INDEX", "0"}};
   parse_part("auto/6", get, &k, &n, &how);
   CHECK((k == 1 && n == 6));
-  CHECK(tlt::error_of([&] { parse_part("auto", get, &k, &n, &how); }).find("no SLURM_ARRAY_TASK_ID") != std::string::npos);
+  CHECK(how == "from Kubernetes: JOB_COMPLETION_INDEX=0, N=6");
+  env = {};
+  CHECK(tlt::error_of([&] { parse_part("auto/6", get, &k, &n, &how); })
+            .find("neither SLURM_ARRAY_TASK_ID nor JOB_COMPLETION_INDEX") != std::string::npos);
+  CHECK(tlt::error_of([&] { parse_part("auto/0", get, &k, &n, &how); }) == "--part auto/0: N must be at least 1");
   CHECK(tlt::error_of([&] { parse_part("4/3", get, &k, &n, &how); }) ==
         "--part 4/3: part 4 of 3 does not exist (K runs from 1 to N)");
   CHECK(tlt::error_of([&] { parse_part("2", get, &k, &n, &how); }).find("expected K/N") != std::string::npos);
@@ -589,6 +603,19 @@ TEST_CASE("partitioned caching: parts by file identity, --part auto from Slurm o
   // Refusals: a missing part, a part given twice, a part made with other settings, an unfinished part.
   CHECK(tlt::error_of([&] { merge_caches(fresh_dir("pm2"), {parts[0], parts[2]}, false); }) ==
         "--merge: part 2/3 missing (every part 1..3 must be given once)");
+  // A part whose job never ran: its folder (with the rerun.txt a submit script leaves) or no folder at all.
+  const std::string never = fresh_dir("ppart2_never");
+  put_text(path_join(never, "rerun.txt"), "sbatch --array=2 part.sh\n");
+  CHECK(tlt::error_of([&] { merge_caches(fresh_dir("pm2b"), {parts[0], never, parts[2]}, false); }) ==
+        "--merge: part 2/3 missing: " + never + " holds no cache (resubmit it: sbatch --array=2 part.sh); its job did "
+        "not run or stopped before it began (merge again once it has run)");
+  const std::string nowhere = path_join(fresh_dir("pnowhere"), "part-2");
+  CHECK(tlt::error_of([&] { merge_caches(fresh_dir("pm2c"), {parts[0], nowhere, parts[2]}, false); }) ==
+        "--merge: part 2/3 missing: no folder " + nowhere + " (rerun its tl_cache --part 2/3 --out " + nowhere +
+        " command); its job did not run or stopped before it began (merge again once it has run)");
+  CHECK(tlt::error_of([&] { merge_caches(fresh_dir("pm2d"), {never, nowhere}, false); }) ==
+        "--merge: none of the folders holds a cache: " + never + " holds no cache (resubmit it: sbatch --array=2 "
+        "part.sh)");
   CHECK(tlt::error_of([&] { merge_caches(fresh_dir("pm3"), {parts[0], parts[1], parts[1]}, false); })
             .find("--merge: part 2/3 given twice") == 0);
   CHECK(tlt::error_of([&] { merge_caches(fresh_dir("pm4"), {o.out}, false); }).find("is not a part") != std::string::npos);
@@ -602,8 +629,13 @@ TEST_CASE("partitioned caching: parts by file identity, --part auto from Slurm o
   other.out = fresh_dir("ppart3c");
   other.stop_after_shards = 1;
   build_cache(other);
-  CHECK(tlt::error_of([&] { merge_caches(fresh_dir("pm6"), {parts[0], parts[1], other.out}, false); })
-            .find("is not finished") != std::string::npos);
+  const std::string unfinished = tlt::error_of([&] { merge_caches(fresh_dir("pm6"), {parts[0], parts[1], other.out}, false); });
+  CHECK(unfinished.find("--merge: part 3/3 is not finished (") == 0);
+  CHECK(unfinished.find(" in " + other.out + "); rerun its tl_cache --part 3/3 --out " + other.out + " command (it resumes)") !=
+        std::string::npos);
+  put_text(path_join(other.out, "rerun.txt"), "sbatch\nsecond line");
+  CHECK(tlt::error_of([&] { merge_caches(fresh_dir("pm7"), {parts[0], parts[1], other.out}, false); })
+            .find("); resubmit it: sbatch (it resumes)") != std::string::npos);
   CHECK(tlt::error_of([&] { merge_caches(merged, parts, false); }).find("already holds a cache") != std::string::npos);
 }
 

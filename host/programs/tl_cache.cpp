@@ -36,7 +36,8 @@ int main(int argc, char** argv) {
     std::string part;
     cli.opt("--part", &part, "K/N",
             "cache only part K of N of the files (a stable hash of each file's class and name), for one machine "
-            "of N; auto: from Slurm's job array variables; auto/N: from Kubernetes' JOB_COMPLETION_INDEX");
+            "of N; auto/N: K from the scheduler, Slurm's SLURM_ARRAY_TASK_ID (sbatch --array=1-N) or Kubernetes' "
+            "JOB_COMPLETION_INDEX (0..N-1)");
     bool merge = false;
     std::vector<std::string> merge_dirs;
     cli.flag("--merge", &merge, "tl_cache --merge OUT PART_DIR...: join the caches of parts 1..N into OUT, the same "

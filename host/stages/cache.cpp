@@ -863,26 +863,28 @@ void parse_part(const std::string& spec, const std::function<const char*(const c
       fail("--part %s: %s is %s", spec.c_str(), name, v ? strfmt("'%s', not a number", v).c_str() : "not set");
     return x;
   };
-  if (spec == "auto" || starts_with(spec, "auto/")) {
-    if (spec == "auto") {  // Slurm: sbatch --array=A-B sets the task's id, the lowest id and the count
-      if (!env("SLURM_ARRAY_TASK_ID"))
-        fail("--part auto: no SLURM_ARRAY_TASK_ID in the environment (not a Slurm job array?); on Kubernetes use "
-             "--part auto/N with an indexed Job, elsewhere --part K/N");
-      const long id = number("SLURM_ARRAY_TASK_ID", env("SLURM_ARRAY_TASK_ID"));
-      const long lo = env("SLURM_ARRAY_TASK_MIN") ? number("SLURM_ARRAY_TASK_MIN", env("SLURM_ARRAY_TASK_MIN")) : 0;
-      *n = (int)number("SLURM_ARRAY_TASK_COUNT", env("SLURM_ARRAY_TASK_COUNT"));
-      *k = (int)(id - lo + 1);
-      *how = strfmt("from Slurm: SLURM_ARRAY_TASK_ID=%ld, SLURM_ARRAY_TASK_MIN=%ld, SLURM_ARRAY_TASK_COUNT=%d", id, lo, *n);
+  if (spec == "auto")  // Slurm: a task resubmitted alone (sbatch --array=K) sees an array of one task
+    fail("--part auto: the number of parts is not in the scheduler's environment (a Slurm task resubmitted alone "
+         "sees an array of one); give it: --part auto/N");
+  if (starts_with(spec, "auto/")) {
+    *n = (int)number("N", spec.c_str() + 5);
+    if (*n < 1) fail("--part %s: N must be at least 1", spec.c_str());
+    if (env("SLURM_ARRAY_TASK_ID")) {  // Slurm job array: sbatch --array=1-N, the task id is the part
+      *k = (int)number("SLURM_ARRAY_TASK_ID", env("SLURM_ARRAY_TASK_ID"));
+      if (*k < 1 || *k > *n)
+        fail("--part %s: SLURM_ARRAY_TASK_ID=%d, but the parts are the array's task ids 1..%d (sbatch --array=1-%d)",
+             spec.c_str(), *k, *n, *n);
+      *how = strfmt("from Slurm: SLURM_ARRAY_TASK_ID=%d, N=%d", *k, *n);
     } else {  // Kubernetes indexed Job: JOB_COMPLETION_INDEX counts from 0; N is the Job's completions
-      *n = (int)number("N", spec.c_str() + 5);
       if (!env("JOB_COMPLETION_INDEX"))
-        fail("--part %s: no JOB_COMPLETION_INDEX in the environment (not a Kubernetes indexed Job?)", spec.c_str());
+        fail("--part %s: neither SLURM_ARRAY_TASK_ID nor JOB_COMPLETION_INDEX in the environment (not a Slurm job "
+             "array or a Kubernetes indexed Job?); elsewhere use --part K/N", spec.c_str());
       *k = (int)number("JOB_COMPLETION_INDEX", env("JOB_COMPLETION_INDEX")) + 1;
       *how = strfmt("from Kubernetes: JOB_COMPLETION_INDEX=%d, N=%d", *k - 1, *n);
     }
   } else {
     const size_t slash = spec.find('/');
-    if (slash == std::string::npos) fail("--part: expected K/N (e.g. 2/8), auto or auto/N, got '%s'", spec.c_str());
+    if (slash == std::string::npos) fail("--part: expected K/N (e.g. 2/8) or auto/N, got '%s'", spec.c_str());
     *k = (int)number("K", spec.substr(0, slash).c_str());
     *n = (int)number("N", spec.substr(slash + 1).c_str());
     *how = "given";
@@ -917,28 +919,67 @@ void check_merge_output(const std::string& out, const std::vector<std::string>& 
 
 }  // namespace
 
+// A part folder may hold rerun.txt, one line that a scheduler's submit script (tools/cluster/) writes
+// there: the command that makes the part. --merge quotes it for a part that is missing or unfinished.
+std::string redo_part(const std::string& dir, int k, int n) {
+  const std::string f = path_join(dir, "rerun.txt");
+  if (file_exists(f)) {
+    const std::vector<uint8_t> b = read_file(f);
+    const std::string line = std::string(b.begin(), b.end()).substr(0, std::string(b.begin(), b.end()).find('\n'));
+    if (!line.empty()) return "resubmit it: " + line;
+  }
+  return strfmt("rerun its tl_cache --part %s --out %s command", k ? strfmt("%d/%d", k, n).c_str() : "K/N", dir.c_str());
+}
+
+// The folders given to --merge that hold no cache: named with what remakes each, in one error.
+[[noreturn]] void fail_absent_parts(const std::vector<std::string>& parts, const std::vector<size_t>& absent,
+                                    const std::vector<int>& missing_k, int n) {
+  auto what = [&](size_t i, int k) {
+    const std::string& dir = parts[i];
+    return strfmt("%s (%s)", dir_exists(dir) ? (dir + " holds no cache").c_str() : ("no folder " + dir).c_str(),
+                  redo_part(dir, k, n).c_str());
+  };
+  if (!n) fail("--merge: none of the folders holds a cache: %s", what(absent[0], 0).c_str());
+  std::string ks, dirs;
+  for (int k : missing_k) ks += strfmt("%s%d/%d", ks.empty() ? "" : ", ", k, n);
+  const int k = absent.size() == 1 && missing_k.size() == 1 ? missing_k[0] : 0;
+  for (size_t i : absent) dirs += (dirs.empty() ? "" : "; ") + what(i, k);
+  fail("--merge: part%s %s missing: %s; its job did not run or stopped before it began (merge again once it has run)",
+       missing_k.size() == 1 ? "" : "s", ks.c_str(), dirs.c_str());
+}
+
 void merge_caches(const std::string& out, const std::vector<std::string>& parts, bool force) {
   if (parts.empty()) fail("--merge: no part folders given (tl_cache --merge OUT PART_DIR...)");
   check_merge_output(out, parts);
   // The parts: one of each 1..N, the same settings (but for the part) and the same files.
   std::vector<Manifest> ms;
   int n = 0;
-  std::vector<int> owner_of_part;
-  for (const std::string& dir : parts) {
+  std::vector<int> owner_of_part, k_of(parts.size(), 0);
+  std::vector<size_t> absent;  // folders without a cache (a job that never ran, a cancelled task)
+  size_t first = 0;            // the first folder with a cache
+  for (size_t i = 0; i < parts.size(); i++) {
+    const std::string& dir = parts[i];
+    if (!file_exists(path_join(dir, "manifest.tsv")) && (!dir_exists(dir) || !holds_images(dir))) {
+      absent.push_back(i);
+      continue;
+    }
     ms.push_back(read_manifest(dir));
     const std::string p = ms.back().settings.get("part");
     int k = 0, pn = 0;
     if (p.empty() || sscanf(p.c_str(), "%d/%d", &k, &pn) != 2 || k < 1 || k > pn)
       fail("--merge: %s is not a part of a partitioned cache (made without --part K/N)", dir.c_str());
-    if (!n) n = pn, owner_of_part.assign((size_t)n + 1, -1);
-    if (pn != n) fail("--merge: %s is part %d of %d, but %s is a part of %d", dir.c_str(), k, pn, parts[0].c_str(), n);
+    if (!n) n = pn, first = i, owner_of_part.assign((size_t)n + 1, -1);
+    if (pn != n) fail("--merge: %s is part %d of %d, but %s is a part of %d", dir.c_str(), k, pn, parts[first].c_str(), n);
     if (owner_of_part[(size_t)k] >= 0)
       fail("--merge: part %d/%d given twice (%s and %s)", k, n, parts[(size_t)owner_of_part[(size_t)k]].c_str(), dir.c_str());
-    owner_of_part[(size_t)k] = (int)ms.size() - 1;
+    owner_of_part[(size_t)k] = (int)i;
+    k_of[i] = k;
   }
   std::string missing;
+  std::vector<int> missing_k;
   for (int k = 1; k <= n; k++)
-    if (owner_of_part[(size_t)k] < 0) missing += strfmt("%s%d/%d", missing.empty() ? "" : ", ", k, n);
+    if (owner_of_part[(size_t)k] < 0) missing_k.push_back(k), missing += strfmt("%s%d/%d", missing.empty() ? "" : ", ", k, n);
+  if (!absent.empty()) fail_absent_parts(parts, absent, missing_k, n);
   if (!missing.empty()) fail("--merge: part %s missing (every part 1..%d must be given once)", missing.c_str(), n);
   CacheSettings st = ms[0].settings;
   st.kv.erase("part");
@@ -966,8 +1007,8 @@ void merge_caches(const std::string& out, const std::vector<std::string>& parts,
       const std::string& s = ms[i].entries[j].status;
       if (s == kOtherPart) continue;
       if (s != "ok" && !starts_with(s, "skipped: "))
-        fail("--merge: %s is not finished (%s: %s); rerun its tl_cache command to complete it", parts[i].c_str(),
-             ms[i].entries[j].rel.c_str(), s.c_str());
+        fail("--merge: part %d/%d is not finished (%s: %s in %s); %s (it resumes)", k_of[i], n,
+             ms[i].entries[j].rel.c_str(), s.c_str(), parts[i].c_str(), redo_part(parts[i], k_of[i], n).c_str());
       if (owner[j] >= 0)
         fail("--merge: %s is in two parts (%s and %s)", m.entries[j].rel.c_str(), parts[(size_t)owner[j]].c_str(),
              parts[i].c_str());
