@@ -332,6 +332,23 @@ PYEOF
   check "log loss from the CSV equals the report's ($ll)" grep -q "^log loss            $ll" "$TMP/pred_report.txt"
   check "--csv written" grep -q '^path,p_dog,label,error$' "$TMP/pred.csv"
   check "tl_predict --tta" ./tl_predict --model "$M/best.bin" --tta --quiet "$P/1.jpg"
+  # CSV quoting (RFC 4180): names with a quote, a comma and a newline read back the same in Python's csv.
+  Q=$TMP/quoted
+  mkdir -p "$Q"
+  cp "$P/1.jpg" "$Q/we,ird \"one\".jpg"
+  cp "$P/1.jpg" "$Q/new"$'\n'"line.jpg"
+  printf 'not an image' >"$Q/bad \"file\".jpg"
+  ./tl_predict --model "$M/best.bin" --csv "$TMP/quoted.csv" --quiet "$Q" >/dev/null 2>&1
+  check "--csv quotes names and errors as RFC 4180 says (Python's csv reads them back)" python3 -c "
+import csv, os, sys
+rows = list(csv.reader(open(sys.argv[1], newline='')))
+names = sorted(r[0] for r in rows[1:])
+want = sorted(os.path.join(sys.argv[2], f) for f in os.listdir(sys.argv[2]))
+assert rows[0] == ['path', 'p_dog', 'label', 'error'], rows[0]
+assert names == want, (names, want)
+assert all(len(r) == 4 for r in rows), rows
+assert any(r[3] and r[0].endswith('bad \"file\".jpg') for r in rows), rows
+" "$TMP/quoted.csv" "$Q"
 
   echo "== the uncached path with augmentation"
   U=$TMP/uncached

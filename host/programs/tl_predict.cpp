@@ -16,6 +16,14 @@ using namespace tl;
 
 namespace {
 
+// A CSV field as RFC 4180 quotes it: in double quotes, each quote inside doubled (commas, CR and LF
+// then need nothing more); Python's csv module reads back the same text.
+std::string csv_field(const std::string& v) {
+  std::string s = "\"";
+  for (char c : v) s += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return s + "\"";
+}
+
 // A file name for an input's explanation: its path with separators and odd characters as '_', the
 // extension dropped, ".png"; "-2", "-3", ... when two inputs would share one.
 std::string explained_name(const std::string& name, std::map<std::string, int>& seen) {
@@ -126,10 +134,10 @@ int main(int argc, char** argv) {
     for (const Prediction& r : res) {
       if (r.ok) {
         printf("%s\t%.6f\t%s\n", r.name.c_str(), r.p, cls[r.p > 0.5 ? 1 : 0].c_str());
-        csv_text += strfmt("\"%s\",%.17g,%s,\n", r.name.c_str(), r.p, cls[r.p > 0.5 ? 1 : 0].c_str());
+        csv_text += strfmt("%s,%.17g,%s,\n", csv_field(r.name).c_str(), r.p, cls[r.p > 0.5 ? 1 : 0].c_str());
       } else {
         printf("%s\t-\terror: %s\n", r.name.c_str(), r.error.c_str());
-        csv_text += strfmt("\"%s\",,,\"%s\"\n", r.name.c_str(), r.error.c_str());
+        csv_text += strfmt("%s,,,%s\n", csv_field(r.name).c_str(), csv_field(r.error).c_str());
         bad++;
       }
     }
