@@ -485,6 +485,43 @@ TEST_CASE("resume after kill -9 between the epoch's writes: history, model.bin a
   CHECK(read_file(path_join(a, "best.bin")) == read_file(path_join(c, "best.bin")));
 }
 
+TEST_CASE("--force leaves nothing of the earlier run; a damaged best.bin is refused before --resume trains a step") {
+  // Issue 26, findings 3 and 4. Before: a forced run that stopped in its first epoch left the old
+  // report.txt, history and best.bin; a flipped byte in best.bin was found only after the last epoch.
+  auto src = resume_source("fcache");
+  const std::string a = fresh("fA");
+  TrainResult r0 = train_head(*src, quick(a, 4));
+  REQUIRE(file_exists(path_join(a, "report.txt")));
+  TrainOptions of = quick(a, 4);
+  of.force = true;
+  of.seed = 11;
+  of.stop_after_epochs = 1;  // the new run stops after its first epoch
+  train_head(*src, of);
+  CHECK(!file_exists(path_join(a, "report.txt")));  // the old run's report is gone, not taken for the new one's
+  const std::vector<uint8_t> h = read_file(path_join(a, "history.csv"));
+  CHECK(std::count(h.begin(), h.end(), '\n') == 2);  // the header and epoch 1
+  CHECK(load_model(path_join(a, "best.bin")).meta.at("seed") == "11");
+  // A damaged best.bin whose epoch is not model.bin's: refused at once, naming the file and the ways on.
+  const std::string b = fresh("fB");
+  TrainOptions o4 = quick(b, 4);
+  o4.monitor = "val_accuracy";  // 100% early: the best epoch is not the last
+  TrainResult rb = train_head(*src, o4);
+  REQUIRE(rb.best_epoch < 4);
+  std::vector<uint8_t> best = read_file(path_join(b, "best.bin"));
+  best[best.size() / 2] ^= 0x40;
+  write_file_atomic(path_join(b, "best.bin"), best.data(), best.size());
+  const std::vector<uint8_t> model_before = read_file(path_join(b, "model.bin"));
+  TrainOptions ob = o4;
+  ob.epochs = 6;
+  ob.resume = true;
+  const std::string err = tlt::error_of([&] { train_head(*src, ob); });
+  CHECK(err.find("--resume: " + path_join(b, "best.bin") + " (epoch " + std::to_string(rb.best_epoch) +
+                 ", the best so far) is damaged: ") == 0);
+  CHECK(err.find("delete it to continue without it") != std::string::npos);
+  CHECK(read_file(path_join(b, "model.bin")) == model_before);  // no step was taken
+  (void)r0;
+}
+
 TEST_CASE("the tutorial's .npy files train exactly like the same features in a cache") {
   FakeSplit sp[2];
   learnable(sp, 32, 64, 20, 4);

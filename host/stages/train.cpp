@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <unistd.h>
+#include <cerrno>
 
 #include "host/core/cli.h"
 #include "host/core/common.h"
@@ -539,6 +541,7 @@ class Trainer {
     if (best_epoch_ > 0 && file_exists(best_path_) && !res_.interrupted) {
       ModelFile bm = load_model(best_path_);
       head_from_model(bm, head_, false);
+      src_.from_model(bm, false);  // a fine-tuned block: the best epoch's, too
       const Split s = nvalid_ ? Split::Valid : Split::Train;
       std::string rep = report_text(evaluate(head_, src_, s, std::max(o_.batch, 256), o_.clip));
       if (o_.plots) rep += draw_mistakes(s);
@@ -585,9 +588,14 @@ class Trainer {
     if (best_epoch_ == 0) return;
     int have = -1;
     if (file_exists(best_path_)) {
+      // A damaged best.bin is found now, before the first step, not by the report after the last epoch.
       try {
         have = atoi(load_model(best_path_).meta["epoch"].c_str());
       } catch (const Error& e) {
+        if (best_epoch_ != start_epoch_ - 1)
+          fail("--resume: %s (epoch %d, the best so far) is damaged: %s. Restore it, delete it to continue without "
+               "it (best.bin is written again when an epoch beats epoch %d), or start over with --force",
+               best_path_.c_str(), best_epoch_, e.what(), best_epoch_);
         note("%s", e.what());
       }
     }
@@ -770,8 +778,22 @@ std::vector<double> predict_split(Head& head, FeatureSource& src, Split s, int b
   return p;
 }
 
+namespace {
+// --force: nothing of the earlier run in --out may stay to be taken for the new one (a run stopped in
+// its first epoch would otherwise leave the old best.bin, history and report for tl_predict to use).
+void clear_earlier_run(const TrainOptions& o) {
+  if (!o.force || o.resume) return;
+  for (const char* f : {"model.bin", "best.bin", "history.csv", "curves.png", "mistakes.png", "report.txt"}) {
+    const std::string p = path_join(o.out, f);
+    if (file_exists(p) && unlink(p.c_str()) != 0)
+      fail("--force: cannot remove %s (%s); remove it by hand or choose another --out", p.c_str(), strerror(errno));
+  }
+}
+}  // namespace
+
 TrainResult train_head(FeatureSource& src, const TrainOptions& o) {
   validate_training(src, o);
+  clear_earlier_run(o);
   Trainer t(src, o);
   t.resume_or_init();
   t.announce();
