@@ -793,7 +793,7 @@ TEST_CASE("tl_cache --until block4_pool: the activations before block5, recorded
   // Readers that expect the whole base's features refuse it, naming the cut.
   CHECK(tlt::error_of([&] { open_cached_source(o.out, Device::CPU); }) ==
         o.out + " holds activations cut at block4_pool (2x2x512), but the head trains on the whole base's "
-                "(block5_pool): make the cache without --until (fine-tuning the blocks after a cut is not built yet)");
+                "(block5_pool): make the cache without --until, or fine-tune the blocks above the cut (--fine-tune)");
   // The same folder with another cut is another cache.
   CacheOptions whole_o = o;
   whole_o.until = "";

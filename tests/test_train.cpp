@@ -522,6 +522,21 @@ TEST_CASE("--force leaves nothing of the earlier run; a damaged best.bin is refu
   (void)r0;
 }
 
+TEST_CASE("two tl_train runs into one --out: the second refuses, naming the first's pid") {
+  // Issue 26, finding 2: without a lock the two left a model.bin of one and a best.bin of the other.
+  auto src = resume_source("lcache");
+  const std::string a = fresh("lA");
+  {
+    DirLock first(a, "tl_train");  // a run in progress (the lock is per open file: this process counts)
+    CHECK(tlt::error_of([&] { train_head(*src, quick(a, 1)); }) ==
+          strfmt("another tl_train is writing %s (pid %ld); wait for it to finish, stop it, or choose another --out",
+                 a.c_str(), (long)getpid()));
+    CHECK(!file_exists(path_join(a, "model.bin")));
+  }
+  train_head(*src, quick(a, 1));  // once it has ended, the folder is free
+  CHECK(file_exists(path_join(a, "model.bin")));
+}
+
 TEST_CASE("the tutorial's .npy files train exactly like the same features in a cache") {
   FakeSplit sp[2];
   learnable(sp, 32, 64, 20, 4);

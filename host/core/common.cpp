@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -211,6 +212,32 @@ uint32_t crc32_of(const void* data, size_t bytes, uint32_t crc) {
     bytes -= chunk;
   }
   return crc;
+}
+
+DirLock::DirLock(const std::string& dir, const std::string& prog) {
+  const std::string path = path_join(dir, "." + prog + ".lock");
+  fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail("%s: cannot create the lock file (%s)", path.c_str(), strerror(errno));
+  if (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int e = errno;
+    char buf[32] = {0};
+    ssize_t r = pread(fd_, buf, sizeof buf - 1, 0);
+    close(fd_);
+    fd_ = -1;
+    const long pid = r > 0 ? strtol(buf, nullptr, 10) : 0;
+    if (e == EWOULDBLOCK)
+      fail("another %s is writing %s (pid %ld); wait for it to finish, stop it, or choose another --out", prog.c_str(),
+           dir.c_str(), pid);
+    fail("%s: cannot lock (%s)", path.c_str(), strerror(e));
+  }
+  const std::string pid = strfmt("%ld\n", (long)getpid());
+  if (ftruncate(fd_, 0) != 0 || pwrite(fd_, pid.data(), pid.size(), 0) != (ssize_t)pid.size()) {
+    // The lock holds without the pid; the message of a second run just cannot name it.
+  }
+}
+
+DirLock::~DirLock() {
+  if (fd_ >= 0) close(fd_);
 }
 
 }  // namespace tl

@@ -44,6 +44,19 @@ void make_dirs(const std::string& path);     // mkdir -p
 void write_file_atomic(const std::string& path, const void* data, size_t bytes);
 // Writes all n bytes to fd (retrying short writes); on failure closes fd, removes path and throws.
 void write_all_or_fail(int fd, const void* data, size_t n, const std::string& path);
+// One writer per output folder: an advisory lock (flock) on DIR/.PROG.lock, held while the object
+// lives and released by the kernel however the process ends (kill -9 included); the file holds the
+// pid, so a second run of prog into dir refuses, naming it.
+class DirLock {
+ public:
+  DirLock(const std::string& dir, const std::string& prog);
+  ~DirLock();
+  DirLock(const DirLock&) = delete;
+  DirLock& operator=(const DirLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
 std::string path_join(const std::string& a, const std::string& b);
 std::string basename_of(const std::string& path);
 std::string dirname_of(const std::string& path);

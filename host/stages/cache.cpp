@@ -210,41 +210,6 @@ std::vector<uint32_t> split_ids(const Manifest& m, Split s) {
   return ids;
 }
 
-// One writer per cache folder: an advisory lock on DIR/.tl_cache.lock, held for the whole run and
-// released by the kernel however the process ends (kill -9 included). The file holds the pid.
-class DirLock {
- public:
-  explicit DirLock(const std::string& dir) {
-    const std::string path = path_join(dir, ".tl_cache.lock");
-    fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd_ < 0) fail("%s: cannot create the lock file (%s)", path.c_str(), strerror(errno));
-    if (flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-      const int e = errno;
-      char buf[32] = {0};
-      ssize_t r = pread(fd_, buf, sizeof buf - 1, 0);
-      close(fd_);
-      fd_ = -1;
-      const long pid = r > 0 ? strtol(buf, nullptr, 10) : 0;
-      if (e == EWOULDBLOCK)
-        fail("another tl_cache is writing %s (pid %ld); wait for it to finish, stop it, or choose another --out",
-             dir.c_str(), pid);
-      fail("%s: cannot lock (%s)", path.c_str(), strerror(e));
-    }
-    const std::string pid = strfmt("%ld\n", (long)getpid());
-    if (ftruncate(fd_, 0) != 0 || pwrite(fd_, pid.data(), pid.size(), 0) != (ssize_t)pid.size()) {
-      // The lock holds without the pid; the message of a second run just cannot name it.
-    }
-  }
-  ~DirLock() {
-    if (fd_ >= 0) close(fd_);
-  }
-  DirLock(const DirLock&) = delete;
-  DirLock& operator=(const DirLock&) = delete;
-
- private:
-  int fd_ = -1;
-};
-
 void remove_cache_files(const std::string& dir, bool shards_too) {
   DIR* d = opendir(dir.c_str());
   if (!d) return;
@@ -442,7 +407,7 @@ class CacheBuild {
   // An existing cache in --out is reused only when it was made with these settings.
   void prepare_out_dir() {
     make_dirs(opt_.out);
-    lock_ = std::make_unique<DirLock>(opt_.out);
+    lock_ = std::make_unique<DirLock>(opt_.out, "tl_cache");
     if (file_exists(path_join(opt_.out, "manifest.tsv"))) {
       std::string why;
       try {
@@ -1039,7 +1004,7 @@ void merge_caches(const std::string& out, const std::vector<std::string>& parts,
       }
   // The output: shards in the single run's layout, then the manifest.
   make_dirs(out);
-  DirLock lock(out);
+  DirLock lock(out, "tl_cache");
   if (file_exists(path_join(out, "manifest.tsv")) && !force)
     fail("%s already holds a cache; pass --force to replace it, or choose another folder", out.c_str());
   remove_cache_files(out, true);

@@ -793,6 +793,8 @@ void clear_earlier_run(const TrainOptions& o) {
 
 TrainResult train_head(FeatureSource& src, const TrainOptions& o) {
   validate_training(src, o);
+  make_dirs(o.out);
+  DirLock lock(o.out, "tl_train");  // two runs into one --out would mix their files
   clear_earlier_run(o);
   Trainer t(src, o);
   t.resume_or_init();
