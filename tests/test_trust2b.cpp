@@ -235,3 +235,53 @@ TEST_CASE("ONNX: cycles, reordering Transposes, repeated initializers, unmodelle
         "many.onnx: the ONNX graph has more than 100000 nodes; not a VGG conv stack");
   CHECK(read_onnx_conv_stack(onnx_graphs::many_empty_nodes(1000), "some.onnx").size() == 1);
 }
+
+// ------------------------------------------------------------------------------------------------
+// Finding 7: decoding amplifies memory (the TGA decoder; GIF and PNG: see the report).
+
+namespace {
+
+// The process's peak resident memory since the last reset (Linux: VmHWM, reset by clear_refs 5).
+bool reset_peak() {
+  FILE* f = fopen("/proc/self/clear_refs", "w");
+  if (!f) return false;
+  const bool ok = fputs("5", f) >= 0;
+  return fclose(f) == 0 && ok;
+}
+int64_t peak_bytes() {
+  FILE* f = fopen("/proc/self/status", "r");
+  if (!f) return -1;
+  char line[256];
+  int64_t kb = -1;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "VmHWM: %lld kB", (long long*)&kb) == 1) break;
+  fclose(f);
+  return kb * 1024;
+}
+
+}  // namespace
+
+TEST_CASE("TGA: an RLE file decodes within its output's memory (no raw copy), and short RLE data is refused early") {
+  // 4000x4000 32-bit RLE, each packet 128 pixels of one value: 625 KB of file, 48 MB of RGB out.
+  const int w = 4000, h = 4000;
+  std::vector<uint8_t> t = {0, 0, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  le(t, w, 2), le(t, h, 2), t.push_back(32), t.push_back(0x28);
+  for (size_t i = 0; i < (size_t)w * h / 128; i++) t.insert(t.end(), {0xFF, (uint8_t)i, 20, 30, 255});
+  const int64_t out_bytes = (int64_t)w * h * 3;
+  if (!reset_peak() || peak_bytes() <= 0) {
+    MESSAGE("no /proc/self/clear_refs: peak memory not measured");
+  } else {
+    reset_peak();
+    const int64_t before = peak_bytes();
+    Image img = decode_image(t.data(), t.size(), "big.tga");
+    const int64_t grown = peak_bytes() - before;
+    CHECK(img.w == w);
+    CHECK(img.px(129, 0)[2] == 1);  // top-left origin: the second packet, value i = 1 in the blue byte
+    // Bounded by the output (48 MB) plus 8 MB of slack; the raw copy took another 64 MB.
+    CHECK(grown < out_bytes + (8 << 20));
+    MESSAGE("peak grew by " << grown / (1 << 20) << " MB for " << out_bytes / (1 << 20) << " MB of pixels");
+  }
+  // RLE data that cannot hold the header's pixels is refused before the output is allocated.
+  std::vector<uint8_t> shortd(t.begin(), t.begin() + 18 + 1000);
+  CHECK(tlt::error_of([&] { decode_image(shortd.data(), shortd.size(), "short.tga"); }) == "short.tga: truncated TGA");
+}

@@ -207,8 +207,24 @@ Image decode_tga(const Bytes& b, int64_t max_pixels) {
   }
   const int base = type & 7, pb = (bpp + 7) / 8;
   const size_t npx = (size_t)w * h;
-  // Pixel values in file order (RLE packets may cross rows), then placed by orientation.
-  std::vector<uint8_t> raw(npx * pb);
+  // Pixel values in file order (RLE packets may cross rows), each written straight to its place by
+  // orientation: no buffer beyond the output (a raw copy once added 4 bytes a pixel to the peak).
+  // Checked first: the uncompressed data is there; RLE data can hold them (a packet of 1 + pb bytes
+  // gives at most 128 pixels).
+  const uint8_t* plain = type >= 9 ? nullptr : b.at(pos, npx * pb);
+  if (type >= 9 && (pos > b.n || npx / 128 > (b.n - pos) / (1 + (size_t)pb))) b.truncated();
+  Image img = blank((int)w, (int)h);
+  auto put = [&](size_t i, const uint8_t* px) {
+    const size_t fy = i / (size_t)w, x = i % (size_t)w;
+    const size_t y = orient == 0x20 ? fy : (size_t)h - 1 - fy;
+    uint8_t* out = &img.rgb[(y * (size_t)w + x) * 3];
+    if (base == 1)
+      memcpy(out, pal[px[0]], 3);
+    else if (base == 3)
+      out[0] = out[1] = out[2] = px[0];
+    else
+      tga_color(px, bpp, out);
+  };
   if (type >= 9) {
     size_t done = 0;
     while (done < npx) {
@@ -217,29 +233,16 @@ Image decode_tga(const Bytes& b, int64_t max_pixels) {
       if (hdr & 0x80) {
         const uint8_t* v = b.at(pos, pb);
         pos += pb;
-        for (size_t k = 0; k < count; k++) memcpy(&raw[(done + k) * pb], v, pb);
+        for (size_t k = 0; k < count; k++) put(done + k, v);
       } else {
-        memcpy(&raw[done * pb], b.at(pos, count * pb), count * pb);
+        const uint8_t* v = b.at(pos, count * pb);
         pos += count * pb;
+        for (size_t k = 0; k < count; k++) put(done + k, v + k * pb);
       }
       done += count;
     }
   } else {
-    memcpy(raw.data(), b.at(pos, npx * pb), npx * pb);
-  }
-  Image img = blank((int)w, (int)h);
-  for (int64_t y = 0; y < h; y++) {
-    const int64_t src_y = orient == 0x20 ? y : h - 1 - y;
-    for (int64_t x = 0; x < w; x++) {
-      const uint8_t* px = &raw[((size_t)src_y * w + x) * pb];
-      uint8_t* out = &img.rgb[((size_t)y * w + x) * 3];
-      if (base == 1)
-        memcpy(out, pal[px[0]], 3);
-      else if (base == 3)
-        out[0] = out[1] = out[2] = px[0];
-      else
-        tga_color(px, bpp, out);
-    }
+    for (size_t i = 0; i < npx; i++) put(i, plain + i * pb);
   }
   return img;
 }
