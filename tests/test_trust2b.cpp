@@ -285,3 +285,31 @@ TEST_CASE("TGA: an RLE file decodes within its output's memory (no raw copy), an
   std::vector<uint8_t> shortd(t.begin(), t.begin() + 18 + 1000);
   CHECK(tlt::error_of([&] { decode_image(shortd.data(), shortd.size(), "short.tga"); }) == "short.tga: truncated TGA");
 }
+
+// ------------------------------------------------------------------------------------------------
+// Finding 12 (part): PNM variants where our pixels differed from Pillow's are refused.
+
+TEST_CASE("PNM: maxval other than 255 and a comment right after maxval are refused, 8-bit PNM still reads") {
+  // Pillow clips 16-bit PGM samples (we scaled them) and rounds maxval 6, 10, 100, 1000 its own way;
+  // matching each rule is possible, but such files are rare in photo datasets: a refusal naming the
+  // variant is the clear choice (the user converts the file), never pixels that differ silently.
+  auto pnm = [](const std::string& header, size_t raster) {
+    std::vector<uint8_t> b(header.begin(), header.end());
+    for (size_t i = 0; i < raster; i++) b.push_back((uint8_t)(i * 7));
+    return b;
+  };
+  for (int maxval : {6, 10, 100, 1000, 65535}) {
+    const std::vector<uint8_t> b = pnm(strfmt("P5 2 2 %d\n", maxval), maxval > 255 ? 8 : 4);
+    CHECK(tlt::error_of([&] { decode_image(b.data(), b.size(), "m.pgm"); }) ==
+          strfmt("m.pgm: PNM with maxval %d is not supported (only 255, 8 bits per sample); convert it to PNG", maxval));
+  }
+  // `255#c`: the comment's bytes were read as pixels (the raster shifted).
+  const std::vector<uint8_t> c = pnm("P5 2 2 255#c\n", 4);
+  CHECK(tlt::error_of([&] { decode_image(c.data(), c.size(), "c.pgm"); }) ==
+        "c.pgm: corrupt PNM header (no whitespace after maxval, e.g. a comment right after it); re-save the file");
+  // A comment inside the header (as Pillow and netpbm write them) and maxval 255 read as before.
+  const std::vector<uint8_t> ok = pnm("P5\n# made by hand\n2 2\n255\n", 4);
+  Image img = decode_image(ok.data(), ok.size(), "ok.pgm");
+  CHECK(img.w == 2);
+  CHECK(img.px(1, 1)[0] == 21);
+}

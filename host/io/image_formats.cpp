@@ -1,5 +1,5 @@
 // The photo formats other than JPEG and PNG that PIL reads and the engine accepts: BMP, GIF, TGA and
-// binary PNM (P5/P6). Small decoders of our own, every read bounds-checked, every size checked against
+// binary PNM (P5/P6, maxval 255 only). Small decoders of our own, every read bounds-checked, every size checked against
 // the file and the pixel limit before anything is allocated; they replace stb_image, whose decoders
 // are not meant for untrusted files. Results follow PIL's Image.open(...).convert("RGB") (tested on
 // files PIL wrote, tests/test_image.cpp); GIFs give their first frame.
@@ -77,7 +77,17 @@ Image decode_pnm(const Bytes& b, int64_t max_pixels) {
   const bool rgb = b.p[1] == '6';
   const int64_t w = number(), h = number(), maxval = number();
   if (maxval < 1 || maxval > 65535) fail("%s: corrupt PNM header (maxval %lld)", b.what.c_str(), (long long)maxval);
+  // Pillow (the reference for our pixels) clips 16-bit samples where a scale would be expected and
+  // rounds other maxvals its own way: only 8-bit PNM (maxval 255) is read, the rest refused.
+  if (maxval != 255)
+    fail("%s: PNM with maxval %lld is not supported (only 255, 8 bits per sample); convert it to PNG", b.what.c_str(),
+         (long long)maxval);
   check_size(w, h, max_pixels, b.what, "PNM");
+  // One whitespace character ends the header; anything else there (`255#c`) would shift the raster.
+  if (pos >= b.n || !(b.p[pos] == ' ' || b.p[pos] == '\t' || b.p[pos] == '\n' || b.p[pos] == '\r' ||
+                      b.p[pos] == '\v' || b.p[pos] == '\f'))
+    fail("%s: corrupt PNM header (no whitespace after maxval, e.g. a comment right after it); re-save the file",
+         b.what.c_str());
   pos++;  // the single whitespace character after maxval
   const int ch = rgb ? 3 : 1, bytes = maxval > 255 ? 2 : 1;
   const uint8_t* d = b.at(pos, (size_t)w * h * ch * bytes);
