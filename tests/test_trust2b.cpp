@@ -313,3 +313,25 @@ TEST_CASE("PNM: maxval other than 255 and a comment right after maxval are refus
   CHECK(img.w == 2);
   CHECK(img.px(1, 1)[0] == 21);
 }
+
+TEST_CASE("GIF: a 4000x4000 frame in 14 KB decodes within its output's memory (no index buffer)") {
+  // tests/fixtures/gif_big_flat_4000.gif: Pillow's Image.new('P', (4000, 4000), 0) with colour 0 =
+  // (10, 20, 30), saved by Pillow 13; Pillow's convert('RGB') is that colour everywhere.
+  const std::vector<uint8_t> b = read_file(path_join(tlt::fixture_dir(), "gif_big_flat_4000.gif"));
+  const int64_t out_bytes = (int64_t)4000 * 4000 * 3;
+  if (!reset_peak() || peak_bytes() <= 0) {
+    MESSAGE("no /proc/self/clear_refs: peak memory not measured");
+    return;
+  }
+  reset_peak();
+  const int64_t before = peak_bytes();
+  Image img = decode_image(b.data(), b.size(), "big.gif");
+  const int64_t grown = peak_bytes() - before;
+  REQUIRE(img.w == 4000);
+  bool all = true;
+  for (size_t i = 0; i < img.rgb.size(); i += 3) all &= img.rgb[i] == 10 && img.rgb[i + 1] == 20 && img.rgb[i + 2] == 30;
+  CHECK(all);
+  // The output (46 MB) plus 8 MB of slack; the index buffer took another 15 MB.
+  CHECK(grown < out_bytes + (8 << 20));
+  MESSAGE("peak grew by " << grown / (1 << 20) << " MB for " << out_bytes / (1 << 20) << " MB of pixels");
+}

@@ -259,8 +259,10 @@ Image decode_tga(const Bytes& b, int64_t max_pixels) {
 
 // ---------------------------------------------------------------- GIF (first frame)
 
-// LZW codes of one image's data sub-blocks -> `count` palette indices (fewer: the data is truncated).
-size_t gif_lzw(const std::vector<uint8_t>& in, int min_bits, uint8_t* out, size_t count) {
+// LZW codes of one image's data sub-blocks -> `count` palette indices, each handed to emit(k, index)
+// as decoded (no index buffer); returns how many (fewer: the data is truncated).
+template <typename Emit>
+size_t gif_lzw(const std::vector<uint8_t>& in, int min_bits, Emit&& emit, size_t count) {
   const int clear = 1 << min_bits, eoi = clear + 1;
   uint16_t prefix[4096];
   uint8_t suffix[4096], first[4096], stack[4096];
@@ -289,7 +291,7 @@ size_t gif_lzw(const std::vector<uint8_t>& in, int min_bits, uint8_t* out, size_
       stack[sp++] = suffix[c];
       if (c < clear) break;
     }
-    while (sp > 0 && done < count) out[done++] = stack[--sp];
+    while (sp > 0 && done < count) emit(done, stack[--sp]), done++;
     prev = code;
   }
   return done;
@@ -336,9 +338,8 @@ Image decode_gif(const Bytes& b, int64_t max_pixels) {
       const uint8_t* q = b.at(pos, len);
       data.insert(data.end(), q, q + len);
     }
-    std::vector<uint8_t> idx((size_t)fw * fh);
-    if (gif_lzw(data, min_bits, idx.data(), idx.size()) < idx.size()) fail("%s: truncated GIF image data", b.what.c_str());
-    // The frame on the logical screen (uncovered pixels: the background colour).
+    // The frame on the logical screen (uncovered pixels: the background colour), each index drawn
+    // as it is decoded: the output is the only pixel buffer (an index buffer once added a byte a pixel).
     Image img = blank((int)sw, (int)sh);
     for (size_t i = 0; i < (size_t)sw * sh; i++) memcpy(&img.rgb[i * 3], gct[bg], 3);
     // Interlaced frames store rows in four passes.
@@ -349,12 +350,13 @@ Image decode_gif(const Bytes& b, int64_t max_pixels) {
     } else {
       for (int64_t y = 0; y < fh; y++) rows.push_back(y);
     }
-    for (int64_t r = 0; r < fh; r++) {
-      const int64_t y = y0 + rows[(size_t)r];
-      if (y >= sh) continue;
-      for (int64_t x = 0; x < fw && x0 + x < sw; x++)
-        memcpy(&img.rgb[((size_t)y * sw + (size_t)(x0 + x)) * 3], pal[idx[(size_t)r * fw + x]], 3);
-    }
+    auto draw = [&](size_t k, uint8_t index) {
+      const size_t r = k / (size_t)fw, x = k % (size_t)fw;
+      const int64_t y = y0 + rows[r];
+      if (y < sh && x0 + (int64_t)x < sw) memcpy(&img.rgb[((size_t)y * sw + (size_t)x0 + x) * 3], pal[index], 3);
+    };
+    if (gif_lzw(data, min_bits, draw, (size_t)fw * fh) < (size_t)fw * fh)
+      fail("%s: truncated GIF image data", b.what.c_str());
     return img;
   }
 }
