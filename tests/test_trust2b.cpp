@@ -335,3 +335,30 @@ TEST_CASE("GIF: a 4000x4000 frame in 14 KB decodes within its output's memory (n
   CHECK(grown < out_bytes + (8 << 20));
   MESSAGE("peak grew by " << grown / (1 << 20) << " MB for " << out_bytes / (1 << 20) << " MB of pixels");
 }
+
+// ------------------------------------------------------------------------------------------------
+// Finding 12 (part): GIF frames as Pillow draws them. The files are built byte by byte by
+// tools/gen_gif_fixtures.py (a 4-colour table 0 = black, 1 = red, 2 = green, 3 = blue, background
+// index 2, a frame of index 1), which prints Pillow's Image.open(f).convert('RGB') of each: those
+// pixels (Pillow 13) are written out here, so the test needs no Pillow.
+
+TEST_CASE("GIF: uncovered pixels are index 0 (or the transparent index), a frame past the screen enlarges it, as Pillow") {
+  auto rgb = [](const char* name) { return load_image(path_join(tlt::fixture_dir(), name)); };
+  const std::vector<uint8_t> k = {0, 0, 0}, r = {200, 10, 10}, bl = {10, 10, 200};
+  auto rows = [](std::initializer_list<std::vector<uint8_t>> px) {
+    std::vector<uint8_t> v;
+    for (auto& p : px) v.insert(v.end(), p.begin(), p.end());
+    return v;
+  };
+  // Screen 4x3, frame 2x2 at (1, 1): we filled with the background colour (green); Pillow uses index 0.
+  Image a = rgb("gif_pillow_uncovered.gif");
+  CHECK((a.w == 4 && a.h == 3));
+  CHECK(a.rgb == rows({k, k, k, k, k, r, r, k, k, r, r, k}));
+  // The same with transparent index 3: uncovered pixels are colour 3.
+  Image t = rgb("gif_pillow_uncovered_trns.gif");
+  CHECK(t.rgb == rows({bl, bl, bl, bl, bl, r, r, bl, bl, r, r, bl}));
+  // Screen 2x2, frame 2x3 at (1, 0): Pillow makes the image 3x3 (we clipped the frame to 2x2).
+  Image p = rgb("gif_pillow_frame_past_screen.gif");
+  CHECK((p.w == 3 && p.h == 3));
+  CHECK(p.rgb == rows({k, r, r, k, r, r, k, r, r}));
+}

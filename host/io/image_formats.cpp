@@ -3,6 +3,7 @@
 // the file and the pixel limit before anything is allocated; they replace stb_image, whose decoders
 // are not meant for untrusted files. Results follow PIL's Image.open(...).convert("RGB") (tested on
 // files PIL wrote, tests/test_image.cpp); GIFs give their first frame.
+#include <algorithm>
 #include <cstring>
 
 #include "host/core/common.h"
@@ -298,8 +299,8 @@ size_t gif_lzw(const std::vector<uint8_t>& in, int min_bits, Emit&& emit, size_t
 }
 
 Image decode_gif(const Bytes& b, int64_t max_pixels) {
-  const int64_t sw = b.u16(6), sh = b.u16(8);
-  const uint32_t flags = b.u8(10), bg = b.u8(11);
+  int64_t sw = b.u16(6), sh = b.u16(8);
+  const uint32_t flags = b.u8(10);
   check_size(sw, sh, max_pixels, b.what, "GIF");
   size_t pos = 13;
   uint8_t gct[256][3] = {}, lct[256][3] = {};
@@ -309,10 +310,12 @@ Image decode_gif(const Bytes& b, int64_t max_pixels) {
     memcpy(gct, b.at(pos, (size_t)gct_n * 3), (size_t)gct_n * 3);
     pos += (size_t)gct_n * 3;
   }
+  int trans = -1;  // the graphic control extension's transparent index
   for (;;) {
     const uint32_t block = b.u8(pos++);
     if (block == 0x21) {  // extension: label, then sub-blocks up to a zero size
-      pos++;
+      const uint32_t label = b.u8(pos++);
+      if (label == 0xF9 && b.u8(pos) >= 4) trans = (b.u8(pos + 1) & 1) ? (int)b.u8(pos + 4) : -1;
       for (uint32_t len; (len = b.u8(pos++)) != 0;) pos += len;
       continue;
     }
@@ -328,8 +331,9 @@ Image decode_gif(const Bytes& b, int64_t max_pixels) {
       memcpy(lct, b.at(pos, (size_t)n * 3), (size_t)n * 3);
       pos += (size_t)n * 3;
       pal = lct;
-    } else if (!gct_n) {
-      fail("%s: GIF without a colour table", b.what.c_str());
+    } else if (!gct_n) {  // Pillow: mode L, the indices are the gray levels
+      for (int i = 0; i < 256; i++) lct[i][0] = lct[i][1] = lct[i][2] = (uint8_t)i;
+      pal = lct;
     }
     const int min_bits = (int)b.u8(pos++);
     if (min_bits < 1 || min_bits > 11) fail("%s: corrupt GIF (LZW code size %d)", b.what.c_str(), min_bits);
@@ -338,10 +342,15 @@ Image decode_gif(const Bytes& b, int64_t max_pixels) {
       const uint8_t* q = b.at(pos, len);
       data.insert(data.end(), q, q + len);
     }
-    // The frame on the logical screen (uncovered pixels: the background colour), each index drawn
-    // as it is decoded: the output is the only pixel buffer (an index buffer once added a byte a pixel).
+    // The frame on the logical screen, each index drawn as it is decoded: the output is the only
+    // pixel buffer (an index buffer once added a byte a pixel).
+    // As Pillow: a frame past the screen enlarges it; uncovered pixels are the frame palette's colour
+    // of the transparent index, else of index 0 (not the background colour).
+    sw = std::max(sw, x0 + fw), sh = std::max(sh, y0 + fh);
+    check_size(sw, sh, max_pixels, b.what, "GIF");
     Image img = blank((int)sw, (int)sh);
-    for (size_t i = 0; i < (size_t)sw * sh; i++) memcpy(&img.rgb[i * 3], gct[bg], 3);
+    const uint8_t* fill = pal[trans >= 0 ? trans : 0];
+    for (size_t i = 0; i < (size_t)sw * sh; i++) memcpy(&img.rgb[i * 3], fill, 3);
     // Interlaced frames store rows in four passes.
     std::vector<int64_t> rows;
     if (iflags & 0x40) {
