@@ -1,8 +1,9 @@
 // The photo formats other than JPEG and PNG that PIL reads and the engine accepts: BMP, GIF, TGA and
-// binary PNM (P5/P6). Small decoders of our own, every read bounds-checked, every size checked against
+// binary PNM (P5/P6, maxval 255 only). Small decoders of our own, every read bounds-checked, every size checked against
 // the file and the pixel limit before anything is allocated; they replace stb_image, whose decoders
 // are not meant for untrusted files. Results follow PIL's Image.open(...).convert("RGB") (tested on
 // files PIL wrote, tests/test_image.cpp); GIFs give their first frame.
+#include <algorithm>
 #include <cstring>
 
 #include "host/core/common.h"
@@ -77,7 +78,17 @@ Image decode_pnm(const Bytes& b, int64_t max_pixels) {
   const bool rgb = b.p[1] == '6';
   const int64_t w = number(), h = number(), maxval = number();
   if (maxval < 1 || maxval > 65535) fail("%s: corrupt PNM header (maxval %lld)", b.what.c_str(), (long long)maxval);
+  // Pillow (the reference for our pixels) clips 16-bit samples where a scale would be expected and
+  // rounds other maxvals its own way: only 8-bit PNM (maxval 255) is read, the rest refused.
+  if (maxval != 255)
+    fail("%s: PNM with maxval %lld is not supported (only 255, 8 bits per sample); convert it to PNG", b.what.c_str(),
+         (long long)maxval);
   check_size(w, h, max_pixels, b.what, "PNM");
+  // One whitespace character ends the header; anything else there (`255#c`) would shift the raster.
+  if (pos >= b.n || !(b.p[pos] == ' ' || b.p[pos] == '\t' || b.p[pos] == '\n' || b.p[pos] == '\r' ||
+                      b.p[pos] == '\v' || b.p[pos] == '\f'))
+    fail("%s: corrupt PNM header (no whitespace after maxval, e.g. a comment right after it); re-save the file",
+         b.what.c_str());
   pos++;  // the single whitespace character after maxval
   const int ch = rgb ? 3 : 1, bytes = maxval > 255 ? 2 : 1;
   const uint8_t* d = b.at(pos, (size_t)w * h * ch * bytes);
@@ -207,8 +218,24 @@ Image decode_tga(const Bytes& b, int64_t max_pixels) {
   }
   const int base = type & 7, pb = (bpp + 7) / 8;
   const size_t npx = (size_t)w * h;
-  // Pixel values in file order (RLE packets may cross rows), then placed by orientation.
-  std::vector<uint8_t> raw(npx * pb);
+  // Pixel values in file order (RLE packets may cross rows), each written straight to its place by
+  // orientation: no buffer beyond the output (a raw copy once added 4 bytes a pixel to the peak).
+  // Checked first: the uncompressed data is there; RLE data can hold them (a packet of 1 + pb bytes
+  // gives at most 128 pixels).
+  const uint8_t* plain = type >= 9 ? nullptr : b.at(pos, npx * pb);
+  if (type >= 9 && (pos > b.n || npx / 128 > (b.n - pos) / (1 + (size_t)pb))) b.truncated();
+  Image img = blank((int)w, (int)h);
+  auto put = [&](size_t i, const uint8_t* px) {
+    const size_t fy = i / (size_t)w, x = i % (size_t)w;
+    const size_t y = orient == 0x20 ? fy : (size_t)h - 1 - fy;
+    uint8_t* out = &img.rgb[(y * (size_t)w + x) * 3];
+    if (base == 1)
+      memcpy(out, pal[px[0]], 3);
+    else if (base == 3)
+      out[0] = out[1] = out[2] = px[0];
+    else
+      tga_color(px, bpp, out);
+  };
   if (type >= 9) {
     size_t done = 0;
     while (done < npx) {
@@ -217,37 +244,26 @@ Image decode_tga(const Bytes& b, int64_t max_pixels) {
       if (hdr & 0x80) {
         const uint8_t* v = b.at(pos, pb);
         pos += pb;
-        for (size_t k = 0; k < count; k++) memcpy(&raw[(done + k) * pb], v, pb);
+        for (size_t k = 0; k < count; k++) put(done + k, v);
       } else {
-        memcpy(&raw[done * pb], b.at(pos, count * pb), count * pb);
+        const uint8_t* v = b.at(pos, count * pb);
         pos += count * pb;
+        for (size_t k = 0; k < count; k++) put(done + k, v + k * pb);
       }
       done += count;
     }
   } else {
-    memcpy(raw.data(), b.at(pos, npx * pb), npx * pb);
-  }
-  Image img = blank((int)w, (int)h);
-  for (int64_t y = 0; y < h; y++) {
-    const int64_t src_y = orient == 0x20 ? y : h - 1 - y;
-    for (int64_t x = 0; x < w; x++) {
-      const uint8_t* px = &raw[((size_t)src_y * w + x) * pb];
-      uint8_t* out = &img.rgb[((size_t)y * w + x) * 3];
-      if (base == 1)
-        memcpy(out, pal[px[0]], 3);
-      else if (base == 3)
-        out[0] = out[1] = out[2] = px[0];
-      else
-        tga_color(px, bpp, out);
-    }
+    for (size_t i = 0; i < npx; i++) put(i, plain + i * pb);
   }
   return img;
 }
 
 // ---------------------------------------------------------------- GIF (first frame)
 
-// LZW codes of one image's data sub-blocks -> `count` palette indices (fewer: the data is truncated).
-size_t gif_lzw(const std::vector<uint8_t>& in, int min_bits, uint8_t* out, size_t count) {
+// LZW codes of one image's data sub-blocks -> `count` palette indices, each handed to emit(k, index)
+// as decoded (no index buffer); returns how many (fewer: the data is truncated).
+template <typename Emit>
+size_t gif_lzw(const std::vector<uint8_t>& in, int min_bits, Emit&& emit, size_t count) {
   const int clear = 1 << min_bits, eoi = clear + 1;
   uint16_t prefix[4096];
   uint8_t suffix[4096], first[4096], stack[4096];
@@ -276,15 +292,15 @@ size_t gif_lzw(const std::vector<uint8_t>& in, int min_bits, uint8_t* out, size_
       stack[sp++] = suffix[c];
       if (c < clear) break;
     }
-    while (sp > 0 && done < count) out[done++] = stack[--sp];
+    while (sp > 0 && done < count) emit(done, stack[--sp]), done++;
     prev = code;
   }
   return done;
 }
 
 Image decode_gif(const Bytes& b, int64_t max_pixels) {
-  const int64_t sw = b.u16(6), sh = b.u16(8);
-  const uint32_t flags = b.u8(10), bg = b.u8(11);
+  int64_t sw = b.u16(6), sh = b.u16(8);
+  const uint32_t flags = b.u8(10);
   check_size(sw, sh, max_pixels, b.what, "GIF");
   size_t pos = 13;
   uint8_t gct[256][3] = {}, lct[256][3] = {};
@@ -294,10 +310,12 @@ Image decode_gif(const Bytes& b, int64_t max_pixels) {
     memcpy(gct, b.at(pos, (size_t)gct_n * 3), (size_t)gct_n * 3);
     pos += (size_t)gct_n * 3;
   }
+  int trans = -1;  // the graphic control extension's transparent index
   for (;;) {
     const uint32_t block = b.u8(pos++);
     if (block == 0x21) {  // extension: label, then sub-blocks up to a zero size
-      pos++;
+      const uint32_t label = b.u8(pos++);
+      if (label == 0xF9 && b.u8(pos) >= 4) trans = (b.u8(pos + 1) & 1) ? (int)b.u8(pos + 4) : -1;
       for (uint32_t len; (len = b.u8(pos++)) != 0;) pos += len;
       continue;
     }
@@ -313,8 +331,9 @@ Image decode_gif(const Bytes& b, int64_t max_pixels) {
       memcpy(lct, b.at(pos, (size_t)n * 3), (size_t)n * 3);
       pos += (size_t)n * 3;
       pal = lct;
-    } else if (!gct_n) {
-      fail("%s: GIF without a colour table", b.what.c_str());
+    } else if (!gct_n) {  // Pillow: mode L, the indices are the gray levels
+      for (int i = 0; i < 256; i++) lct[i][0] = lct[i][1] = lct[i][2] = (uint8_t)i;
+      pal = lct;
     }
     const int min_bits = (int)b.u8(pos++);
     if (min_bits < 1 || min_bits > 11) fail("%s: corrupt GIF (LZW code size %d)", b.what.c_str(), min_bits);
@@ -323,11 +342,15 @@ Image decode_gif(const Bytes& b, int64_t max_pixels) {
       const uint8_t* q = b.at(pos, len);
       data.insert(data.end(), q, q + len);
     }
-    std::vector<uint8_t> idx((size_t)fw * fh);
-    if (gif_lzw(data, min_bits, idx.data(), idx.size()) < idx.size()) fail("%s: truncated GIF image data", b.what.c_str());
-    // The frame on the logical screen (uncovered pixels: the background colour).
+    // The frame on the logical screen, each index drawn as it is decoded: the output is the only
+    // pixel buffer (an index buffer once added a byte a pixel).
+    // As Pillow: a frame past the screen enlarges it; uncovered pixels are the frame palette's colour
+    // of the transparent index, else of index 0 (not the background colour).
+    sw = std::max(sw, x0 + fw), sh = std::max(sh, y0 + fh);
+    check_size(sw, sh, max_pixels, b.what, "GIF");
     Image img = blank((int)sw, (int)sh);
-    for (size_t i = 0; i < (size_t)sw * sh; i++) memcpy(&img.rgb[i * 3], gct[bg], 3);
+    const uint8_t* fill = pal[trans >= 0 ? trans : 0];
+    for (size_t i = 0; i < (size_t)sw * sh; i++) memcpy(&img.rgb[i * 3], fill, 3);
     // Interlaced frames store rows in four passes.
     std::vector<int64_t> rows;
     if (iflags & 0x40) {
@@ -336,12 +359,13 @@ Image decode_gif(const Bytes& b, int64_t max_pixels) {
     } else {
       for (int64_t y = 0; y < fh; y++) rows.push_back(y);
     }
-    for (int64_t r = 0; r < fh; r++) {
-      const int64_t y = y0 + rows[(size_t)r];
-      if (y >= sh) continue;
-      for (int64_t x = 0; x < fw && x0 + x < sw; x++)
-        memcpy(&img.rgb[((size_t)y * sw + (size_t)(x0 + x)) * 3], pal[idx[(size_t)r * fw + x]], 3);
-    }
+    auto draw = [&](size_t k, uint8_t index) {
+      const size_t r = k / (size_t)fw, x = k % (size_t)fw;
+      const int64_t y = y0 + rows[r];
+      if (y < sh && x0 + (int64_t)x < sw) memcpy(&img.rgb[((size_t)y * sw + (size_t)x0 + x) * 3], pal[index], 3);
+    };
+    if (gif_lzw(data, min_bits, draw, (size_t)fw * fh) < (size_t)fw * fh)
+      fail("%s: truncated GIF image data", b.what.c_str());
     return img;
   }
 }
