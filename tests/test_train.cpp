@@ -522,6 +522,39 @@ TEST_CASE("--force leaves nothing of the earlier run; a damaged best.bin is refu
   (void)r0;
 }
 
+TEST_CASE("non-finite numbers: cached samples skipped loudly, weights and models refused naming the position") {
+  // Issue 26, finding 1. Before: a NaN in cached training features trained the head to NaN weights with
+  // a finite loss (ReLU hid it) and exit 0; a NaN in validation features was absorbed into the accuracy;
+  // tl_convert and tl_train took NaN/Inf weights.
+  FakeSplit sp[2];
+  learnable(sp, 32, 64, 16, 9);
+  sp[0].feats[5 * 32 + 3] = std::nanf("");
+  sp[0].feats[9 * 32] = INFINITY;
+  sp[1].feats[2 * 32 + 31] = -INFINITY;
+  const std::string cache = fresh("nfcache");
+  write_fake_cache(cache, sp, 2, 2, 8);
+  auto src = open_cached_source(cache, Device::CPU);
+  CHECK(src->size(Split::Train) == 62);
+  CHECK(src->size(Split::Valid) == 15);
+  const std::string out = fresh("nfA");
+  TrainResult r = train_head(*src, quick(out, 2));
+  CHECK(!r.nan_stop);
+  for (const EpochStats& e : r.history) CHECK((std::isfinite(e.loss) && std::isfinite(e.val_loss)));
+  ModelFile m = load_model(path_join(out, "model.bin"));
+  for (const auto& p : m.params) CHECK(first_non_finite(p.data(), (int64_t)p.size()) < 0);
+  // A model holding a NaN (written by something else) is refused, naming the tensor and the index.
+  m.params[2][7] = std::nanf("");
+  const std::string mp = path_join(tlt::temp_dir(), "nan_model.bin");
+  save_model(mp, m);
+  CHECK(tlt::error_of([&] { load_model(mp); }).find(mp + ": tensor 3 holds nan at index 7") == 0);
+  // Weights with an infinity: refused when read, naming the layer.
+  VggWeights w = synthetic_weights("vgg16", 3);
+  w.layers[4].b[2] = INFINITY;
+  const std::string wp = path_join(tlt::temp_dir(), "inf_weights.bin");
+  save_weights(w, wp);
+  CHECK(tlt::error_of([&] { load_weights(wp); }).find(wp + ": block3_conv1's bias holds inf at index 2") == 0);
+}
+
 TEST_CASE("two tl_train runs into one --out: the second refuses, naming the first's pid") {
   // Issue 26, finding 2: without a lock the two left a model.bin of one and a best.bin of the other.
   auto src = resume_source("lcache");

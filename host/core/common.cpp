@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstring>
 
 namespace tl {
@@ -212,6 +213,12 @@ uint32_t crc32_of(const void* data, size_t bytes, uint32_t crc) {
     bytes -= chunk;
   }
   return crc;
+}
+
+int64_t first_non_finite(const float* v, int64_t n) {
+  for (int64_t i = 0; i < n; i++)
+    if (!std::isfinite(v[i])) return i;
+  return -1;
 }
 
 DirLock::DirLock(const std::string& dir, const std::string& prog) {

@@ -57,6 +57,8 @@ class DirLock {
  private:
   int fd_ = -1;
 };
+// The index of the first NaN or infinity in v[0..n), or -1 (every reader of numbers checks with it).
+int64_t first_non_finite(const float* v, int64_t n);
 std::string path_join(const std::string& a, const std::string& b);
 std::string basename_of(const std::string& path);
 std::string dirname_of(const std::string& path);

@@ -219,6 +219,15 @@ void save_weights(const VggWeights& w, const std::string& path) {
   write_file_atomic(path, bytes.data(), bytes.size());
 }
 
+void check_finite_layer(const ConvLayer& l, const std::string& what) {
+  const int64_t iw = first_non_finite(l.w.data(), (int64_t)l.w.size()), ib = first_non_finite(l.b.data(), (int64_t)l.b.size());
+  if (iw >= 0 || ib >= 0)
+    fail("%s: %s's %s holds %g at index %lld (weights must be finite numbers); the file is damaged or was written "
+         "from a diverged model: convert the original weights again",
+         what.c_str(), l.spec.name.c_str(), iw >= 0 ? "kernel" : "bias", iw >= 0 ? l.w[(size_t)iw] : l.b[(size_t)ib],
+         (long long)(iw >= 0 ? iw : ib));
+}
+
 VggWeights parse_weights(const std::vector<uint8_t>& bytes, const std::string& what) {
   const char* f = what.c_str();
   const char* reconvert = "re-create it with ./tl_convert";
@@ -287,6 +296,7 @@ VggWeights parse_weights(const std::vector<uint8_t>& bytes, const std::string& w
     l.b.resize(cout);
     memcpy(l.w.data(), bytes.data() + wo, wbytes);
     memcpy(l.b.data(), bytes.data() + bo, bbytes);
+    check_finite_layer(l, f);
     w.layers.push_back(std::move(l));
   }
   return w;

@@ -94,6 +94,8 @@ VggWeights parse_weights(const std::vector<uint8_t>& bytes, const std::string& w
 
 // Deterministic synthetic weights (He-uniform, scaled so activations keep a realistic range
 // through every layer). Never ImageNet weights: anything printed from them must say so.
+// Fails naming what, the layer and the position when a layer holds a NaN or an infinity.
+void check_finite_layer(const ConvLayer& l, const std::string& what);
 VggWeights synthetic_weights(const std::string& arch, uint64_t seed, Preprocess pre = Preprocess::CaffeBGR);
 VggWeights synthetic_weights(const std::vector<ConvLayerSpec>& layers, const std::string& arch, uint64_t seed,
                              Preprocess pre);

@@ -372,6 +372,11 @@ ModelFile load_model(const std::string& path) {
       std::vector<float> a((size_t)sizes[i]);
       r.raw(a.data(), a.size() * 4);
       r.pos = align64(r.pos);
+      const int64_t bad = first_non_finite(a.data(), (int64_t)a.size());
+      if (bad >= 0)
+        fail("%s: %s %zu holds %g at index %lld (a model must hold finite numbers); the file is damaged or the run "
+             "diverged: use another checkpoint or retrain",
+             f, k ? "optimiser state of tensor" : "tensor", i + 1, a[(size_t)bad], (long long)bad);
       (k ? m.opt_state : m.params).push_back(std::move(a));
     }
   return m;

@@ -67,6 +67,43 @@ class RowSource : public FeatureSource {
   }
 
  protected:
+  // Samples whose features hold a NaN or an infinity are skipped, loudly (ReLU would hide them and
+  // train the weights to NaN with a finite loss): the positions kept in split s, and the count
+  // skipped is said once per split, naming the first (name_of(i)).
+  std::vector<size_t> finite_rows(int s, const std::string& what, const std::function<std::string(size_t)>& name_of) {
+    const int64_t d = (int64_t)fh_ * fw_ * fc_;
+    std::vector<char> ok(rows_[s].size(), 1);
+    parallel_for((int64_t)rows_[s].size(), [&](int64_t i) {
+      const uint8_t* r = rows_[s][(size_t)i];
+      for (int64_t k = 0; k < d; k++) {
+        const bool bad = f16_ ? (((const uint16_t*)r)[k] & 0x7c00) == 0x7c00 : !std::isfinite(((const float*)r)[k]);
+        if (bad) {
+          ok[(size_t)i] = 0;
+          break;
+        }
+      }
+    });
+    std::vector<size_t> keep;
+    int64_t skipped = 0, first = -1;
+    for (size_t i = 0; i < ok.size(); i++) {
+      if (ok[i])
+        keep.push_back(i);
+      else if (skipped++ == 0)
+        first = (int64_t)i;
+    }
+    if (skipped)
+      alert("%s: %lld %s sample%s with non-finite features (NaN or infinity) skipped, the first %s", what.c_str(),
+            (long long)skipped, s ? "validation" : "training", skipped == 1 ? "" : "s", name_of((size_t)first).c_str());
+    return keep;
+  }
+  template <class T>
+  static void keep_only(std::vector<T>& v, const std::vector<size_t>& keep) {
+    std::vector<T> out;
+    out.reserve(keep.size());
+    for (size_t i : keep) out.push_back(v[i]);
+    v.swap(out);
+  }
+
   Device device_ = Device::CPU;
   int fh_ = 0, fw_ = 0, fc_ = 0;
   bool f16_ = false;
@@ -120,6 +157,14 @@ class CachedSource : public RowSource {
           labels_[s].push_back((float)sh.labels()[i]);
           ids_[s].push_back(sh.ids()[i]);
         }
+    for (int s = 0; s < 2; s++) {
+      const std::vector<size_t> keep = finite_rows(s, dir, [&](size_t i) {
+        return cache_.manifest.entries[ids_[s][i]].rel + " (id " + std::to_string(ids_[s][i]) + ")";
+      });
+      keep_only(rows_[s], keep);
+      keep_only(labels_[s], keep);
+      keep_only(ids_[s], keep);
+    }
     const CacheSettings& st = cache_.manifest.settings;
     InputRecipe::read(st.kv, path_join(dir, "manifest.tsv")).write(&prov_, InputRecipe::Where::Model);
     prov_["source"] = "cache";
@@ -191,6 +236,9 @@ class NpySource : public RowSource {
       labels_[s] = l;
       const size_t row_bytes = (size_t)fh * fw * fc * (f16_ ? 2 : 4);
       for (int64_t i = 0; i < h.shape[0]; i++) rows_[s].push_back(feats_[s]->data() + (size_t)i * row_bytes);
+      const std::vector<size_t> keep = finite_rows(s, fp, [](size_t i) { return "row " + std::to_string(i); });
+      keep_only(rows_[s], keep);
+      keep_only(labels_[s], keep);
     }
     prov_["source"] = "npy";
     prov_["npy_dir"] = dir;

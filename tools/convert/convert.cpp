@@ -354,6 +354,7 @@ VggWeights convert_weights(const std::string& in, const Preprocess* override_pre
            in.c_str(), (unsigned long long)w.fingerprint);
   }
   if (override_pre) w.preprocess = *override_pre;
+  for (const ConvLayer& l : w.layers) check_finite_layer(l, in);  // NaN or Inf in any format's tensors
   return w;
 }
 
