@@ -332,6 +332,14 @@ PYEOF
   check "log loss from the CSV equals the report's ($ll)" grep -q "^log loss            $ll" "$TMP/pred_report.txt"
   check "--csv written" grep -q '^path,p_dog,label,error$' "$TMP/pred.csv"
   check "tl_predict --tta" ./tl_predict --model "$M/best.bin" --tta --quiet "$P/1.jpg"
+  # Temporary files (issue 26, finding 10): a failed rename or a write past ulimit -f leaves no .tmp.
+  mkdir -p "$TMP/onto_dir.onnx"
+  expect_error "--export-onnx onto a directory: a one-line error" "it is a directory: give a file name" \
+    ./tl_predict --model "$M/best.bin" --export-onnx "$TMP/onto_dir.onnx"
+  check "... and no .tmp left behind" test ! -e "$TMP/onto_dir.onnx.tmp"
+  expect_error "a write past ulimit -f: an error, not SIGXFSZ" "write failed (File too large)" \
+    bash -c "ulimit -f 200; ./tl_predict --model '$M/best.bin' --export-onnx '$TMP/limited.onnx'"
+  check "... and no .tmp left behind" bash -c "! ls '$TMP'/limited.onnx* 2>/dev/null"
   # CSV quoting (RFC 4180): names with a quote, a comma and a newline read back the same in Python's csv.
   Q=$TMP/quoted
   mkdir -p "$Q"

@@ -188,6 +188,9 @@ std::string Cli::suggest(const std::string& name) const {
 
 int guarded_main(const char* prog, const std::function<int()>& body) {
   set_program_name(prog);
+  // A write past `ulimit -f` then fails with EFBIG, which the writers handle (their temporary file
+  // removed, a one-line error), instead of SIGXFSZ killing the process with a partial .tmp left.
+  signal(SIGXFSZ, SIG_IGN);
   try {
     return body();
   } catch (const Error& e) {

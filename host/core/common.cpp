@@ -125,9 +125,11 @@ void write_file_atomic(const std::string& path, const void* data, size_t bytes) 
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) fail("%s: cannot open for writing (%s)", tmp.c_str(), strerror(errno));
   write_all_or_fail(fd, data, bytes, tmp);
+  // Every failure below removes the temporary file: nothing half-written is left behind.
   if (fsync(fd) != 0 && errno != EINVAL) {
     int e = errno;
     close(fd);
+    unlink(tmp.c_str());
     fail("%s: fsync failed (%s)", tmp.c_str(), strerror(e));
   }
   if (close(fd) != 0) {
@@ -135,8 +137,12 @@ void write_file_atomic(const std::string& path, const void* data, size_t bytes) 
     unlink(tmp.c_str());
     fail("%s: cannot write (%s)", tmp.c_str(), strerror(e));
   }
-  if (rename(tmp.c_str(), path.c_str()) != 0)
-    fail("%s: cannot rename %s into place (%s)", path.c_str(), tmp.c_str(), strerror(errno));
+  if (rename(tmp.c_str(), path.c_str()) != 0) {
+    int e = errno;
+    unlink(tmp.c_str());
+    fail("%s: cannot rename %s into place (%s)%s", path.c_str(), tmp.c_str(), strerror(e),
+         e == EISDIR || e == ENOTEMPTY || e == EEXIST ? "; it is a directory: give a file name" : "");
+  }
 }
 
 std::string path_join(const std::string& a, const std::string& b) {

@@ -97,11 +97,21 @@ void write_shard(const std::string& path, const ShardData& d) {
   put(&c, 4);
   TL_ASSERT(written == L.total);
   if (fsync(fd) != 0 && errno != EINVAL) {
+    const int e = errno;
     close(fd);
-    fail("%s: fsync failed (%s)", tmp.c_str(), strerror(errno));
+    unlink(tmp.c_str());
+    fail("%s: fsync failed (%s)", tmp.c_str(), strerror(e));
   }
-  close(fd);
-  if (rename(tmp.c_str(), path.c_str()) != 0) fail("%s: cannot rename into place (%s)", path.c_str(), strerror(errno));
+  if (close(fd) != 0) {
+    const int e = errno;
+    unlink(tmp.c_str());
+    fail("%s: cannot write (%s)", tmp.c_str(), strerror(e));
+  }
+  if (rename(tmp.c_str(), path.c_str()) != 0) {
+    const int e = errno;
+    unlink(tmp.c_str());
+    fail("%s: cannot rename into place (%s)", path.c_str(), strerror(e));
+  }
 }
 
 MappedShard::MappedShard(const std::string& path, bool verify) : path_(path) {

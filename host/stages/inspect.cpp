@@ -1,5 +1,7 @@
 #include "host/stages/inspect.h"
 
+#include <unistd.h>
+
 #include "host/core/defaults.h"
 
 #include <cmath>
@@ -189,14 +191,21 @@ void export_shards(const std::vector<const MappedShard*>& shards, const std::str
       s->feature_f32(i, buf.data());
       if (fwrite(buf.data(), 4, buf.size(), out) != buf.size()) {
         fclose(out);
+        unlink(tmp.c_str());
         fail("%s: write failed (disk full?)", tmp.c_str());
       }
       labels.push_back(s->labels()[i]);
       ids.push_back((int32_t)s->ids()[i]);
     }
   }
-  if (fclose(out) != 0) fail("%s: write failed", tmp.c_str());
-  if (rename(tmp.c_str(), fpath.c_str()) != 0) fail("%s: cannot rename into place", fpath.c_str());
+  if (fclose(out) != 0) {
+    unlink(tmp.c_str());
+    fail("%s: write failed", tmp.c_str());
+  }
+  if (rename(tmp.c_str(), fpath.c_str()) != 0) {
+    unlink(tmp.c_str());
+    fail("%s: cannot rename into place", fpath.c_str());
+  }
   write_npy_u8(prefix + "_labels.npy", labels.data(), {n});
   write_npy_i32(prefix + "_ids.npy", ids.data(), {n});
   printf("wrote %s (%lld x %u x %u x %u float32), %s_labels.npy, %s_ids.npy\n", fpath.c_str(), (long long)n, f0.feat_h,
