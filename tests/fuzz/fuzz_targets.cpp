@@ -131,7 +131,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     put_u64(b, 56, b.size());
     fix_crc(b);
     tl::ModelFile m = tl::load_model(as_file(b.data(), b.size()));
-    if (m.params.size() != 6) __builtin_trap();
+    // The head's six tensors, then w and b of each fine-tuned conv layer (format 2).
+    if (m.params.size() != 6 + 2 * m.convs.size()) __builtin_trap();
+    if (!m.opt_state.empty() && m.opt_state.size() != m.params.size()) __builtin_trap();
 #elif defined(FUZZ_IMAGE)
     tl::Image img = tl::decode_image(b.data(), b.size(), "fuzz", 1 << 22);
     if (img.w <= 0 || img.h <= 0 || img.rgb.size() != (size_t)img.w * img.h * 3) __builtin_trap();
