@@ -23,7 +23,7 @@ alignas(64) float g_zeros[kZeros];
 
 #if defined(TL_HAVE_X86_KERNELS)
 const Kernels k_avx512 = {"avx512", 14, 32, tile_avx512, fma_loop_avx512, 2 * 24 * 16, rmsprop_avx512};
-const Kernels k_avx2 = {"avx2", 6, 16, tile_avx2, fma_loop_avx2, 2 * 24 * 8, rmsprop_avx2};
+const Kernels k_avx2 = {"avx2", 6, 16, tile_avx2, fma_loop_avx2, 2 * 12 * 8, rmsprop_avx2};
 #endif
 const Kernels k_generic = {"generic", 4, 8, tile_generic, fma_loop_generic, 2 * 24 * 8, rmsprop_generic};
 
