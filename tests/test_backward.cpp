@@ -174,6 +174,54 @@ TEST_CASE("conv3x3_backward gives the same bits for 1, 2 and 3 threads, and dx i
   CHECK(dx == ref.dx);
 }
 
+TEST_CASE("conv3x3_weight_grad_winograd: PyTorch's dw on every fixture case, the direct GEMMs' dw across tile blocks") {
+  // Called directly, whatever conv3x3_backward would dispatch to (it takes this path only where the
+  // forward conv is Winograd and both channel counts are at least 16): small channel counts and odd
+  // sizes (partial tiles at the right and bottom edges) included.
+  Fixture fx("ops_conv_backward.npz");
+  const int count = (int)fx.scalar("count");
+  for (int i = 0; i < count; i++) {
+    const std::string p = "c" + std::to_string(i) + "_";
+    auto s = fx.shape(p + "x");
+    const int n = (int)s[0], h = (int)s[1], w = (int)s[2], cin = (int)s[3], cout = (int)fx.shape(p + "w")[3];
+    CAPTURE(i);
+    Tensor tx = tlt::tensor(fx.f(p + "x"), {n, h, w, cin}), tw = tlt::tensor(fx.f(p + "w"), {3, 3, cin, cout}),
+           tb = tlt::tensor(fx.f(p + "b"), {cout}), tg = tlt::tensor(fx.f(p + "g"), {n, h, w, cout});
+    Tensor ty({n, h, w, cout}), dpre({n, h, w, cout});
+    ops::conv3x3(tx, tw, tb, ty, fx.scalar(p + "relu") != 0);
+    if (fx.scalar(p + "relu") != 0)
+      ops::relu_backward(ty, tg, dpre);
+    else
+      dpre = tg.to(Device::CPU);
+    std::vector<float> dw((size_t)9 * cin * cout, -7.0f);  // overwritten, not accumulated into
+    cpu::conv3x3_weight_grad_winograd(tx.f32(), dpre.f32(), dw.data(), n, h, w, cin, cout);
+    CHECK(tlt::rel_err(dw, fx.f(p + "dw")) < 2e-6);
+  }
+  // 512 channels at 14x14, batch 4: 196 tiles, more than one block of 128, so blocks accumulate; odd
+  // channel counts at 13x11 and batch 3. The reference: the direct path's 9 per-tap GEMMs (fp32, summed
+  // in another order: the file's dw tolerance); and the same bits for 1, 2 and 3 threads.
+  struct Case { int n, h, wd, cin, cout; };
+  for (Case c : {Case{4, 14, 14, 512, 512}, Case{3, 13, 11, 37, 45}}) {
+    CAPTURE(c.cin);
+    const size_t px = (size_t)c.n * c.h * c.wd;
+    auto xv = tlt::random_vec(px * c.cin, 91), gv = tlt::random_vec(px * c.cout, 92);
+    std::vector<float> direct((size_t)9 * c.cin * c.cout), wg(direct.size()), wf(c.cin * c.cout * 9, 0.0f);
+    cpu::set_conv_algo(cpu::ConvAlgo::Direct);
+    cpu::conv3x3_backward(xv.data(), wf.data(), gv.data(), nullptr, direct.data(), nullptr, c.n, c.h, c.wd,
+                          c.cin, c.cout, false);
+    cpu::set_conv_algo(cpu::ConvAlgo::Auto);
+    std::vector<float> ref;
+    for (int t : {1, 2, 3}) {
+      set_num_threads(t);
+      cpu::conv3x3_weight_grad_winograd(xv.data(), gv.data(), wg.data(), c.n, c.h, c.wd, c.cin, c.cout);
+      if (t == 1) ref = wg;
+      CHECK(wg == ref);
+    }
+    set_num_threads(0);
+    CHECK(tlt::rel_err(wg, direct) < 2e-6);  // two fp32 sums in different orders (measured: 1.2e-6)
+  }
+}
+
 TEST_CASE("conv3x3_backward at bf16: dx on the bf16 conv (AMX tiles, emulated), dw and db in fp32") {
   Fixture fx("ops_conv_backward.npz");
   for (bool amx : {false, true}) {

@@ -8,7 +8,10 @@
 //   dw[t,ci,co]   = sum_p x_t[p,ci] dy[p,co], p over the batch's pixels, x_t the input shifted by tap
 //                   t (zero outside the image): one GEMM per tap on a gathered, transposed copy of x_t
 //                   (both operands then run along the reduction), the pixels taken in blocks so the
-//                   copy stays small.
+//                   copy stays small. Where the forward conv would use Winograd (and both channel
+//                   counts are at least 16), dw is computed in the F(2x2) domain instead:
+//                   conv3x3_weight_grad_winograd, 16 GEMMs of 2.25x fewer multiplies in all (block5 at
+//                   batch 32 on 2 AVX2 threads: 530 -> ~180 ms per layer).
 //   db[co]        = sum_p dy[p,co], in pixel order.
 // Each output element is one task's fixed-order sum, so results do not depend on the thread count.
 #include <algorithm>
@@ -79,6 +82,8 @@ void conv3x3_backward(const float* x, const float* w, const float* dy, float* dx
   }
   if (db) bias_grad(dy, P, cout, db);
   if (!dw) return;
+  if (conv_algo_for(cin, cout, h, wd) != ConvAlgo::Direct && std::min(cin, cout) >= 16)
+    return conv3x3_weight_grad_winograd(x, dy, dw, n, h, wd, cin, cout);
   const int64_t block = std::min<int64_t>(P, kPixelBlock);
   // Rows of the transposed copies padded off a multiple of 4 KB: the micro-kernel reads 6-14 of them at
   // once, and rows 16 KB apart alias in the L1 cache (measured: 1.8x slower).
