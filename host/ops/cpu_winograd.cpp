@@ -25,8 +25,23 @@ namespace {
 // U[xi][cb][ci][NR] = (G g G^T)[xi] for every (ci, co), zero padded to NR columns.
 //   G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]
 // Sixteen output channels at a time through small arrays (the compiler vectorises the lanes; one
-// channel at a time it did not: 3% of a fine-tune step).
+// channel at a time it did not: 3% of a fine-tune step). g[ky][kx][l] = w at (ky, kx, ci, co0 + l),
+// zero past cout; then row r of a transformed filter (u[c][l], c < S) into U's panel layout.
 constexpr int kFtLanes = 16;
+inline void load_filter_lanes(const float* w, int cin, int cout, int ci, int co0, float g[3][3][kFtLanes]) {
+  for (int tap = 0; tap < 9; tap++)
+    for (int l = 0; l < kFtLanes; l++)
+      g[tap / 3][tap % 3][l] = co0 + l < cout ? w[((size_t)tap * cin + ci) * cout + co0 + l] : 0.0f;
+}
+template <int S>
+inline void store_filter_lanes(const float u[S][kFtLanes], int r, int ncb, int cin, int ci, int NR, int co0,
+                               float* U) {
+  for (int c = 0; c < S; c++)
+    for (int l = 0; l < kFtLanes && co0 + l < ncb * NR; l++) {
+      const int co = co0 + l;
+      U[(((size_t)(r * S + c) * ncb + co / NR) * cin + ci) * NR + co % NR] = u[c][l];
+    }
+}
 __attribute__((target_clones("avx512f", "avx2", "default"))) void filter_transform_ci(const float* w, int cin,
                                                                                          int cout, int NR, int ci,
                                                                                          float* U) {
@@ -34,9 +49,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void filter_transfo
   const int ncb = (cout + NR - 1) / NR;
   for (int co0 = 0; co0 < ncb * NR; co0 += L) {
     float g[3][3][L];
-    for (int tap = 0; tap < 9; tap++)
-      for (int l = 0; l < L; l++)
-        g[tap / 3][tap % 3][l] = co0 + l < cout ? w[((size_t)tap * cin + ci) * cout + co0 + l] : 0.0f;
+    load_filter_lanes(w, cin, cout, ci, co0, g);
     float t[4][3][L];  // G g
     for (int c = 0; c < 3; c++)
       for (int l = 0; l < L; l++) {
@@ -53,11 +66,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void filter_transfo
         u[2][l] = 0.5f * (t[r][0][l] - t[r][1][l] + t[r][2][l]);
         u[3][l] = t[r][2][l];
       }
-      for (int c = 0; c < 4; c++)
-        for (int l = 0; l < L && co0 + l < ncb * NR; l++) {
-          const int co = co0 + l;
-          U[(((size_t)(r * 4 + c) * ncb + co / NR) * cin + ci) * NR + co % NR] = u[c][l];
-        }
+      store_filter_lanes<4>(u, r, ncb, cin, ci, NR, co0, U);
     }
   }
 }
@@ -207,6 +216,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void output_transfo
 // The 1-D transforms, on L lanes at once (L output or input channels): fixed-size loops the
 // compiler turns into one vector instruction per line.
 constexpr int L4 = 16;
+static_assert(L4 == kFtLanes, "the F(4x4) filter transform shares the lane helpers");
 // t = G g for 3 rows of L lanes (the filter transform).
 inline void g_rows(const float* g0, const float* g1, const float* g2, float t[6][L4]) {
   for (int l = 0; l < L4; l++) {
@@ -252,19 +262,13 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void filter_transfo
   const int ncb = (cout + NR - 1) / NR;
   for (int co0 = 0; co0 < ncb * NR; co0 += L4) {
     float g[3][3][L4];
-    for (int tap = 0; tap < 9; tap++)
-      for (int l = 0; l < L4; l++)
-        g[tap / 3][tap % 3][l] = co0 + l < cout ? w[((size_t)tap * cin + ci) * cout + co0 + l] : 0.0f;
+    load_filter_lanes(w, cin, cout, ci, co0, g);
     float t[3][6][L4];  // t[c] = G applied to column c of g
     for (int c = 0; c < 3; c++) g_rows(g[0][c], g[1][c], g[2][c], t[c]);
     for (int r = 0; r < 6; r++) {
       float u[6][L4];
       g_rows(t[0][r], t[1][r], t[2][r], u);
-      for (int c = 0; c < 6; c++)
-        for (int l = 0; l < L4 && co0 + l < ncb * NR; l++) {
-          const int co = co0 + l;
-          U[(((size_t)(r * 6 + c) * ncb + co / NR) * cin + ci) * NR + co % NR] = u[c][l];
-        }
+      store_filter_lanes<6>(u, r, ncb, cin, ci, NR, co0, U);
     }
   }
 }
