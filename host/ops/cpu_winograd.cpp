@@ -22,6 +22,15 @@ namespace cpu {
 
 namespace {
 
+// Tile number -> (image, tile row, tile column), tiles numbered row by row, image by image.
+struct TilePos {
+  int64_t n;
+  int ty, tx;
+};
+inline TilePos tile_pos(int64_t tile, int tiles_h, int tiles_w) {
+  return {tile / ((int64_t)tiles_w * tiles_h), (int)((tile / tiles_w) % tiles_h), (int)(tile % tiles_w)};
+}
+
 // U[xi][cb][ci][NR] = (G g G^T)[xi] for every (ci, co), zero padded to NR columns.
 //   G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]
 // Sixteen output channels at a time through small arrays (the compiler vectorises the lanes; one
@@ -74,6 +83,27 @@ void filter_transform(const float* w, int cin, int cout, int NR, float* U) {
   parallel_for(cin, [&](int64_t ci) { filter_transform_ci(w, cin, cout, NR, (int)ci, U); });
 }
 
+// o[4 i + j] = (B^T d B)[i][j] for 16 lanes (input channels):
+//   B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
+inline void bt_d_b_lanes(const float d[4][4][16], float o[16][16]) {
+  constexpr int L = 16;
+  float r[4][4][L];
+  for (int j = 0; j < 4; j++)
+    for (int l = 0; l < L; l++) {  // B^T d
+      r[0][j][l] = d[0][j][l] - d[2][j][l];
+      r[1][j][l] = d[1][j][l] + d[2][j][l];
+      r[2][j][l] = d[2][j][l] - d[1][j][l];
+      r[3][j][l] = d[1][j][l] - d[3][j][l];
+    }
+  for (int i = 0; i < 4; i++)
+    for (int l = 0; l < L; l++) {  // (B^T d) B
+      o[i * 4 + 0][l] = r[i][0][l] - r[i][2][l];
+      o[i * 4 + 1][l] = r[i][1][l] + r[i][2][l];
+      o[i * 4 + 2][l] = r[i][2][l] - r[i][1][l];
+      o[i * 4 + 3][l] = r[i][1][l] - r[i][3][l];
+    }
+}
+
 // V[xi][t][ci] = (B^T d B)[xi] for the chunk's tiles; d is the 4x4 input patch, zero outside.
 //   B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
 // Tiles [t0, t0 + count) go to rows [row0, row0 + count) of V, whose planes hold vs tiles.
@@ -81,10 +111,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void input_transfor
     const float* x, int h, int wd, int cin, int64_t t0, int count, int tiles_h, int tiles_w, float* V, int64_t vs,
     int64_t row0, const float* zeros) {
   for (int t = 0; t < count; t++) {
-    const int64_t tile = t0 + t;
-    const int tx = (int)(tile % tiles_w);
-    const int ty = (int)((tile / tiles_w) % tiles_h);
-    const int64_t n = tile / ((int64_t)tiles_w * tiles_h);
+    const auto [n, ty, tx] = tile_pos(t0 + t, tiles_h, tiles_w);
     const float* p[4][4];
     for (int i = 0; i < 4; i++)
       for (int j = 0; j < 4; j++) {
@@ -97,26 +124,11 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void input_transfor
     constexpr int L = 16;
     int c0 = 0;
     for (; c0 + L <= cin; c0 += L) {
-      float d[4][4][L], r[4][4][L];
+      float d[4][4][L], o[16][L];
       for (int i = 0; i < 4; i++)
         for (int j = 0; j < 4; j++) memcpy(d[i][j], p[i][j] + c0, sizeof(float) * L);
-      for (int j = 0; j < 4; j++)
-        for (int l = 0; l < L; l++) {  // B^T d
-          r[0][j][l] = d[0][j][l] - d[2][j][l];
-          r[1][j][l] = d[1][j][l] + d[2][j][l];
-          r[2][j][l] = d[2][j][l] - d[1][j][l];
-          r[3][j][l] = d[1][j][l] - d[3][j][l];
-        }
-      for (int i = 0; i < 4; i++) {
-        float o[4][L];
-        for (int l = 0; l < L; l++) {  // (B^T d) B
-          o[0][l] = r[i][0][l] - r[i][2][l];
-          o[1][l] = r[i][1][l] + r[i][2][l];
-          o[2][l] = r[i][2][l] - r[i][1][l];
-          o[3][l] = r[i][1][l] - r[i][3][l];
-        }
-        for (int j = 0; j < 4; j++) memcpy(v[i * 4 + j] + c0, o[j], sizeof(float) * L);
-      }
+      bt_d_b_lanes(d, o);
+      for (int k = 0; k < 16; k++) memcpy(v[k] + c0, o[k], sizeof(float) * L);
     }
     for (int c = c0; c < cin; c++) {
       float d[4][4], r[4][4];
@@ -144,10 +156,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void output_transfo
     const float* M, int64_t ms, int64_t row0, const float* b, float* y, int h, int wd, int cout, int64_t t0, int count,
     int tiles_h, int tiles_w, bool relu) {
   for (int t = 0; t < count; t++) {
-    const int64_t tile = t0 + t;
-    const int tx = (int)(tile % tiles_w);
-    const int ty = (int)((tile / tiles_w) % tiles_h);
-    const int64_t n = tile / ((int64_t)tiles_w * tiles_h);
+    const auto [n, ty, tx] = tile_pos(t0 + t, tiles_h, tiles_w);
     const float* m[16];
     for (int k = 0; k < 16; k++) m[k] = M + ((size_t)k * ms + row0 + t) * cout;
     float* out[2][2];
@@ -282,10 +291,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void input_transfor
     int64_t row0, const float* zeros) {
   alignas(64) float tail[6][6][L4];
   for (int t = 0; t < count; t++) {
-    const int64_t tile = t0 + t;
-    const int tx = (int)(tile % tiles_w);
-    const int ty = (int)((tile / tiles_w) % tiles_h);
-    const int64_t n = tile / ((int64_t)tiles_w * tiles_h);
+    const auto [n, ty, tx] = tile_pos(t0 + t, tiles_h, tiles_w);
     const float* p[6][6];
     for (int i = 0; i < 6; i++)
       for (int j = 0; j < 6; j++) {
@@ -328,10 +334,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void output_transfo
     int tiles_h, int tiles_w, bool relu) {
   alignas(64) float tail[36][L4];
   for (int t = 0; t < count; t++) {
-    const int64_t tile = t0 + t;
-    const int tx = (int)(tile % tiles_w);
-    const int ty = (int)((tile / tiles_w) % tiles_h);
-    const int64_t n = tile / ((int64_t)tiles_w * tiles_h);
+    const auto [n, ty, tx] = tile_pos(t0 + t, tiles_h, tiles_w);
     const float* m[36];
     for (int k = 0; k < 36; k++) m[k] = M + ((size_t)k * ms + row0 + t) * cout;
     for (int c0 = 0; c0 < cout; c0 += L4) {
@@ -560,10 +563,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void grad_transform
     const float* dy, int h, int wd, int cout, int64_t t0, int count, int tiles_h, int tiles_w, float* D, int64_t ldd,
     int64_t ds, int64_t row0, const float* zeros) {
   for (int t = 0; t < count; t++) {
-    const int64_t tile = t0 + t;
-    const int tx = (int)(tile % tiles_w);
-    const int ty = (int)((tile / tiles_w) % tiles_h);
-    const int64_t n = tile / ((int64_t)tiles_w * tiles_h);
+    const auto [n, ty, tx] = tile_pos(t0 + t, tiles_h, tiles_w);
     const float* p[2][2];
     for (int i = 0; i < 2; i++)
       for (int j = 0; j < 2; j++) {
@@ -610,10 +610,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void input_transfor
   constexpr int L = 16;
   const float* p[kWgPiece][4][4];
   for (int t = 0; t < count; t++) {
-    const int64_t tile = t0 + t;
-    const int tx = (int)(tile % tiles_w);
-    const int ty = (int)((tile / tiles_w) % tiles_h);
-    const int64_t n = tile / ((int64_t)tiles_w * tiles_h);
+    const auto [n, ty, tx] = tile_pos(t0 + t, tiles_h, tiles_w);
     for (int i = 0; i < 4; i++)
       for (int j = 0; j < 4; j++) {
         const int yy = 2 * ty - 1 + i, xx = 2 * tx - 1 + j;
@@ -624,7 +621,7 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void input_transfor
   for (int c0 = 0; c0 < cin; c0 += L) {
     const int lanes = std::min(L, cin - c0);
     for (int t = 0; t < count; t++) {
-      float d[4][4][L], r[4][4][L];
+      float d[4][4][L], o[16][L];
       for (int i = 0; i < 4; i++)
         for (int j = 0; j < 4; j++) {
           if (lanes == L)
@@ -632,20 +629,9 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void input_transfor
           else
             for (int l = 0; l < L; l++) d[i][j][l] = l < lanes ? p[t][i][j][c0 + l] : 0.0f;
         }
-      for (int j = 0; j < 4; j++)
-        for (int l = 0; l < L; l++) {  // B^T d
-          r[0][j][l] = d[0][j][l] - d[2][j][l];
-          r[1][j][l] = d[1][j][l] + d[2][j][l];
-          r[2][j][l] = d[2][j][l] - d[1][j][l];
-          r[3][j][l] = d[1][j][l] - d[3][j][l];
-        }
-      for (int i = 0; i < 4; i++)
-        for (int l = 0; l < L; l++) {  // (B^T d) B
-          buf[i * 4 + 0][l][t] = r[i][0][l] - r[i][2][l];
-          buf[i * 4 + 1][l][t] = r[i][1][l] + r[i][2][l];
-          buf[i * 4 + 2][l][t] = r[i][2][l] - r[i][1][l];
-          buf[i * 4 + 3][l][t] = r[i][1][l] - r[i][3][l];
-        }
+      bt_d_b_lanes(d, o);
+      for (int k = 0; k < 16; k++)
+        for (int l = 0; l < L; l++) buf[k][l][t] = o[k][l];
     }
     for (int k = 0; k < 16; k++)
       for (int l = 0; l < lanes; l++)
