@@ -43,6 +43,8 @@ expect_error "tl_cache --precision bf16 on a CPU without AMX or AVX512_BF16" "--
 expect_error "tl_cache --precision tf32 on the CPU" "--precision tf32 runs on the GPU's tensor cores only; the CPU computes in fp32 or bf16" \
   ./tl_cache --precision tf32 --device cpu --weights tests/fixtures/weights_keras1.h5 --data . --out "$TMP/bfc"
 expect_error "tl_train --precision with a cache" "--precision needs --images" ./tl_train --cache "$TMP" --precision tf32
+expect_error "tl_cache --decode-memory -5" "--decode-memory must be between 0 (no limit) and 1073741824 MB, got -5" \
+  ./tl_cache --decode-memory -5 --weights /dev/null --data .
 
 echo "== the README's examples use flags the programs have"
 nflags=0; nbad=0

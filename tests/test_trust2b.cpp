@@ -2,11 +2,18 @@
 // walk and directory links, zip archives with two entries of one name, tl_cache --merge into one of
 // its own parts, ONNX graphs that loop or lie, decoders that amplify memory, and decoders that
 // differ from Pillow. Each input is built here by hand (or is a committed fixture Pillow wrote).
+#include <malloc.h>
+#include <png.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <csetjmp>
 #include <cstring>
+#include <functional>
 #include <map>
 
 #include "helpers.h"
@@ -14,6 +21,7 @@
 #include "host/io/image.h"
 #include "host/io/zip.h"
 #include "host/stages/cache.h"
+#include "host/stages/input_options.h"
 #include "host/model/vgg.h"
 #include "host/io/weights.h"
 #include "tests/fuzz/onnx_graphs.h"
@@ -243,6 +251,7 @@ namespace {
 
 // The process's peak resident memory since the last reset (Linux: VmHWM, reset by clear_refs 5).
 bool reset_peak() {
+  malloc_trim(0);  // freed heap memory back to the system, so that reuse of it cannot hide a peak
   FILE* f = fopen("/proc/self/clear_refs", "w");
   if (!f) return false;
   const bool ok = fputs("5", f) >= 0;
@@ -284,6 +293,232 @@ TEST_CASE("TGA: an RLE file decodes within its output's memory (no raw copy), an
   // RLE data that cannot hold the header's pixels is refused before the output is allocated.
   std::vector<uint8_t> shortd(t.begin(), t.begin() + 18 + 1000);
   CHECK(tlt::error_of([&] { decode_image(shortd.data(), shortd.size(), "short.tga"); }) == "short.tga: truncated TGA");
+}
+
+// PNG: libpng writes the test files (any colour type, depth, interlace); PIL's convert('RGB') of
+// each is known from how it was built: alpha dropped, 16-bit colour cut to its high byte, 16-bit
+// gray clipped at 255, low-depth gray scaled to 0..255, palette entries looked up (tRNS ignored).
+
+namespace {
+
+struct PngSpec {
+  int w, h, color, depth;
+  bool interlaced;
+  std::vector<uint8_t> palette;  // RGB triples (palette images)
+  std::vector<uint8_t> trns;     // alpha per palette entry
+};
+
+void png_to_vector(png_structp png, png_bytep data, png_size_t n) {
+  auto* v = (std::vector<uint8_t>*)png_get_io_ptr(png);
+  v->insert(v->end(), data, data + n);
+}
+void png_flush_none(png_structp) {}
+
+// raw: the PNG rows one after another, `stride` bytes each (samples as PNG stores them: 16-bit
+// big-endian, low depths packed).
+std::vector<uint8_t> write_png_spec(const PngSpec& s, const std::vector<uint8_t>& raw, size_t stride) {
+  std::vector<uint8_t> out;
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+  png_infop info = png_create_info_struct(png);
+  if (setjmp(png_jmpbuf(png))) {
+    png_destroy_write_struct(&png, &info);
+    FAIL("libpng could not write the test PNG");
+    return {};
+  }
+  png_set_write_fn(png, &out, png_to_vector, png_flush_none);
+  png_set_IHDR(png, info, s.w, s.h, s.depth, s.color, s.interlaced ? PNG_INTERLACE_ADAM7 : PNG_INTERLACE_NONE,
+               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  std::vector<png_color> pal;
+  for (size_t i = 0; i + 2 < s.palette.size(); i += 3) pal.push_back({s.palette[i], s.palette[i + 1], s.palette[i + 2]});
+  if (!pal.empty()) png_set_PLTE(png, info, pal.data(), (int)pal.size());
+  if (!s.trns.empty()) png_set_tRNS(png, info, s.trns.data(), (int)s.trns.size(), nullptr);
+  png_write_info(png, info);
+  if (s.interlaced) png_set_interlace_handling(png);
+  std::vector<png_bytep> ptrs;
+  for (int y = 0; y < s.h; y++) ptrs.push_back((png_bytep)raw.data() + (size_t)y * stride);
+  png_write_image(png, ptrs.data());
+  png_write_end(png, nullptr);
+  png_destroy_write_struct(&png, &info);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("PNG: every colour type and depth, interlaced or not, decodes to PIL's RGB of the pixels written") {
+  struct Kind {
+    int color, depth;
+  };
+  const Kind kinds[] = {{PNG_COLOR_TYPE_RGB, 8},        {PNG_COLOR_TYPE_RGB, 16},       {PNG_COLOR_TYPE_RGB_ALPHA, 8},
+                        {PNG_COLOR_TYPE_RGB_ALPHA, 16}, {PNG_COLOR_TYPE_GRAY, 1},       {PNG_COLOR_TYPE_GRAY, 2},
+                        {PNG_COLOR_TYPE_GRAY, 4},       {PNG_COLOR_TYPE_GRAY, 8},       {PNG_COLOR_TYPE_GRAY, 16},
+                        {PNG_COLOR_TYPE_GRAY_ALPHA, 8}, {PNG_COLOR_TYPE_GRAY_ALPHA, 16}, {PNG_COLOR_TYPE_PALETTE, 8},
+                        {PNG_COLOR_TYPE_PALETTE, 4}};
+  uint32_t seed = 12345;
+  auto rnd = [&] { return (uint8_t)((seed = seed * 1664525u + 1013904223u) >> 24); };
+  for (const Kind& k : kinds)
+    for (bool interlaced : {false, true}) {
+      CAPTURE(k.color);
+      CAPTURE(k.depth);
+      CAPTURE(interlaced);
+      PngSpec s{13, 11, k.color, k.depth, interlaced, {}, {}};
+      const bool palette = k.color == PNG_COLOR_TYPE_PALETTE;
+      if (palette) {
+        for (int i = 0; i < (1 << k.depth) * 3; i++) s.palette.push_back(rnd());
+        for (int i = 0; i < 5; i++) s.trns.push_back((uint8_t)(i * 60));  // transparency: PIL's RGB ignores it
+      }
+      const int samples = k.color == PNG_COLOR_TYPE_RGB ? 3 : k.color == PNG_COLOR_TYPE_RGB_ALPHA ? 4
+                          : k.color == PNG_COLOR_TYPE_GRAY_ALPHA ? 2 : 1;
+      std::vector<uint8_t> raw, want;
+      const size_t stride = (size_t)(s.w * samples * k.depth + 7) / 8;
+      for (int y = 0; y < s.h; y++) {
+        std::vector<uint8_t> row(stride, 0);
+        for (int x = 0; x < s.w; x++) {
+          uint32_t v[4];
+          for (int c = 0; c < samples; c++) {
+            if (k.depth == 16) {
+              // Gray near the clip: half the samples above 255, half below.
+              v[c] = (k.color & PNG_COLOR_MASK_COLOR) ? (uint32_t)(rnd() << 8 | rnd()) : (uint32_t)(rnd() % 2 ? rnd() : rnd() << 4);
+              row[(size_t)(x * samples + c) * 2] = (uint8_t)(v[c] >> 8);
+              row[(size_t)(x * samples + c) * 2 + 1] = (uint8_t)v[c];
+            } else if (k.depth == 8) {
+              v[c] = rnd();
+              row[(size_t)x * samples + c] = (uint8_t)v[c];
+            } else {  // packed, most significant bits first
+              v[c] = rnd() % (1u << k.depth);
+              const int bit = x * k.depth;
+              row[(size_t)bit / 8] |= (uint8_t)(v[c] << (8 - k.depth - bit % 8));
+            }
+          }
+          if (palette) {
+            for (int c = 0; c < 3; c++) want.push_back(s.palette[v[0] * 3 + c]);
+          } else if (k.color & PNG_COLOR_MASK_COLOR) {
+            for (int c = 0; c < 3; c++) want.push_back((uint8_t)(k.depth == 16 ? v[c] >> 8 : v[c]));
+          } else {
+            const uint8_t g = k.depth == 16 ? (uint8_t)std::min<uint32_t>(v[0], 255) : (uint8_t)(v[0] * 255 / ((1u << k.depth) - 1));
+            want.insert(want.end(), {g, g, g});
+          }
+        }
+        raw.insert(raw.end(), row.begin(), row.end());
+      }
+      const std::vector<uint8_t> file = write_png_spec(s, raw, stride);
+      Image img = decode_image(file.data(), file.size(), "t.png");
+      CHECK((img.w == s.w && img.h == s.h));
+      CHECK(img.rgb == want);
+    }
+}
+
+TEST_CASE("PNG: RGBA and 16-bit gray sources decode within their output's memory (no decoded copy)") {
+  // 4000x4000 of one value each: tiny files, 46 MB of RGB out. Before, 16-bit gray and palettes with
+  // tRNS were decoded whole (31 MB, 61 MB) and then converted into a second buffer.
+  const int w = 4000, h = 4000;
+  const int64_t out_bytes = (int64_t)w * h * 3;
+  if (!reset_peak() || peak_bytes() <= 0) {
+    MESSAGE("no /proc/self/clear_refs: peak memory not measured");
+    return;
+  }
+  struct Case {
+    int color, depth;
+    bool interlaced;
+    uint8_t fill, want;
+  };
+  // Palette with tRNS: libpng's expansion adds an alpha channel (4 bytes a pixel), stripped now.
+  for (const Case& c : {Case{PNG_COLOR_TYPE_RGB_ALPHA, 8, false, 77, 77}, Case{PNG_COLOR_TYPE_GRAY, 16, false, 77, 255},
+                        Case{PNG_COLOR_TYPE_GRAY, 16, true, 77, 255}, Case{PNG_COLOR_TYPE_PALETTE, 8, false, 0, 99},
+                        Case{PNG_COLOR_TYPE_PALETTE, 8, true, 0, 99}}) {
+    CAPTURE(c.color);
+    CAPTURE(c.interlaced);
+    const int bytes_px = c.color == PNG_COLOR_TYPE_RGB_ALPHA ? 4 : c.color == PNG_COLOR_TYPE_PALETTE ? 1 : 2;
+    PngSpec spec{w, h, c.color, c.depth, c.interlaced, {}, {}};
+    if (c.color == PNG_COLOR_TYPE_PALETTE) spec.palette = {99, 99, 99}, spec.trns = {128};
+    std::vector<uint8_t> file;
+    {
+      const std::vector<uint8_t> raw((size_t)w * h * bytes_px, c.fill);  // one mapping, given back when freed
+      file = write_png_spec(spec, raw, (size_t)w * bytes_px);
+    }
+    reset_peak();
+    const int64_t before = peak_bytes();
+    Image img = decode_image(file.data(), file.size(), "big.png");
+    const int64_t grown = peak_bytes() - before;
+    REQUIRE(img.w == w);
+    CHECK((img.rgb.front() == c.want && img.rgb.back() == c.want));  // gray16 0x4D4D clips to 255
+    CHECK(grown < out_bytes + (8 << 20));
+    MESSAGE("peak grew by " << grown / (1 << 20) << " MB for " << out_bytes / (1 << 20) << " MB of pixels");
+  }
+}
+
+TEST_CASE("decode memory budget: threads share one budget, so peak pixel memory stays bounded whatever their number") {
+  // Each decode of tests/fixtures/gif_big_flat_4000.gif takes 46 MB of pixels from a 14 KB file.
+  // Six threads, each holding its image a while: without the budget all six are held at once
+  // (275 MB); with a budget of 100 MB at most two are.
+  const std::vector<uint8_t> b = read_file(path_join(tlt::fixture_dir(), "gif_big_flat_4000.gif"));
+  const int64_t one = (int64_t)4000 * 4000 * 3, cap = 100 << 20;
+  const int64_t saved = decode_budget();
+  auto run = [&](int threads) {
+    std::vector<std::thread> ts;
+    std::atomic<int> ok{0};
+    for (int t = 0; t < threads; t++)
+      ts.emplace_back([&] {
+        for (int rep = 0; rep < 2; rep++) {
+          Image img = decode_image(b.data(), b.size(), "big.gif");
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          ok += img.w == 4000 && img.rgb[3 * 1234567] == 10;
+        }
+      });
+    for (auto& t : ts) t.join();
+    return ok.load();
+  };
+  const bool measure = reset_peak() && peak_bytes() > 0;
+  set_decode_budget(cap);
+  reset_decode_budget_stats();
+  const int64_t base = decode_budget_peak();  // what images kept by earlier tests hold (small)
+  REQUIRE(base < one);
+  reset_peak();
+  const int64_t before = peak_bytes();
+  CHECK(run(6) == 12);
+  const int64_t grown = peak_bytes() - before;
+  CHECK(decode_budget_peak() <= cap);
+  CHECK(decode_budget_peak() >= base + 2 * one);  // two fit, and the threads did overlap
+  CHECK(decode_budget_waits() > 0);
+  if (measure) {
+    CHECK(grown < cap + (16 << 20));  // the thread stacks and allocator slack
+    MESSAGE("6 threads under a 100 MB budget: peak grew by " << grown / (1 << 20) << " MB");
+  }
+  // No limit: all six at once (what every run did before the budget).
+  set_decode_budget(0);
+  reset_decode_budget_stats();
+  CHECK(run(6) == 12);
+  CHECK(decode_budget_peak() > 3 * one);
+  CHECK(decode_budget_waits() == 0);
+  // One image bigger than the whole budget runs alone; a thread already holding pixels never waits
+  // (it could otherwise wait on itself).
+  set_decode_budget(10 << 20);
+  reset_decode_budget_stats();
+  {
+    Image first = decode_image(b.data(), b.size(), "big.gif");
+    Image second = decode_image(b.data(), b.size(), "big.gif");
+    CHECK((first.w == 4000 && second.w == 4000));
+    CHECK(decode_budget_peak() == base + 2 * one);
+  }
+  CHECK(decode_budget_waits() == 0);
+  // All is given back when the images are freed; resized copies are not counted.
+  reset_decode_budget_stats();
+  CHECK(decode_budget_peak() == base);
+  {
+    Image small = resize_image(decode_image(b.data(), b.size(), "big.gif"), 224, 224, Resize::Nearest);
+    CHECK(small.w == 224);
+    reset_decode_budget_stats();
+    CHECK(decode_budget_peak() == base);
+  }
+  set_decode_budget(saved);
+  // The flag's limits.
+  DatasetInput in;
+  in.decode_memory_mb = -1;
+  CHECK(tlt::error_of([&] { apply_decode_limits(in); }) ==
+        "--decode-memory must be between 0 (no limit) and 1073741824 MB, got -1");
+  in.decode_memory_mb = 1024;
+  in.max_pixels = 0;
+  CHECK(tlt::error_of([&] { apply_decode_limits(in); }) == "--max-pixels must be at least 1, got 0");
+  CHECK(decode_budget() == saved);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -361,4 +596,9 @@ TEST_CASE("GIF: uncovered pixels are index 0 (or the transparent index), a frame
   Image p = rgb("gif_pillow_frame_past_screen.gif");
   CHECK((p.w == 3 && p.h == 3));
   CHECK(p.rgb == rows({k, r, r, k, r, r, k, r, r}));
+  // Three frames after a NETSCAPE loop block (the first 2x2 at (1, 1), then the whole screen blue,
+  // then a green strip): Pillow's convert('RGB') (and Keras' load_img) is the first frame alone.
+  Image an = rgb("gif_pillow_animated.gif");
+  CHECK((an.w == 4 && an.h == 3));
+  CHECK(an.rgb == rows({k, k, k, k, k, r, r, k, k, r, r, k}));
 }

@@ -27,7 +27,28 @@ def gif(sw, sh, frame, trans=None, bg=2):
     data = bits_pack(codes)
     b += bytes([2, len(data)]) + data + b'\x00;'
     return b
+def frame_bytes(frame, fill, disposal=0):
+    """A graphic control extension (disposal, 10 cs delay) and a frame of palette index `fill`."""
+    x0,y0,fw,fh = frame
+    b = bytes([0x21,0xF9,4,disposal<<2,10,0,0,0])
+    b += b'\x2c' + struct.pack('<HHHHB', x0, y0, fw, fh, 0)
+    codes=[]
+    for i in range(fw*fh):
+        if i % 2 == 0: codes.append(4)
+        codes.append(fill)
+    codes.append(5)
+    data = bits_pack(codes)
+    return b + bytes([2, len(data)]) + data + b'\x00'
+def anim(sw, sh, frames):
+    """An animated GIF as encoders write them: a NETSCAPE loop block, then one frame after another."""
+    b = b'GIF89a' + struct.pack('<HHBBB', sw, sh, 0x81, 2, 0)
+    b += bytes([0,0,0, 200,10,10, 10,200,10, 10,10,200])
+    b += bytes([0x21,0xFF,11]) + b'NETSCAPE2.0' + bytes([3,1,0,0,0])
+    for f in frames: b += frame_bytes(*f)
+    return b + b';'
 cases = {'gif_pillow_uncovered.gif': gif(4,3,(1,1,2,2)),
+         # Three frames: Pillow's Image.open(f).convert('RGB') is the first alone (Keras' load_img too).
+         'gif_pillow_animated.gif': anim(4,3,[((1,1,2,2),1,2),((0,0,4,3),3,0),((0,0,2,1),2,0)]),
          'gif_pillow_uncovered_trns.gif': gif(4,3,(1,1,2,2),trans=3),
          'gif_pillow_frame_past_screen.gif': gif(2,2,(1,0,2,3))}
 for name, b in cases.items():

@@ -1,7 +1,11 @@
 #include "host/io/image.h"
 
 #include <cmath>
+#include <condition_variable>
 #include <cstring>
+#include <map>
+#include <mutex>
+#include <thread>
 
 #include "host/core/common.h"
 
@@ -96,6 +100,89 @@ bool header_dims(const uint8_t* p, size_t n, int64_t* w, int64_t* h) {
 bool is_webp(const uint8_t* p, size_t n) { return n >= 12 && !memcmp(p, "RIFF", 4) && !memcmp(p + 8, "WEBP", 4); }
 
 }  // namespace
+
+// ------------------------------------------------------------------------------------------------
+// The decode memory budget.
+
+namespace {
+
+struct DecodeBudget {
+  std::mutex mu;
+  std::condition_variable cv;
+  int64_t cap = kDecodeBudgetDefault, used = 0, peak = 0, waits = 0;
+  std::map<std::thread::id, int> holders;  // leases held, by the thread that took them
+};
+
+DecodeBudget& budget() {
+  static DecodeBudget* b = new DecodeBudget;  // never destroyed: leases may outlive static destructors
+  return *b;
+}
+
+}  // namespace
+
+struct PixelLease {
+  int64_t bytes;
+  std::thread::id owner;
+  ~PixelLease() {
+    DecodeBudget& b = budget();
+    {
+      std::lock_guard<std::mutex> lk(b.mu);
+      b.used -= bytes;
+      auto it = b.holders.find(owner);
+      if (it != b.holders.end() && --it->second == 0) b.holders.erase(it);
+    }
+    b.cv.notify_all();
+  }
+};
+
+void set_decode_budget(int64_t bytes) {
+  DecodeBudget& b = budget();
+  {
+    std::lock_guard<std::mutex> lk(b.mu);
+    b.cap = bytes;
+  }
+  b.cv.notify_all();
+}
+int64_t decode_budget() {
+  std::lock_guard<std::mutex> lk(budget().mu);
+  return budget().cap;
+}
+int64_t decode_budget_peak() {
+  std::lock_guard<std::mutex> lk(budget().mu);
+  return budget().peak;
+}
+int64_t decode_budget_waits() {
+  std::lock_guard<std::mutex> lk(budget().mu);
+  return budget().waits;
+}
+void reset_decode_budget_stats() {
+  std::lock_guard<std::mutex> lk(budget().mu);
+  budget().peak = budget().used;
+  budget().waits = 0;
+}
+
+void alloc_pixels(Image* img, int w, int h) {
+  const int64_t bytes = (int64_t)w * h * 3;
+  DecodeBudget& b = budget();
+  const std::thread::id me = std::this_thread::get_id();
+  {
+    std::unique_lock<std::mutex> lk(b.mu);
+    auto fits = [&] { return b.cap <= 0 || b.used == 0 || b.used + bytes <= b.cap || b.holders.count(me); };
+    if (!fits()) {
+      b.waits++;
+      b.cv.wait(lk, fits);
+    }
+    b.used += bytes;
+    b.peak = std::max(b.peak, b.used);
+    b.holders[me]++;
+  }
+  std::shared_ptr<PixelLease> lease(new PixelLease{bytes, me});
+  img->lease.reset();  // an earlier lease of this image (its pixels are replaced)
+  img->w = w;
+  img->h = h;
+  img->rgb.assign((size_t)bytes, 0);
+  img->lease = std::move(lease);
+}
 
 Image decode_image(const uint8_t* data, size_t n, const std::string& what, int64_t max_pixels) {
   const char* f = what.c_str();

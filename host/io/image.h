@@ -4,6 +4,7 @@
 // unless told otherwise, ignoring the aspect ratio; that is the default here.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -11,9 +12,12 @@
 
 namespace tl {
 
+struct PixelLease;  // a decoded image's share of the decode memory budget (below)
+
 struct Image {
   int w = 0, h = 0;
   std::vector<uint8_t> rgb;  // h * w * 3, row-major, RGB
+  std::shared_ptr<PixelLease> lease;  // set by the decoders: given back when the last copy is freed
   const uint8_t* px(int x, int y) const { return &rgb[((size_t)y * w + x) * 3]; }
 };
 
@@ -23,6 +27,23 @@ Resize parse_resize(const std::string& s);
 
 // Default ceiling on decoded size: larger images are refused before any pixel memory is taken.
 constexpr int64_t kMaxPixelsDefault = 80'000'000;
+
+// One memory budget shared by every decode in the process, whatever the number of decoding threads:
+// a decoder takes its output's bytes (w x h x 3) from it before allocating them, and the Image gives
+// them back when it is freed. A decode that would take the total past the budget waits until others
+// have given theirs back; one that is bigger than the whole budget runs when nothing else is held, and
+// a thread that already holds decoded pixels is never made to wait (so no set of threads can wait on
+// each other). Peak pixel memory is therefore max(budget, the largest image) plus what one thread
+// holds. Resized images (224 x 224) are not counted.
+constexpr int64_t kDecodeBudgetDefault = (int64_t)1 << 30;
+void set_decode_budget(int64_t bytes);  // <= 0: no limit
+int64_t decode_budget();
+// The most bytes held at once, and the decodes that had to wait, since the last reset (tests).
+int64_t decode_budget_peak();
+int64_t decode_budget_waits();
+void reset_decode_budget_stats();
+// Allocates img->rgb for w x h pixels (zeroed) under the budget; the decoders' one allocation.
+void alloc_pixels(Image* img, int w, int h);
 
 // Decodes JPEG (baseline, progressive, grayscale, CMYK), PNG, BMP, GIF (first frame), TGA and PNM to
 // RGB; JPEG and PNG pixels equal PIL's Image.open(f).convert("RGB") bit for bit.

@@ -69,9 +69,7 @@ bool jpeg_decode_raw(const uint8_t* data, size_t n, int64_t max_pixels, Image* i
   cinfo.out_color_space = cmyk ? JCS_CMYK : gray ? JCS_GRAYSCALE : JCS_RGB;
   jpeg_start_decompress(&cinfo);
   const int w = (int)cinfo.output_width, h = (int)cinfo.output_height, comps = cinfo.output_components;
-  img->w = w;
-  img->h = h;
-  img->rgb.resize((size_t)w * h * 3);
+  alloc_pixels(img, w, h);  // under the decode memory budget (image.h)
   // One row buffer from libjpeg's own pool (freed by jpeg_destroy_decompress, also on error).
   row = (JSAMPROW)(*cinfo.mem->alloc_large)((j_common_ptr)&cinfo, JPOOL_IMAGE, (size_t)w * comps);
   const bool adobe_inverted = cmyk && cinfo.saw_Adobe_marker;
@@ -129,8 +127,10 @@ bool png_decode_raw(const uint8_t* data, size_t n, int64_t max_pixels, Image* im
   // volatile: assigned after setjmp and freed after a longjmp back to it (a plain local could be
   // restored from a register holding its old value, leaking the row table on a corrupt PNG).
   png_bytep* volatile rows = nullptr;
+  png_bytep volatile row16 = nullptr;
   if (!info || setjmp(png_jmpbuf(png))) {
     free(rows);
+    free(row16);
     png_destroy_read_struct(&png, info ? &info : nullptr, nullptr);
     err->assign(src.msg[0] ? src.msg : "corrupt PNG");
     return false;
@@ -147,46 +147,53 @@ bool png_decode_raw(const uint8_t* data, size_t n, int64_t max_pixels, Image* im
     png_destroy_read_struct(&png, &info, nullptr);
     return false;
   }
+  // libpng's transformations deliver 8-bit RGB rows straight into the output (no image-sized
+  // intermediate), except 16-bit gray, which PIL clips at 255 (no libpng transformation does).
   const int color = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
   const bool gray16 = depth == 16 && !(color & PNG_COLOR_MASK_COLOR) && color != PNG_COLOR_TYPE_PALETTE;
   if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
   if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
   if (depth == 16 && !gray16) png_set_strip_16(png);  // high byte, as PIL's RGB;16B unpacker
-  if (color & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
-  if (gray16) png_set_swap(png);  // native little-endian 16-bit samples, clipped below
-  png_set_interlace_handling(png);
+  png_set_strip_alpha(png);  // also the alpha that palette expansion adds from tRNS (PIL drops both)
+  if (gray16)
+    png_set_swap(png);  // native little-endian 16-bit samples, clipped below
+  else
+    png_set_gray_to_rgb(png);
+  const int passes = png_set_interlace_handling(png);
   png_read_update_info(png, info);
   const size_t rowbytes = png_get_rowbytes(png, info);
-  const int channels = png_get_channels(png, info);
-  std::vector<uint8_t>& buf = img->rgb;  // decoded rows first, then converted in place or below
-  img->w = (int)w;
-  img->h = (int)h;
-  buf.resize((size_t)h * rowbytes);
-  rows = (png_bytep*)malloc(sizeof(png_bytep) * h);
-  if (!rows) png_error(png, "out of memory");
-  for (png_uint_32 y = 0; y < h; y++) rows[y] = buf.data() + (size_t)y * rowbytes;
-  png_read_image(png, rows);
-  png_read_end(png, nullptr);
-  free(rows);
-  rows = nullptr;
-  png_destroy_read_struct(&png, &info, nullptr);
-  if (channels == 3 && !gray16) return true;
-  // Other layouts (gray, or an alpha channel that palette expansion added from tRNS): keep colour.
-  std::vector<uint8_t> rgb((size_t)w * h * 3);
-  const int step = gray16 ? 2 : channels;
-  for (size_t i = 0, px = (size_t)w * h; i < px; i++) {
-    const uint8_t* s = &buf[i * step];
-    if (gray16) {
+  const size_t out_row = (size_t)w * 3;
+  if (rowbytes != (gray16 ? (size_t)w * 2 : out_row) || png_get_channels(png, info) != (gray16 ? 1 : 3))
+    png_error(png, "unexpected row layout");
+  alloc_pixels(img, (int)w, (int)h);  // under the decode memory budget (image.h)
+  uint8_t* out = img->rgb.data();
+  auto clip_gray16 = [](const uint8_t* s, uint8_t* d, size_t px) {  // PIL: I;16 -> I -> L clips
+    for (size_t i = px; i-- > 0;) {  // backwards: in place when d == s (3 bytes out per 2 in)
       uint16_t v;
-      memcpy(&v, s, 2);
-      rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = v > 255 ? 255 : (uint8_t)v;  // PIL: I;16 -> I -> L clips
-    } else if (channels >= 3) {
-      memcpy(&rgb[3 * i], s, 3);
-    } else {
-      rgb[3 * i] = rgb[3 * i + 1] = rgb[3 * i + 2] = s[0];
+      memcpy(&v, s + 2 * i, 2);
+      d[3 * i] = d[3 * i + 1] = d[3 * i + 2] = v > 255 ? 255 : (uint8_t)v;
     }
+  };
+  if (gray16 && passes == 1) {  // one row at a time through a row buffer
+    row16 = (png_bytep)malloc(rowbytes);
+    if (!row16) png_error(png, "out of memory");
+    for (png_uint_32 y = 0; y < h; y++) {
+      png_read_row(png, row16, nullptr);
+      clip_gray16(row16, out + (size_t)y * out_row, w);
+    }
+    free(row16);
+    row16 = nullptr;
+  } else {  // every row in its place in the output (interlaced gray16: packed at its front)
+    rows = (png_bytep*)malloc(sizeof(png_bytep) * h);
+    if (!rows) png_error(png, "out of memory");
+    for (png_uint_32 y = 0; y < h; y++) rows[y] = out + (size_t)y * rowbytes;
+    png_read_image(png, rows);
+    free(rows);
+    rows = nullptr;
+    if (gray16) clip_gray16(out, out, (size_t)w * h);
   }
-  buf.swap(rgb);
+  png_read_end(png, nullptr);
+  png_destroy_read_struct(&png, &info, nullptr);
   return true;
 }
 

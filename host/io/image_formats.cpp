@@ -41,9 +41,7 @@ void check_size(int64_t w, int64_t h, int64_t max_pixels, const std::string& wha
 
 Image blank(int w, int h) {
   Image img;
-  img.w = w;
-  img.h = h;
-  img.rgb.assign((size_t)w * h * 3, 0);
+  alloc_pixels(&img, w, h);  // under the decode memory budget (image.h)
   return img;
 }
 

@@ -363,6 +363,7 @@ void validate_cache_options(const CacheOptions& opt) {
   if (!(opt.max_bad >= 0 && opt.max_bad <= 1)) fail("--max-bad must be a fraction in [0, 1], got %g", opt.max_bad);
   if (opt.batch < 0 || opt.batch > 4096) fail("--batch must be between 1 and 4096, got %d", opt.batch);
   if (opt.limit < 0) fail("--limit must be positive");
+  apply_decode_limits(opt);
   if (opt.dtype != "fp32" && opt.dtype != "fp16") fail("--dtype: expected fp32 or fp16, got '%s'", opt.dtype.c_str());
   parse_resize(opt.resize);
   parse_precision(opt.precision);

@@ -21,6 +21,7 @@ class ImageSource : public FeatureSource {
  public:
   explicit ImageSource(const ImageSourceOptions& o) : o_(o) {
     if (!file_exists(o.data) && !dir_exists(o.data)) fail("--images %s: not found", o.data.c_str());
+    apply_decode_limits(o);
     weights_ = load_weights(o.weights);
     recipe_ = InputRecipe::of(weights_, o.weights, o.image_size, parse_resize(o.resize), DType::F32,
                               parse_precision(o.precision), o.cut);

@@ -31,6 +31,17 @@ void add_input_flags(Cli& cli, DatasetInput* in, const char* data_flag, const st
             "large); below it they are skipped, counted and listed")
               .c_str());
   cli.opt("--max-pixels", &in->max_pixels, "N", h("refuse images larger than this many pixels").c_str());
+  cli.opt("--decode-memory", &in->decode_memory_mb, "MB",
+          h("memory the decoding threads share for decoded photos (default 1024): a decode that would go past it "
+            "waits for the others, so peak memory stays bounded however many threads decode; 0: no limit")
+              .c_str());
+}
+
+void apply_decode_limits(const DatasetInput& in) {
+  if (in.max_pixels < 1) fail("--max-pixels must be at least 1, got %lld", (long long)in.max_pixels);
+  if (in.decode_memory_mb < 0 || in.decode_memory_mb > (int64_t)1 << 30)
+    fail("--decode-memory must be between 0 (no limit) and 1073741824 MB, got %lld", (long long)in.decode_memory_mb);
+  set_decode_budget(in.decode_memory_mb << 20);
 }
 
 }  // namespace tl

@@ -17,12 +17,15 @@ struct DatasetInput {
   double valid_fraction = kTutorialValidFraction, max_bad = 0.05;
   uint64_t seed = 0;
   int64_t limit = 0, max_pixels = kMaxPixelsDefault;
+  int64_t decode_memory_mb = kDecodeBudgetDefault >> 20;  // the decode memory budget (image.h)
 };
 
 // Declares the shared flags: data_flag ("--data" or "--images") and --valid-data, --weights,
-// --image-size, --resize, --precision, --valid-fraction, --limit, --max-bad, --max-pixels; every help text starts
+// --image-size, --resize, --precision, --valid-fraction, --limit, --max-bad, --max-pixels, --decode-memory; every help text starts
 // with `prefix` ("" or "with --images: "), the data flag's with data_help.
 void add_input_flags(Cli& cli, DatasetInput* in, const char* data_flag, const std::string& prefix,
                      const std::string& data_help = "");
+// Checks --max-pixels and --decode-memory and sets the process's decode memory budget from the latter.
+void apply_decode_limits(const DatasetInput& in);
 
 }  // namespace tl
