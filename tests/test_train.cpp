@@ -6,11 +6,13 @@
 // 2e-6 + 1e-4 |w| after 6 RMSprop steps (RMSprop's g / sqrt(v) amplifies last-bit differences of
 // tiny gradients), per-step losses within 1e-5 relative.
 #include <cmath>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstring>
 
 #include "helpers.h"
+#include "host/core/log.h"
 #include "host/io/plot.h"
 #include "host/core/cli.h"
 #include "host/model/head.h"
@@ -553,6 +555,48 @@ TEST_CASE("non-finite numbers: cached samples skipped loudly, weights and models
   const std::string wp = path_join(tlt::temp_dir(), "inf_weights.bin");
   save_weights(w, wp);
   CHECK(tlt::error_of([&] { load_weights(wp); }).find(wp + ": block3_conv1's bias holds inf at index 2") == 0);
+}
+
+TEST_CASE("non-finite numbers: an infinite optimiser state behind a finite loss stops training, keeping the last good epoch") {
+  // Issue 26, finding 1 (its last part). One training sample has two features that are finite but
+  // huge (1e30): the first layer's bias gradient squared overflows, so its RMSprop mean square becomes
+  // infinite while the loss stays finite. Before, training ran on to exit 0 and left a model.bin that
+  // every later load refuses ("the run diverged"); the same path can leave NaN weights (ReLU turns
+  // NaN into 0, so the loss need not show it).
+  FakeSplit sp[2];
+  learnable(sp, 32, 64, 16, 9);
+  for (int k = 0; k < 2; k++) sp[0].feats[(size_t)(40 * 32 + k)] = 1e30f;
+  const std::string cache = fresh("nfhuge"), out = fresh("nfB");
+  write_fake_cache(cache, sp, 2, 2, 8);
+  auto src = open_cached_source(cache, Device::CPU);
+  CHECK(src->size(Split::Train) == 64);  // finite: not skipped
+  TrainOptions o = quick(out, 3);
+  // What the run says on stderr (alerts), captured through a file.
+  const std::string errf = path_join(tlt::temp_dir(), "nf_stderr.txt");
+  fflush(stderr);
+  const int saved = dup(2), fd = open(errf.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  REQUIRE((saved >= 0 && fd >= 0));
+  dup2(fd, 2);
+  close(fd);
+  set_silent(false);
+  TrainResult r = train_head(*src, o);
+  set_silent(true);
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  const std::vector<uint8_t> raw = read_file(errf);
+  const std::string said(raw.begin(), raw.end());
+  REQUIRE(r.nan_stop);
+  for (const EpochStats& e : r.history) CHECK(std::isfinite(e.loss));
+  const int stopped = (int)r.history.size() + 1;  // the epoch it stopped in
+  CHECK(said.find(strfmt("a weight or its RMSprop state became non-finite at epoch %d, ", stopped)) != std::string::npos);
+  CHECK(said.find("(its RMSprop mean square) holds inf at index ") != std::string::npos);
+  CHECK(said.find(", though the loss was finite: stopping. ") != std::string::npos);
+  CHECK(said.find(strfmt("keeps the weights of epoch %d (the last good ones)", stopped - 1)) != std::string::npos);
+  if (stopped > 1) {  // what was saved loads: nothing non-finite in it
+    ModelFile m = load_model(path_join(out, "model.bin"));
+    CHECK(m.meta.at("epoch") == std::to_string(stopped - 1));
+  }
 }
 
 TEST_CASE("two tl_train runs into one --out: the second refuses, naming the first's pid") {

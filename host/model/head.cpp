@@ -192,6 +192,22 @@ void Head::logit_input_gradient(const Tensor& x, int n, Tensor& dx) {
   ops::dense_backward(xv, W1_, da1, &dxv, gW1_, gb1_);
 }
 
+std::string Head::non_finite_weight(bool with_w1) {
+  static const char* names[6] = {"dense's kernel", "dense's bias", "dense_1's kernel", "dense_1's bias",
+                                 "dense_2's kernel", "dense_2's bias"};
+  // Not params()/opt_state(): they drop the look-ahead sums.
+  const Tensor* p[2][6] = {{&W1_, &b1_, &W2_, &b2_, &W3_, &b3_}, {&vW1_, &vb1_, &vW2_, &vb2_, &vW3_, &vb3_}};
+  for (int k = 0; k < 2; k++)
+    for (int i = with_w1 ? 0 : 1; i < 6; i++) {
+      const std::vector<float> v = p[k][i]->to_vector();
+      const int64_t at = first_non_finite(v.data(), (int64_t)v.size());
+      if (at >= 0)
+        return strfmt("%s%s holds %s at index %lld", names[i], k ? " (its RMSprop mean square)" : "",
+                      std::isnan(v[(size_t)at]) ? "nan" : "inf", (long long)at);
+    }
+  return "";
+}
+
 void Head::summary(FILE* out) const {
   const HeadSpec& s = spec_;
   auto row = [&](const char* name, const std::string& shape, long long params) {

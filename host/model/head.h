@@ -60,6 +60,10 @@ class Head {
   std::vector<Tensor*> grads();
   std::vector<Tensor*> opt_state();
   void summary(FILE* out) const;  // like Keras' model.summary()
+  // The first weight or RMSprop mean square that is not finite, as "dense_1's kernel holds nan at
+  // index 7" ("" when all are). with_w1 false: all but the first layer's kernel (the cheap check
+  // after every step; W1, 10M values, is checked once an epoch).
+  std::string non_finite_weight(bool with_w1);
   // On the CPU, train_step applies RMSprop to W1 inside the pass that computes its gradient (the
   // default; bit-identical to the separate passes, which false restores: tests and benchmarks).
   void set_fused_update(bool on) { fused_update_ = on; }

@@ -679,6 +679,18 @@ class Trainer {
     save_model(path, m);
   }
 
+  // A weight or gradient that is not finite: stop as for a non-finite loss (model.bin keeps the last
+  // finished epoch). Returns false (stop).
+  bool stop_non_finite(int epoch, const std::string& when, const std::string& what) {
+    if (!quiet() && Progress::is_tty()) fprintf(stderr, "\n");
+    alert("a weight or its RMSprop state became non-finite at epoch %d, %s (%s), though the loss was finite: stopping. %s keeps "
+          "the weights of epoch %d (the last good ones). Try a lower --lr (now %g), or look for features of extreme "
+          "size in the data.",
+          epoch, when.c_str(), what.c_str(), model_path_.c_str(), epoch - 1, o_.lr);
+    res_.nan_stop = true;
+    return false;
+  }
+
   // The epoch's training batches (dropout on); the mean loss and accuracy into e. False to stop.
   bool train_pass(int epoch, EpochStats* e) {
     const RmsProp opt{(float)o_.lr, (float)o_.rho, (float)o_.eps};
@@ -733,6 +745,16 @@ class Trainer {
         res_.nan_stop = true;
         return false;
       }
+      // A finite loss does not prove finite weights: ReLU turns NaN into 0, so a NaN gradient can
+      // leave NaN weights behind a loss that stays finite. The small tensors (and the gradient into
+      // a trained block) after every step; the first layer's kernel and the block once an epoch.
+      std::string bad = head_.non_finite_weight(false);
+      if (bad.empty() && block) {
+        const std::vector<float> d = Tensor::view(dfeat_.ptr, {(int64_t)n * dfeat_.dim(1)}, dfeat_.device).to_vector();
+        const int64_t at = first_non_finite(d.data(), (int64_t)d.size());
+        if (at >= 0) bad = strfmt("the gradient at the features holds %s at index %lld", std::isnan(d[(size_t)at]) ? "nan" : "inf", (long long)at);
+      }
+      if (!bad.empty()) return stop_non_finite(epoch, strfmt("step %lld", (long long)b + 1), bad);
       loss_sum += ls;
       correct += c;
       seen += n;
@@ -745,6 +767,21 @@ class Trainer {
         return false;
       }
     }
+    std::string bad = head_.non_finite_weight(true);
+    if (bad.empty()) {
+      ModelFile m;
+      src_.to_model(m, true);  // a trained block's layers and their mean squares (none without a block)
+      for (int k = 0; k < 2 && bad.empty(); k++) {
+        const std::vector<std::vector<float>>& t = k ? m.opt_state : m.params;
+        for (size_t i = 0; i < t.size() && i / 2 < m.convs.size() && bad.empty(); i++) {
+          const int64_t at = first_non_finite(t[i].data(), (int64_t)t[i].size());
+          if (at >= 0)
+            bad = strfmt("%s's %s%s holds %s at index %lld", m.convs[i / 2].name.c_str(), i % 2 ? "bias" : "kernel",
+                         k ? " (its RMSprop mean square)" : "", std::isnan(t[i][(size_t)at]) ? "nan" : "inf", (long long)at);
+        }
+      }
+    }
+    if (!bad.empty()) return stop_non_finite(epoch, "its end", bad);
     e->loss = loss_sum / seen;
     e->acc = (double)correct / seen;
     return true;
