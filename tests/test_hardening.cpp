@@ -4,12 +4,16 @@
 // out of its threads. Each must end in one clear tl::Error (or an error line), never a crash, an
 // out-of-bounds access (the sanitized suite runs these too), a hang or a huge allocation.
 #include <signal.h>
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <stdexcept>
 
 #include "helpers.h"
+#include "host/core/cli.h"
 #include "host/io/image.h"
 #include "host/io/loader.h"
 #include "host/io/npy.h"
@@ -421,4 +425,48 @@ TEST_CASE("PNG writes are checked: a write that cannot complete fails and leaves
   // Without the limit the same image is written and decodes back to the same pixels.
   write_png(path, img);
   CHECK(load_image(path).rgb == img.rgb);
+}
+
+// ------------------------------------------------------------------------------------------------
+// A second Ctrl-C exits at once from the signal handler (issue 26, finding 10): the temporary file
+// being written goes too. A child process stands in for a program caught mid-write: it holds a
+// .tmp the way every writer does (write_file_atomic, shards, .npy export), then gets SIGINT twice.
+
+TEST_CASE("a second Ctrl-C removes the .tmp being written, and keeps the finished files") {
+  const std::string dir = path_join(tlt::temp_dir(), "second_sigint");
+  make_dirs(dir);
+  const std::string done = path_join(dir, "done.bin"), tmp = path_join(dir, "shard.bin.tmp"),
+                    other = path_join(dir, "unregistered.tmp");
+  unlink(done.c_str()), unlink(tmp.c_str()), unlink(other.c_str());
+  int ready[2];
+  REQUIRE(pipe(ready) == 0);
+  fflush(nullptr);
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {  // the child: only calls that are safe after fork
+    install_interrupt_handler();
+    write_file_atomic(done, "finished", 8);
+    TempFileGuard guard(tmp);
+    const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int fo = open(other.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || fo < 0 || write(fd, "half", 4) != 4) _exit(3);
+    if (write(ready[1], "r", 1) != 1) _exit(4);
+    for (;;) pause();  // mid-write: the first SIGINT only sets the flag, the second exits
+  }
+  close(ready[1]);
+  char c = 0;
+  REQUIRE(read(ready[0], &c, 1) == 1);
+  close(ready[0]);
+  CHECK(file_exists(tmp));
+  kill(pid, SIGINT);
+  usleep(100 * 1000);
+  kill(pid, SIGINT);
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 130);
+  CHECK(!file_exists(tmp));  // before the fix the half-written .tmp stayed
+  CHECK(file_exists(done));  // finished files are kept
+  CHECK(read_file(done) == std::vector<uint8_t>{'f', 'i', 'n', 'i', 's', 'h', 'e', 'd'});
+  CHECK(file_exists(other));  // only registered files are removed (nothing else is touched)
 }

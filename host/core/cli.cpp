@@ -216,6 +216,7 @@ void on_signal(int) {
     const char msg[] = "\ninterrupted again: exiting now\n";
     ssize_t r = write(2, msg, sizeof msg - 1);
     (void)r;
+    remove_temp_files_now();  // no half-written NAME.tmp left behind; finished files stay
     _exit(130);
   }
 }

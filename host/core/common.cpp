@@ -1,5 +1,7 @@
 #include "host/core/common.h"
 
+#include <atomic>
+
 #include <new>
 
 #include <errno.h>
@@ -120,8 +122,39 @@ void write_all_or_fail(int fd, const void* data, size_t n, const std::string& pa
   }
 }
 
+namespace {
+// The registry of temporary files: fixed slots, so that a signal handler can walk it without
+// allocating or locking. state: 0 free, 1 being filled, 2 holds a path.
+constexpr int kTempSlots = 64;
+char g_temp_path[kTempSlots][4096];
+std::atomic<int> g_temp_state[kTempSlots];
+}  // namespace
+
+TempFileGuard::TempFileGuard(const std::string& tmp_path) {
+  if (tmp_path.size() >= sizeof g_temp_path[0]) return;  // too long to register: left as before
+  for (int i = 0; i < kTempSlots; i++) {
+    int expect = 0;
+    if (g_temp_state[i].compare_exchange_strong(expect, 1)) {
+      memcpy(g_temp_path[i], tmp_path.c_str(), tmp_path.size() + 1);
+      g_temp_state[i].store(2);
+      slot_ = i;
+      return;
+    }
+  }
+}
+
+TempFileGuard::~TempFileGuard() {
+  if (slot_ >= 0) g_temp_state[slot_].store(0);
+}
+
+void remove_temp_files_now() {
+  for (int i = 0; i < kTempSlots; i++)
+    if (g_temp_state[i].load() == 2) unlink(g_temp_path[i]);
+}
+
 void write_file_atomic(const std::string& path, const void* data, size_t bytes) {
   std::string tmp = path + ".tmp";
+  TempFileGuard guard(tmp);
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) fail("%s: cannot open for writing (%s)", tmp.c_str(), strerror(errno));
   write_all_or_fail(fd, data, bytes, tmp);

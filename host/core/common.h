@@ -42,6 +42,20 @@ int64_t file_size(const std::string& path);  // -1 when missing
 void make_dirs(const std::string& path);     // mkdir -p
 // Writes to path.tmp, fsyncs, then renames over path: readers see the old file or the new one.
 void write_file_atomic(const std::string& path, const void* data, size_t bytes);
+// A temporary file being written (NAME.tmp), registered while the object lives so that an exit from
+// a signal handler (a second Ctrl-C) can remove it: every writer of a .tmp holds one.
+class TempFileGuard {
+ public:
+  explicit TempFileGuard(const std::string& tmp_path);
+  ~TempFileGuard();
+  TempFileGuard(const TempFileGuard&) = delete;
+  TempFileGuard& operator=(const TempFileGuard&) = delete;
+
+ private:
+  int slot_ = -1;
+};
+// Removes every registered temporary file; async-signal-safe (unlink only), for signal handlers.
+void remove_temp_files_now();
 // Writes all n bytes to fd (retrying short writes); on failure closes fd, removes path and throws.
 void write_all_or_fail(int fd, const void* data, size_t n, const std::string& path);
 // One writer per output folder: an advisory lock (flock) on DIR/.PROG.lock, held while the object

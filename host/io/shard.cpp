@@ -69,6 +69,7 @@ void write_shard(const std::string& path, const ShardData& d) {
   h.pad_to(kHeaderBytes);
   // Stream the sections (no second copy of the features), with the crc computed on the way.
   std::string tmp = path + ".tmp";
+  TempFileGuard guard(tmp);  // removed by a second Ctrl-C too
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) fail("%s: cannot open for writing (%s)", tmp.c_str(), strerror(errno));
   uint32_t crc = 0;

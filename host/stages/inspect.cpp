@@ -180,6 +180,7 @@ void export_shards(const std::vector<const MappedShard*>& shards, const std::str
   const std::string fpath = prefix + "_features.npy";
   std::vector<uint8_t> hdr = npy_header_bytes("<f4", shape);
   std::string tmp = fpath + ".tmp";
+  TempFileGuard guard(tmp);  // removed by a second Ctrl-C too
   FILE* out = fopen(tmp.c_str(), "wb");
   if (!out) fail("%s: cannot open for writing", tmp.c_str());
   fwrite(hdr.data(), 1, hdr.size(), out);
