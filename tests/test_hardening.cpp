@@ -432,7 +432,7 @@ TEST_CASE("PNG writes are checked: a write that cannot complete fails and leaves
 // being written goes too. A child process stands in for a program caught mid-write: it holds a
 // .tmp the way every writer does (write_file_atomic, shards, .npy export), then gets SIGINT twice.
 
-TEST_CASE("a second Ctrl-C removes the .tmp being written, and keeps the finished files") {
+TEST_CASE("a second Ctrl-C (or the first, in programs without a graceful stop) removes the .tmp being written") {
   const std::string dir = path_join(tlt::temp_dir(), "second_sigint");
   make_dirs(dir);
   const std::string done = path_join(dir, "done.bin"), tmp = path_join(dir, "shard.bin.tmp"),
@@ -469,4 +469,32 @@ TEST_CASE("a second Ctrl-C removes the .tmp being written, and keeps the finishe
   CHECK(file_exists(done));  // finished files are kept
   CHECK(read_file(done) == std::vector<uint8_t>{'f', 'i', 'n', 'i', 's', 'h', 'e', 'd'});
   CHECK(file_exists(other));  // only registered files are removed (nothing else is touched)
+  unlink(other.c_str());
+  // tl_predict, tl_inspect and tl_convert have no graceful stop: one SIGINT (or SIGTERM, SIGHUP)
+  // ends them as the signal does, after removing the .tmp being written (it stayed before).
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    CAPTURE(sig);
+    REQUIRE(pipe(ready) == 0);
+    fflush(nullptr);
+    const pid_t p2 = fork();
+    REQUIRE(p2 >= 0);
+    if (p2 == 0) {
+      _exit(guarded_main("child", [&] {
+        TempFileGuard guard(tmp);
+        const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || write(fd, "half", 4) != 4 || write(ready[1], "r", 1) != 1) return 3;
+        for (;;) pause();
+        return 0;
+      }));
+    }
+    close(ready[1]);
+    REQUIRE(read(ready[0], &c, 1) == 1);
+    close(ready[0]);
+    CHECK(file_exists(tmp));
+    kill(p2, sig);
+    REQUIRE(waitpid(p2, &status, 0) == p2);
+    CHECK(WIFSIGNALED(status));
+    CHECK(WTERMSIG(status) == sig);
+    CHECK(!file_exists(tmp));
+  }
 }

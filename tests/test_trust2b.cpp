@@ -521,6 +521,27 @@ TEST_CASE("decode memory budget: threads share one budget, so peak pixel memory 
   CHECK(decode_budget() == saved);
 }
 
+TEST_CASE("[data] decode memory budget: a progressive JPEG's coefficients are counted while it decodes") {
+  // libjpeg holds every DCT coefficient of a multi-scan file (128 bytes a block) while it decodes:
+  // about as much again as the pixels. They are taken from the budget before libjpeg allocates them
+  // and given back when the decode ends; a baseline JPEG needs only its pixels.
+  const std::string odd = path_join(tlt::shared_data_dir(), "odd");
+  reset_decode_budget_stats();
+  const int64_t base = decode_budget_peak();
+  {
+    Image p = load_image(path_join(odd, "progressive_cat_1280x960.jpg"));
+    const int64_t px = (int64_t)p.w * p.h * 3;
+    CHECK(decode_budget_peak() > base + px + px / 2);  // pixels + coefficients (4:2:0: 1.5 bytes/pixel x 2)
+    reset_decode_budget_stats();
+    CHECK(decode_budget_peak() == base + px);  // after the decode: the pixels alone
+  }
+  reset_decode_budget_stats();
+  {
+    Image b = load_image(path_join(tlt::shared_data_dir(), "dogs-vs-cats-4k/train/cat/ck_cat.4001.jpg"));
+    CHECK(decode_budget_peak() == base + (int64_t)b.w * b.h * 3);  // baseline: its pixels only
+  }
+}
+
 // ------------------------------------------------------------------------------------------------
 // Finding 12 (part): PNM variants where our pixels differed from Pillow's are refused.
 

@@ -186,8 +186,22 @@ std::string Cli::suggest(const std::string& name) const {
   return best.empty() ? "" : ", did you mean " + best + "?";
 }
 
+namespace {
+// Every program: a signal that ends it removes the .tmp files being written first, then ends it as
+// the signal would (tl_cache and tl_train replace SIGINT's and SIGTERM's with the graceful stop).
+void on_ending_signal(int sig) {
+  remove_temp_files_now();
+  raise(sig);  // SA_RESETHAND: the default action, once this handler returns
+}
+}  // namespace
+
 int guarded_main(const char* prog, const std::function<int()>& body) {
   set_program_name(prog);
+  struct sigaction end = {};
+  end.sa_handler = on_ending_signal;
+  end.sa_flags = SA_RESETHAND;
+  sigemptyset(&end.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &end, nullptr);
   // A write past `ulimit -f` then fails with EFBIG, which the writers handle (their temporary file
   // removed, a one-line error), instead of SIGXFSZ killing the process with a partial .tmp left.
   signal(SIGXFSZ, SIG_IGN);

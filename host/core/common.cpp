@@ -124,7 +124,8 @@ void write_all_or_fail(int fd, const void* data, size_t n, const std::string& pa
 
 namespace {
 // The registry of temporary files: fixed slots, so that a signal handler can walk it without
-// allocating or locking. state: 0 free, 1 being filled, 2 holds a path.
+// allocating or locking. state: 0 free, 1 being filled, 2 holds a path, 3 being removed by the
+// signal handler (the process is exiting).
 constexpr int kTempSlots = 64;
 char g_temp_path[kTempSlots][4096];
 std::atomic<int> g_temp_state[kTempSlots];
@@ -144,12 +145,15 @@ TempFileGuard::TempFileGuard(const std::string& tmp_path) {
 }
 
 TempFileGuard::~TempFileGuard() {
-  if (slot_ >= 0) g_temp_state[slot_].store(0);
+  int expect = 2;
+  if (slot_ >= 0) g_temp_state[slot_].compare_exchange_strong(expect, 0);  // 3: the handler has it
 }
 
 void remove_temp_files_now() {
-  for (int i = 0; i < kTempSlots; i++)
-    if (g_temp_state[i].load() == 2) unlink(g_temp_path[i]);
+  for (int i = 0; i < kTempSlots; i++) {
+    int expect = 2;  // 2 -> 3 first: a slot so taken cannot be freed and refilled while it is read
+    if (g_temp_state[i].compare_exchange_strong(expect, 3)) unlink(g_temp_path[i]);
+  }
 }
 
 void write_file_atomic(const std::string& path, const void* data, size_t bytes) {

@@ -161,8 +161,8 @@ void reset_decode_budget_stats() {
   budget().waits = 0;
 }
 
-void alloc_pixels(Image* img, int w, int h) {
-  const int64_t bytes = (int64_t)w * h * 3;
+void alloc_pixels(Image* img, int w, int h, int64_t scratch_bytes) {
+  const int64_t bytes = (int64_t)w * h * 3 + scratch_bytes;
   DecodeBudget& b = budget();
   const std::thread::id me = std::this_thread::get_id();
   {
@@ -180,8 +180,19 @@ void alloc_pixels(Image* img, int w, int h) {
   img->lease.reset();  // an earlier lease of this image (its pixels are replaced)
   img->w = w;
   img->h = h;
-  img->rgb.assign((size_t)bytes, 0);
+  img->rgb.assign((size_t)w * h * 3, 0);
   img->lease = std::move(lease);
+}
+
+void settle_lease(Image* img) {
+  if (!img->lease) return;
+  DecodeBudget& b = budget();
+  {
+    std::lock_guard<std::mutex> lk(b.mu);
+    const int64_t px = (int64_t)img->w * img->h * 3;
+    if (img->lease->bytes > px) b.used -= img->lease->bytes - px, img->lease->bytes = px;
+  }
+  b.cv.notify_all();
 }
 
 Image decode_image(const uint8_t* data, size_t n, const std::string& what, int64_t max_pixels) {
@@ -343,7 +354,11 @@ Image resize_bilinear(const Image& src, int w, int h) {
 
 Image resize_image(const Image& src, int w, int h, Resize mode) {
   TL_ASSERT(w > 0 && h > 0 && src.w > 0 && src.h > 0);
-  if (w == src.w && h == src.h) return src;
+  if (w == src.w && h == src.h) {
+    Image copy = src;
+    copy.lease.reset();  // the decode's lease ends with the decoded image, not with its copies
+    return copy;
+  }
   return mode == Resize::Bilinear ? resize_bilinear(src, w, h) : resize_nearest(src, w, h);
 }
 

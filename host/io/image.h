@@ -43,7 +43,10 @@ int64_t decode_budget_peak();
 int64_t decode_budget_waits();
 void reset_decode_budget_stats();
 // Allocates img->rgb for w x h pixels (zeroed) under the budget; the decoders' one allocation.
-void alloc_pixels(Image* img, int w, int h);
+// scratch_bytes: memory the decoder will also need while it decodes (a progressive JPEG's
+// coefficients), counted until settle_lease(img) gives it back.
+void alloc_pixels(Image* img, int w, int h, int64_t scratch_bytes = 0);
+void settle_lease(Image* img);
 
 // Decodes JPEG (baseline, progressive, grayscale, CMYK), PNG, BMP, GIF (first frame), TGA and PNM to
 // RGB; JPEG and PNG pixels equal PIL's Image.open(f).convert("RGB") bit for bit.

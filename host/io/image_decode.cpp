@@ -67,9 +67,16 @@ bool jpeg_decode_raw(const uint8_t* data, size_t n, int64_t max_pixels, Image* i
   const bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
   const bool gray = cinfo.jpeg_color_space == JCS_GRAYSCALE;
   cinfo.out_color_space = cmyk ? JCS_CMYK : gray ? JCS_GRAYSCALE : JCS_RGB;
-  jpeg_start_decompress(&cinfo);
+  jpeg_calc_output_dimensions(&cinfo);
   const int w = (int)cinfo.output_width, h = (int)cinfo.output_height, comps = cinfo.output_components;
-  alloc_pixels(img, w, h);  // under the decode memory budget (image.h)
+  // Under the decode memory budget (image.h), before libjpeg allocates: a progressive (multi-scan)
+  // file also holds every component's DCT coefficients (64 x 2 bytes a block) while it decodes.
+  int64_t coef_bytes = 0;
+  if (jpeg_has_multiple_scans(&cinfo))
+    for (int c = 0; c < cinfo.num_components; c++)
+      coef_bytes += (int64_t)cinfo.comp_info[c].width_in_blocks * cinfo.comp_info[c].height_in_blocks * 128;
+  alloc_pixels(img, w, h, coef_bytes);
+  jpeg_start_decompress(&cinfo);
   // One row buffer from libjpeg's own pool (freed by jpeg_destroy_decompress, also on error).
   row = (JSAMPROW)(*cinfo.mem->alloc_large)((j_common_ptr)&cinfo, JPOOL_IMAGE, (size_t)w * comps);
   const bool adobe_inverted = cmyk && cinfo.saw_Adobe_marker;
@@ -92,6 +99,7 @@ bool jpeg_decode_raw(const uint8_t* data, size_t n, int64_t max_pixels, Image* i
   }
   jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);
+  settle_lease(img);  // the coefficients are freed: the lease is the pixels' alone
   return true;
 }
 
@@ -155,10 +163,7 @@ bool png_decode_raw(const uint8_t* data, size_t n, int64_t max_pixels, Image* im
   if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
   if (depth == 16 && !gray16) png_set_strip_16(png);  // high byte, as PIL's RGB;16B unpacker
   png_set_strip_alpha(png);  // also the alpha that palette expansion adds from tRNS (PIL drops both)
-  if (gray16)
-    png_set_swap(png);  // native little-endian 16-bit samples, clipped below
-  else
-    png_set_gray_to_rgb(png);
+  if (!gray16) png_set_gray_to_rgb(png);  // 16-bit gray stays big-endian samples, clipped below
   const int passes = png_set_interlace_handling(png);
   png_read_update_info(png, info);
   const size_t rowbytes = png_get_rowbytes(png, info);
@@ -169,8 +174,7 @@ bool png_decode_raw(const uint8_t* data, size_t n, int64_t max_pixels, Image* im
   uint8_t* out = img->rgb.data();
   auto clip_gray16 = [](const uint8_t* s, uint8_t* d, size_t px) {  // PIL: I;16 -> I -> L clips
     for (size_t i = px; i-- > 0;) {  // backwards: in place when d == s (3 bytes out per 2 in)
-      uint16_t v;
-      memcpy(&v, s + 2 * i, 2);
+      const unsigned v = (unsigned)s[2 * i] << 8 | s[2 * i + 1];  // PNG's byte order, any host
       d[3 * i] = d[3 * i + 1] = d[3 * i + 2] = v > 255 ? 255 : (uint8_t)v;
     }
   };
