@@ -264,12 +264,6 @@ int64_t first_non_finite(const float* v, int64_t n) {
   return -1;
 }
 
-std::string non_finite_at(const float* v, int64_t n, const std::string& what) {
-  const int64_t at = first_non_finite(v, n);
-  if (at < 0) return "";
-  return strfmt("%s holds %s at index %lld", what.c_str(), std::isnan(v[at]) ? "nan" : "inf", (long long)at);
-}
-
 DirLock::DirLock(const std::string& dir, const std::string& prog) {
   const std::string path = path_join(dir, "." + prog + ".lock");
   fd_ = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);

@@ -73,8 +73,6 @@ class DirLock {
 };
 // The index of the first NaN or infinity in v[0..n), or -1 (every reader of numbers checks with it).
 int64_t first_non_finite(const float* v, int64_t n);
-// "" when v[0..n) is all finite, else "WHAT holds nan at index I" (or inf) for the first one.
-std::string non_finite_at(const float* v, int64_t n, const std::string& what);
 std::string path_join(const std::string& a, const std::string& b);
 std::string basename_of(const std::string& path);
 std::string dirname_of(const std::string& path);

@@ -200,9 +200,10 @@ std::string Head::non_finite_weight(bool with_w1) {
   for (int k = 0; k < 2; k++)
     for (int i = with_w1 ? 0 : 1; i < 6; i++) {
       const std::vector<float> v = p[k][i]->to_vector();
-      const std::string bad =
-          non_finite_at(v.data(), (int64_t)v.size(), std::string(names[i]) + (k ? " (its RMSprop mean square)" : ""));
-      if (!bad.empty()) return bad;
+      const int64_t at = first_non_finite(v.data(), (int64_t)v.size());
+      if (at >= 0)
+        return strfmt("%s%s holds %s at index %lld", names[i], k ? " (its RMSprop mean square)" : "",
+                      std::isnan(v[(size_t)at]) ? "nan" : "inf", (long long)at);
     }
   return "";
 }

@@ -751,7 +751,8 @@ class Trainer {
       std::string bad = head_.non_finite_weight(false);
       if (bad.empty() && block) {
         const std::vector<float> d = Tensor::view(dfeat_.ptr, {(int64_t)n * dfeat_.dim(1)}, dfeat_.device).to_vector();
-        bad = non_finite_at(d.data(), (int64_t)d.size(), "the gradient at the features");
+        const int64_t at = first_non_finite(d.data(), (int64_t)d.size());
+        if (at >= 0) bad = strfmt("the gradient at the features holds %s at index %lld", std::isnan(d[(size_t)at]) ? "nan" : "inf", (long long)at);
       }
       if (!bad.empty()) return stop_non_finite(epoch, strfmt("step %lld", (long long)b + 1), bad);
       loss_sum += ls;
@@ -773,8 +774,10 @@ class Trainer {
       for (int k = 0; k < 2 && bad.empty(); k++) {
         const std::vector<std::vector<float>>& t = k ? m.opt_state : m.params;
         for (size_t i = 0; i < t.size() && i / 2 < m.convs.size() && bad.empty(); i++) {
-          bad = non_finite_at(t[i].data(), (int64_t)t[i].size(),
-                              m.convs[i / 2].name + "'s " + (i % 2 ? "bias" : "kernel") + (k ? " (its RMSprop mean square)" : ""));
+          const int64_t at = first_non_finite(t[i].data(), (int64_t)t[i].size());
+          if (at >= 0)
+            bad = strfmt("%s's %s%s holds %s at index %lld", m.convs[i / 2].name.c_str(), i % 2 ? "bias" : "kernel",
+                         k ? " (its RMSprop mean square)" : "", std::isnan(t[i][(size_t)at]) ? "nan" : "inf", (long long)at);
         }
       }
     }
